@@ -1,0 +1,244 @@
+"""The YAML config, as pydantic models with defaults, validated at start.
+
+Every key is documented in ``config.example.yaml``. String values may use
+``${VAR}`` (the variable must be set) and ``${VAR:-default}``; ``$${`` is a literal
+``${``. :func:`load_config` raises :class:`~proxy.errors.ConfigError` whose message
+names the path of every bad field (``commands.output: Input should be ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+from .inspector import InspectorSettings
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ServerConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0, description="largest request body accepted (bytes)")
+
+
+class UpstreamConfig(_Model):
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str = Field("", repr=False, description="replaces the client's Authorization when set")
+    timeout_s: float = Field(60.0, gt=0, description="connect and between-reads timeout (s)")
+
+
+class CallIdSource(_Model):
+    """Exactly one of ``header`` (a request header name) or ``body`` (a dotted path
+    into the JSON body, e.g. ``extendData.instanceId``)."""
+
+    header: str | None = None
+    body: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> CallIdSource:
+        if (self.header is None) == (self.body is None):
+            raise ValueError("give exactly one of 'header' or 'body'")
+        return self
+
+
+def _default_call_id() -> list[CallIdSource]:
+    return [
+        CallIdSource(header="X-Call-Id"),
+        CallIdSource(body="extendData.instanceId"),
+        CallIdSource(body="call.id"),
+        CallIdSource(body="metadata.call_id"),
+        CallIdSource(body="user"),
+    ]
+
+
+class FunctionMapEntry(_Model):
+    """IMS ``LlmConfig.FunctionMap`` entry; ``Function``/``MatchFunction`` or snake_case."""
+
+    function: Literal["hangup", "transfer"] = Field(
+        validation_alias=AliasChoices("Function", "function"), serialization_alias="Function"
+    )
+    match_function: str = Field(
+        min_length=1,
+        validation_alias=AliasChoices("MatchFunction", "match_function", "matchFunction"),
+        serialization_alias="MatchFunction",
+    )
+
+
+def _default_function_map() -> list[FunctionMapEntry]:
+    return [
+        FunctionMapEntry(function="hangup", match_function="hangup"),
+        FunctionMapEntry(function="transfer", match_function="transfer_call"),
+    ]
+
+
+class CommandsConfig(_Model):
+    hangup_tag: str = Field("imsagent_hangup", pattern=r"^[A-Za-z_][\w.-]*$")
+    transfer_tag: str = Field("imsagent_transfer_call", pattern=r"^[A-Za-z_][\w.-]*$")
+    function_map: list[FunctionMapEntry] = Field(default_factory=_default_function_map)
+    output: Literal["strip", "passthrough", "tool_calls", "text"] = "strip"
+    speak_closing: bool = True
+    max_command_chars: int = Field(1024, ge=16, description="most chars held back as a possible command")
+    transfer_allow: list[str] = Field(default_factory=list)
+    inject_prompt: bool = False
+    prompt_language: Literal["en", "zh"] = "en"
+    inject_tools: bool = False
+
+    def inspector_settings(self) -> InspectorSettings:
+        return InspectorSettings(
+            hangup_tag=self.hangup_tag,
+            transfer_tag=self.transfer_tag,
+            function_map=tuple((e.function, e.match_function) for e in self.function_map),
+            output=self.output,
+            speak_closing=self.speak_closing,
+            max_command_chars=self.max_command_chars,
+            transfer_allow=tuple(self.transfer_allow),
+        )
+
+
+class ControlWebhookConfig(_Model):
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(5.0, gt=0)
+    attempts: int = Field(4, ge=1, description="tries per event, the first included")
+    backoff_s: float = Field(0.5, ge=0, description="wait before the 2nd try; doubles after each")
+
+
+class ControlConfig(_Model):
+    webhook: ControlWebhookConfig = Field(default_factory=ControlWebhookConfig)
+    sse_keepalive_s: float = Field(15.0, gt=0, description="comment line sent to idle event subscribers (s)")
+
+
+class WebhookStep(_Model):
+    name: str = Field(min_length=1)
+    kind: Literal["webhook"]
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class PythonStep(_Model):
+    name: str = Field(min_length=1)
+    kind: Literal["python"]
+    function: str = Field(pattern=r"^[\w.]+:[\w.]+$", description="module:function")
+    timeout_s: float = Field(30.0, gt=0)
+
+
+Step = Annotated[WebhookStep | PythonStep, Field(discriminator="kind")]
+
+
+class EndFunctionConfig(_Model):
+    idle_timeout_s: float = Field(600.0, gt=0, description="a call with no request for this long has ended (s)")
+    record_ttl_s: float = Field(300.0, ge=0, description="how long an ended call's record stays readable (s)")
+    steps: list[Step] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> EndFunctionConfig:
+        names = [s.name for s in self.steps]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"step names must be unique: {sorted(dup)}")
+        return self
+
+
+class Config(_Model):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
+    call_id: list[CallIdSource] = Field(default_factory=_default_call_id)
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
+    end_function: EndFunctionConfig = Field(default_factory=EndFunctionConfig)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+# -- loading ---------------------------------------------------------------------
+
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+# What `callgate serve` uses with no --config: the documented defaults, upstream
+# taken from the environment as in config.example.yaml.
+DEFAULT_YAML = """
+upstream:
+  base_url: "${UPSTREAM_BASE_URL:-https://api.openai.com/v1}"
+  api_key: "${UPSTREAM_API_KEY:-}"
+"""
+
+
+def interpolate(value: Any, env: dict[str, str] | None = None, path: str = "") -> Any:
+    """Replace ``${VAR}``/``${VAR:-default}`` in every string of a loaded YAML tree.
+
+    Raises :class:`ConfigError` naming the path when a ``${VAR}`` without default
+    is unset.
+    """
+    env = os.environ if env is None else env
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$${":
+            return "${"
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{path or '<root>'}: environment variable {name} is not set (write ${{{name}:-default}})")
+
+    return _VAR.sub(sub, value)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("webhook", "python") and out.endswith("]"):
+            continue  # the discriminator tag pydantic adds for steps
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def parse_config(data: Any, source: str = "config", env: dict[str, str] | None = None) -> Config:
+    """Validate a loaded YAML tree. Raises :class:`ConfigError` listing each bad
+    field as ``path: message``."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, not {type(data).__name__}")
+    data = interpolate(data, env)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        lines = [f"{_loc(err['loc']) or '<root>'}: {err['msg']}" for err in e.errors()]
+        raise ConfigError(f"{source}: invalid config\n  " + "\n  ".join(lines)) from None
+
+
+def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> Config:
+    """Read and validate a YAML config file; ``None`` gives the defaults.
+
+    Raises :class:`ConfigError` (unreadable file, YAML syntax, bad fields).
+    """
+    if path is None:
+        return parse_config(yaml.safe_load(DEFAULT_YAML), "defaults", env)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return parse_config(data, str(path), env)

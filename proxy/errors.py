@@ -1,0 +1,107 @@
+"""callgate's exception tree, and the OpenAI error shape every client-facing error uses.
+
+::
+
+    CallgateError                 base; never escapes to a client as a traceback
+    ├── ConfigError               config file unreadable or invalid; message names the field path
+    ├── RequestError              the client's request is wrong (HTTP 400)
+    │   └── BodyTooLarge          body over ``server.max_body_bytes`` (HTTP 413)
+    └── UpstreamError             the LLM upstream failed
+        ├── UpstreamUnreachable   connect failed (HTTP 502)
+        ├── UpstreamTimeout       no first byte within ``upstream.timeout_s`` (HTTP 504)
+        └── UpstreamStatus        upstream answered 4xx/5xx; status and body are relayed
+
+Every error that reaches a client is rendered by :func:`openai_error_body` as the
+OpenAI API reference's error object: ``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CallgateError(Exception):
+    """Base of every error callgate raises on purpose.
+
+    ``status`` is the HTTP status a client sees; ``type``/``code``/``param`` fill the
+    OpenAI error object.
+    """
+
+    status = 500
+    type = "server_error"
+    code: str | None = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def to_body(self) -> dict[str, Any]:
+        """The OpenAI-shaped error body for this error."""
+        return openai_error_body(self.message, type=self.type, param=self.param, code=self.code)
+
+
+class ConfigError(CallgateError):
+    """The YAML config could not be read or failed validation (message names the path)."""
+
+    type = "config_error"
+    code = "invalid_config"
+
+
+class RequestError(CallgateError):
+    """The client's request is malformed: invalid JSON, no ``messages`` (HTTP 400)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class BodyTooLarge(RequestError):
+    """The request body is larger than ``server.max_body_bytes`` (HTTP 413)."""
+
+    status = 413
+    code = "request_too_large"
+
+
+class UpstreamError(CallgateError):
+    """The upstream LLM failed; subclasses say how."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamUnreachable(UpstreamError):
+    """Connecting to the upstream failed (HTTP 502)."""
+
+    code = "upstream_unreachable"
+
+
+class UpstreamTimeout(UpstreamError):
+    """The upstream sent no first byte within ``upstream.timeout_s`` (HTTP 504)."""
+
+    status = 504
+    code = "upstream_timeout"
+
+
+class UpstreamStatus(UpstreamError):
+    """The upstream answered with an error status; its body is relayed as it came."""
+
+    def __init__(self, status: int, body: bytes, content_type: str | None) -> None:
+        super().__init__(f"upstream answered HTTP {status}")
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+
+
+def openai_error_body(
+    message: str,
+    *,
+    type: str = "server_error",
+    param: str | None = None,
+    code: str | None = None,
+) -> dict[str, Any]:
+    """``{"error": {"message", "type", "param", "code"}}`` as in the OpenAI API reference."""
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}

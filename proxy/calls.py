@@ -1,0 +1,257 @@
+"""Calls: the in-memory conversation record of each call, and when a call ends.
+
+A :class:`Call` holds the turns (last user message, the assistant's output as raw
+and as spoken, commands, tool calls, time to first token and duration in ms), the
+control events, ``state`` set by the call layer, the end reason and the end
+function's step results.
+
+:class:`CallRegistry` appends control events (at most one hangup per call), wakes
+SSE subscribers, hands events to the sinks, ends a call exactly once (model hangup,
+``POST /end``, idle timeout, or the end of the one request of an anonymous call),
+starts the end function then, and forgets a call ``record_ttl_s`` after its end
+function finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .events import CallEndedEvent, CommandRejectedEvent, ControlEvent, HangupEvent
+
+log = logging.getLogger("callgate.calls")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Turn:
+    """One chat completion request of a call."""
+
+    request_id: str
+    started_at: datetime
+    stream: bool
+    user_text: str = ""
+    raw_text: str = ""
+    spoken_text: str = ""
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    ttft_ms: float | None = None
+    duration_ms: float | None = None
+    status: str = "in_progress"  # in_progress | ok | upstream_error | client_disconnected
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "started_at": self.started_at.isoformat(),
+            "stream": self.stream,
+            "user_text": self.user_text,
+            "raw_text": self.raw_text,
+            "spoken_text": self.spoken_text,
+            "commands": self.commands,
+            "tool_calls": self.tool_calls,
+            "ttft_ms": self.ttft_ms,
+            "duration_ms": self.duration_ms,
+            "status": self.status,
+            "error": self.error,
+        }
+
+
+class Call:
+    """One call's record. Mutated only from the event loop."""
+
+    def __init__(self, call_id: str, *, anonymous: bool = False) -> None:
+        self.id = call_id
+        self.anonymous = anonymous
+        self.started_at = _utcnow()
+        self.last_activity = time.monotonic()
+        self.turns: list[Turn] = []
+        self.events: list[ControlEvent] = []
+        self.state: dict[str, Any] = {}
+        self.hung_up = False
+        self.active_requests = 0
+        self.end_reason: str | None = None
+        self.end_source: str | None = None
+        self.ended_at: datetime | None = None
+        self.end_function: list[dict[str, Any]] = []
+        self.end_function_status = "not_started"  # not_started | running | done
+        self.end_function_done = asyncio.Event()
+        self.delivery_failures: list[dict[str, Any]] = []
+        self.expires_at: float | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def ended(self) -> bool:
+        return self.end_reason is not None
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+    async def wait_for_events(self, seen: int, timeout: float) -> bool:
+        """Wait until the call has more than ``seen`` events (``True``) or ``timeout`` s pass."""
+        if len(self.events) > seen:
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            if fut in self._waiters:
+                self._waiters.remove(fut)
+        return len(self.events) > seen
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def transcript(self) -> list[dict[str, str]]:
+        """``[{"role": "user"|"assistant", "text": ...}]`` in order, as spoken."""
+        out: list[dict[str, str]] = []
+        for t in self.turns:
+            if t.user_text:
+                out.append({"role": "user", "text": t.user_text})
+            if t.spoken_text:
+                out.append({"role": "assistant", "text": t.spoken_text})
+        return out
+
+    def to_record(self) -> dict[str, Any]:
+        """The call record as JSON-ready data (``GET /v1/calls/{id}``, webhook steps)."""
+        return {
+            "id": self.id,
+            "anonymous": self.anonymous,
+            "started_at": self.started_at.isoformat(),
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "end_reason": self.end_reason,
+            "end_source": self.end_source,
+            "state": self.state,
+            "transcript": self.transcript(),
+            "turns": [t.to_dict() for t in self.turns],
+            "events": [e.model_dump(mode="json") for e in self.events],
+            "delivery_failures": self.delivery_failures,
+            "end_function": {"status": self.end_function_status, "steps": self.end_function},
+        }
+
+
+EventSink = Callable[[Call, ControlEvent], None]
+EndRunner = Callable[[Call], Awaitable[None]]
+
+
+class CallRegistry:
+    """All live calls; see the module docstring.
+
+    ``sinks``: called with every event as it is appended (must not block).
+    ``end_runner``: the end function, awaited in a task once per call.
+    Times in seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        idle_timeout_s: float,
+        record_ttl_s: float,
+        sinks: list[EventSink] | None = None,
+        end_runner: EndRunner | None = None,
+    ) -> None:
+        self.idle_timeout_s = idle_timeout_s
+        self.record_ttl_s = record_ttl_s
+        self.sinks = sinks or []
+        self.end_runner = end_runner
+        self._calls: dict[str, Call] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def get(self, call_id: str) -> Call | None:
+        return self._calls.get(call_id)
+
+    def get_or_create(self, call_id: str, *, anonymous: bool = False) -> Call:
+        call = self._calls.get(call_id)
+        if call is None:
+            call = self._calls[call_id] = Call(call_id, anonymous=anonymous)
+        return call
+
+    def emit(self, call: Call, event: ControlEvent) -> ControlEvent:
+        """Append ``event`` (a second hangup becomes ``command.rejected``), number it,
+        wake subscribers, hand it to the sinks. Returns the event appended."""
+        if isinstance(event, HangupEvent):
+            if call.hung_up:
+                event = CommandRejectedEvent(
+                    call_id=call.id,
+                    source=event.source,
+                    function="hangup",
+                    reason="duplicate hangup: the call already hung up",
+                    attrs=event.attrs,
+                    raw=event.raw,
+                )
+            else:
+                call.hung_up = True
+        event.seq = len(call.events) + 1
+        call.events.append(event)
+        call._wake()
+        for sink in self.sinks:
+            try:
+                sink(call, event)
+            except Exception:  # a sink must never break the call
+                log.exception("control event sink failed call_id=%s event=%s", call.id, event.id)
+        return event
+
+    def end(self, call: Call, reason: str, source: str, state: dict[str, Any] | None = None) -> bool:
+        """End ``call`` once: merge ``state``, emit ``call.ended``, start the end
+        function. ``False`` when it had already ended (nothing changes)."""
+        if call.ended:
+            return False
+        if state:
+            call.state.update(state)
+        call.end_reason, call.end_source, call.ended_at = reason, source, _utcnow()
+        log.info("call ended call_id=%s reason=%s source=%s", call.id, reason, source)
+        self.emit(call, CallEndedEvent(call_id=call.id, source=source, reason=reason))  # type: ignore[arg-type]
+        task = asyncio.get_running_loop().create_task(self._run_end(call))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _run_end(self, call: Call) -> None:
+        call.end_function_status = "running"
+        try:
+            if self.end_runner is not None:
+                await self.end_runner(call)
+        except Exception:
+            log.exception("end function failed call_id=%s", call.id)
+        finally:
+            call.end_function_status = "done"
+            call.expires_at = time.monotonic() + self.record_ttl_s
+            call.end_function_done.set()
+
+    def sweep(self, now: float | None = None) -> None:
+        """End calls idle for ``idle_timeout_s``; forget expired records."""
+        now = time.monotonic() if now is None else now
+        for call in list(self._calls.values()):
+            if call.expires_at is not None and now >= call.expires_at:
+                del self._calls[call.id]
+            elif not call.ended and not call.active_requests and now - call.last_activity >= self.idle_timeout_s:
+                self.end(call, "idle_timeout", "idle_timeout")
+
+    async def run_sweeper(self) -> None:
+        """Sweep forever, about four times per idle timeout (at most every 5 s)."""
+        interval = max(0.02, min(self.idle_timeout_s / 4, 5.0))
+        while True:
+            await asyncio.sleep(interval)
+            self.sweep()
+
+    async def drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for running end functions (shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)

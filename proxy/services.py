@@ -1,0 +1,25 @@
+"""The objects one running callgate server shares between its handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from .calls import CallRegistry
+from .config import Config
+from .inspector import InspectorSettings
+from .tool_calls import FunctionMap
+
+
+@dataclass
+class Services:
+    config: Config
+    settings: InspectorSettings
+    function_map: FunctionMap
+    registry: CallRegistry
+    session: aiohttp.ClientSession  # pooled, keep-alive; upstream and webhooks
+
+
+SERVICES: web.AppKey[Services] = web.AppKey("callgate_services", Services)

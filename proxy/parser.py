@@ -123,7 +123,7 @@ class CommandParser:
         """End of text: release what is held. A half-written command comes back as
         :class:`UnterminatedTag` (never as text, so it is not spoken); a partial
         closing tag ``</imsagent_`` is dropped; a mere prefix (``<ims``) is text."""
-        mode, buf = self._mode, self._buf
+        mode, buf, tag = self._mode, self._buf, self._tag
         self._reset()
         if mode == _NAME:
             name = buf[1:].lower()
@@ -131,7 +131,7 @@ class CommandParser:
                 return [UnterminatedTag(self._tags[name], buf)]
             return [buf]
         if mode == _TAG:
-            return [UnterminatedTag(self._tag, buf)]
+            return [UnterminatedTag(tag, buf)]
         return []
 
     # -- internals -------------------------------------------------------------

@@ -124,7 +124,9 @@ async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None
 async def running(config: Config, host: str | None = None, port: int | None = None) -> AsyncIterator[tuple[web.Application, str]]:
     """Run callgate in this event loop; yields ``(app, base_url)`` (port 0 picks a free one)."""
     app = build_app(config)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    # handler_cancellation: a runtime that hangs up cancels its upstream request.
+    # shutdown_timeout: in-flight replies get a few seconds to finish on stop.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5)
     await runner.setup()
     site = web.TCPSite(runner, host or config.server.host, config.server.port if port is None else port)
     await site.start()

@@ -347,11 +347,11 @@ class ReplyInspector:
             cmd = self._command(item)
             if st.hung_up:
                 cmd = reject(cmd, "command after a hangup in the same reply")
-            elif cmd.function == HANGUP and isinstance(cmd, Command) and self.call_hung_up:
-                cmd = reject(cmd, "duplicate hangup: the call already hung up")
-            if isinstance(cmd, Command) and cmd.function == HANGUP:
-                st.hung_up = True
-                if st.index == 0:
+            elif isinstance(cmd, Command) and cmd.function == HANGUP:
+                st.hung_up = True  # even a duplicate: nothing is spoken after it
+                if self.call_hung_up:
+                    cmd = reject(cmd, "duplicate hangup: the call already hung up")
+                elif st.index == 0:
                     self.call_hung_up = True
             if st.index == 0:
                 self.commands.append(cmd)

@@ -43,11 +43,15 @@ def _tool_definitions() -> list[dict[str, Any]]:
 
 
 def tool_definitions(fmap: FunctionMap) -> list[dict[str, Any]]:
-    """tools.json with each function renamed to its MatchFunction in ``fmap``."""
-    tools = copy.deepcopy(_tool_definitions())
-    for tool in tools:
+    """tools.json's definitions of the functions ``fmap`` maps, each renamed to its
+    MatchFunction."""
+    tools = []
+    for tool in copy.deepcopy(_tool_definitions()):
         fn = tool["function"]
-        fn["name"] = fmap.match_for(_DEFAULT_NAMES.get(fn["name"], fn["name"]))
+        function = _DEFAULT_NAMES.get(fn["name"], fn["name"])
+        if fmap.has(function):
+            fn["name"] = fmap.match_for(function)
+            tools.append(tool)
     return tools
 
 

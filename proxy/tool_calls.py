@@ -99,6 +99,10 @@ class FunctionMap:
         """The built-in function an LLM function name maps to, or ``None``."""
         return self._by_match.get(name)
 
+    def has(self, function: str) -> bool:
+        """Whether some MatchFunction maps to the built-in ``function``."""
+        return function in self._by_function
+
     def match_for(self, function: str) -> str:
         """The LLM function name for a built-in function (the function's own name
         when the map has no entry)."""

@@ -32,7 +32,7 @@ def fixture_names() -> list[str]:
 @contextlib.asynccontextmanager
 async def serve_app(app: web.Application) -> AsyncIterator[str]:
     """Run ``app`` on a free loopback port; yields its base URL."""
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -41,6 +41,17 @@ async def serve_app(app: web.Application) -> AsyncIterator[str]:
         yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait until ``predicate()`` holds, checking on each loop turn; fail after ``timeout`` s."""
+    import asyncio
+
+    async def check() -> None:
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(check(), timeout)
 
 
 class Recorder:

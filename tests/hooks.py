@@ -1,0 +1,26 @@
+"""End-function steps the tests configure as ``python`` steps (``tests.hooks:...``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from proxy.end_function import Conversation
+
+CALLS: list[Conversation] = []
+
+
+def record(conv: Conversation) -> dict[str, Any]:
+    """A sync step: remember the conversation."""
+    CALLS.append(conv)
+    return {"seen": conv.id, "events": [e["type"] for e in conv.events]}
+
+
+async def record_async(conv: Conversation) -> str:
+    await asyncio.sleep(0)
+    CALLS.append(conv)
+    return "async-ok"
+
+
+def explode(conv: Conversation) -> None:
+    raise RuntimeError(f"boom for {conv.id}")

@@ -1,0 +1,110 @@
+"""Config: defaults, interpolation, errors that name the field path, `callgate check`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from proxy.cli import main
+from proxy.config import Config, load_config, parse_config
+from proxy.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_example_config_is_valid_and_equals_the_defaults() -> None:
+    env = {"UPSTREAM_BASE_URL": "http://llm.local/v1"}
+    cfg = load_config(ROOT / "config.example.yaml", env=env)
+    assert cfg.upstream.base_url == "http://llm.local/v1"
+    defaults = Config()
+    defaults.upstream.base_url = "http://llm.local/v1"
+    assert cfg == defaults
+
+
+def test_example_config_documents_every_key() -> None:
+    data = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+
+    def keys(model: type, prefix: str = "") -> set[str]:
+        out = set()
+        for name, field in model.model_fields.items():
+            out.add(prefix + name)
+            ann = field.annotation
+            if isinstance(ann, type) and hasattr(ann, "model_fields"):
+                out |= keys(ann, f"{prefix}{name}.")
+        return out
+
+    def present(d: dict, prefix: str = "") -> set[str]:
+        out = set()
+        for k, v in d.items():
+            out.add(prefix + k)
+            if isinstance(v, dict):
+                out |= present(v, f"{prefix}{k}.")
+        return out
+
+    missing = keys(Config) - present(data)
+    assert not missing
+
+
+def test_interpolation() -> None:
+    env = {"KEY": "sk-1"}
+    cfg = parse_config(
+        {"upstream": {"api_key": "${KEY}", "base_url": "${URL:-http://x/v1}"}}, env=env
+    )
+    assert cfg.upstream.api_key == "sk-1" and cfg.upstream.base_url == "http://x/v1"
+    with pytest.raises(ConfigError, match=r"upstream\.api_key: environment variable NOPE is not set"):
+        parse_config({"upstream": {"api_key": "${NOPE}"}}, env={})
+    assert parse_config({"control": {"webhook": {"headers": {"X": "$${literal}"}}}}, env={}).control.webhook.headers == {"X": "${literal}"}
+
+
+@pytest.mark.parametrize(
+    "data, path",
+    [
+        ({"commands": {"output": "loud"}}, "commands.output"),
+        ({"server": {"port": "eighty"}}, "server.port"),
+        ({"commands": {"function_map": [{"Function": "dance", "MatchFunction": "x"}]}}, "commands.function_map[0].Function"),
+        ({"end_function": {"steps": [{"name": "a", "kind": "webhook"}]}}, "end_function.steps[0].url"),
+        ({"end_function": {"steps": [{"name": "a", "kind": "python", "function": "nocolon"}]}}, "end_function.steps[0].function"),
+        ({"call_id": [{"header": "a", "body": "b"}]}, "call_id[0]"),
+        ({"commands": {"speek_closing": True}}, "commands.speek_closing"),
+    ],
+)
+def test_errors_name_the_path(data: dict, path: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config(data, env={})
+    assert f"\n  {path}: " in str(e.value)
+
+
+def test_function_map_accepts_ims_and_snake_case() -> None:
+    cfg = parse_config({"commands": {"function_map": [{"Function": "hangup", "MatchFunction": "end_call"}, {"function": "transfer", "match_function": "xfer"}]}})
+    assert [(e.function, e.match_function) for e in cfg.commands.function_map] == [("hangup", "end_call"), ("transfer", "xfer")]
+
+
+def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("commands: {output: text}\n")
+    assert main(["check", "--config", str(good)]) == 0
+    assert "output text" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("commands:\n  output: loud\nserver: {port: -1}\n")
+    assert main(["check", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "commands.output:" in err and "server.port:" in err
+    assert main(["check", "--config", str(tmp_path / "missing.yaml")]) == 2
+    (tmp_path / "syntax.yaml").write_text("server: [unclosed\n")
+    assert main(["check", "--config", str(tmp_path / "syntax.yaml")]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_demo_runs_and_exits_0() -> None:
+    """`callgate demo`, as `make demo` runs it: self-contained, exit 0."""
+    result = subprocess.run([sys.executable, "-m", "proxy.cli", "demo"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "caller hears: 好的，我这就帮您转接人工客服。正在为您转接，请稍候……" in out
+    assert "caller hears: 不客气，祝您生活愉快！感谢您的来电，再见！" in out
+    assert "imsagent" not in out.split("control events")[0]
+    assert "3. call.ended" in out and "crm (webhook): ok" in out

@@ -26,6 +26,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
 from .call_id import resolve_call_id
 from .calls import Call, Turn
@@ -77,11 +78,11 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def upstream_headers(headers: Any, api_key: str) -> dict[str, str]:
-    out = {k: v for k, v in headers.items() if k.lower() not in _HOP}
+def upstream_headers(headers: Any, api_key: str) -> CIMultiDict[str]:
+    """The runtime's headers minus hop-by-hop ones; ``api_key`` (when set) as the
+    ``Authorization``."""
+    out: CIMultiDict[str] = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in _HOP)
     if api_key:
-        for k in [k for k in out if k.lower() == "authorization"]:
-            del out[k]
         out["Authorization"] = f"Bearer {api_key}"
     return out
 
@@ -259,6 +260,13 @@ async def _write(response: web.StreamResponse, data: bytes) -> None:
         raise _ClientGone() from e
 
 
+def _feed(inspector: ReplyInspector, reply: _Reply, event: Any) -> bytes:
+    out, cmds = inspector.feed(event)
+    if cmds:
+        reply.commands(cmds)
+    return out
+
+
 async def _stream(request: web.Request, resp: aiohttp.ClientResponse, reply: _Reply) -> web.StreamResponse:
     headers = downstream_headers(resp.headers)
     headers["Cache-Control"] = "no-cache"
@@ -271,18 +279,18 @@ async def _stream(request: web.Request, resp: aiohttp.ClientResponse, reply: _Re
     try:
         try:
             async for data in resp.content.iter_any():
-                for event in decoder.decode(data):
-                    out, cmds = inspector.feed(event)
+                events = decoder.decode(data)
+                if len(events) == 1:  # the common case: one chunk per read
+                    out, cmds = inspector.feed(events[0])
                     if cmds:
                         reply.commands(cmds)
-                    if out:
-                        await _write(response, out)
-            for event in decoder.flush():
-                out, cmds = inspector.feed(event)
-                if cmds:
-                    reply.commands(cmds)
+                else:
+                    out = b"".join([_feed(inspector, reply, event) for event in events])
                 if out:
                     await _write(response, out)
+            out = b"".join([_feed(inspector, reply, event) for event in decoder.flush()])
+            if out:
+                await _write(response, out)
             tail, cmds = inspector.close()
             if cmds:
                 reply.commands(cmds)

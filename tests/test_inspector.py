@@ -300,8 +300,21 @@ def test_non_streamed_without_commands_is_unchanged() -> None:
 @given(cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=25))
 @settings(max_examples=60, deadline=None)
 def test_spoken_text_and_commands_independent_of_byte_splits(mode: str, cuts: list[int]) -> None:
-    data = sse(ScriptedReply(content=list(HANGUP_REPLY.content[:2]) + list(TRANSFER_REPLY.content) + list(HANGUP_REPLY.content[2:])))
+    tools = [  # an unmapped call that passes on, and a mapped transfer
+        {"index": 0, "id": "call_l", "type": "function", "function": {"name": "lookup", "arguments": ""}},
+        {"index": 0, "function": {"arguments": '{"q": "账'}},
+        {"index": 0, "function": {"arguments": '单"}'}},
+        {"index": 1, "id": "call_t", "type": "function", "function": {"name": "transfer_call", "arguments": ""}},
+        {"index": 1, "function": {"arguments": '{"callee": "1'}},
+        {"index": 1, "function": {"arguments": '001"}'}},
+    ]
+    data = sse(ScriptedReply(content=list(HANGUP_REPLY.content[:2]) + list(TRANSFER_REPLY.content) + list(HANGUP_REPLY.content[2:]), tool_calls=tools))
     base_out, base_cmds, _ = inspect(data, output=mode)
     out, cmds, _ = inspect(data, cuts=[c for c in cuts if c <= len(data)], output=mode)
     assert content_of(out) == content_of(base_out)
     assert [(type(c), c.function, dict(c.args)) for c in cmds] == [(type(c), c.function, dict(c.args)) for c in base_cmds]
+    assert [c.function for c in base_cmds] == ["transfer", "hangup", "transfer"]
+    def calls(stream: bytes) -> list[Any]:
+        return [(tc.get("index"), tc.get("function")) for c in parsed_chunks(stream) for tc in c["choices"][0]["delta"].get("tool_calls", [])]
+    got, want = calls(out), calls(base_out)
+    assert [(i, f.get("name"), f.get("arguments")) for i, f in got] == [(i, f.get("name"), f.get("arguments")) for i, f in want]

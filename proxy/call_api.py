@@ -22,7 +22,7 @@ from aiohttp import web
 
 from .errors import RequestError, openai_error_body
 from .events import CallEndedEvent
-from .relay import read_body
+from .relay import json_object, read_body
 from .services import SERVICES
 from .sse import encode_event
 
@@ -67,14 +67,7 @@ async def call_events(request: web.Request) -> web.StreamResponse:
 async def end_call(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
     raw = await read_body(request, s.config.server.max_body_bytes)
-    payload: dict = {}
-    if raw.strip():
-        try:
-            payload = json.loads(raw)
-        except ValueError as e:
-            raise RequestError(f"request body is not valid JSON: {e}") from None
-        if not isinstance(payload, dict):
-            raise RequestError("request body must be a JSON object")
+    payload = json_object(raw) if raw.strip() else {}
     reason = payload.get("reason", "call_layer")
     state = payload.get("state") or {}
     if not isinstance(reason, str) or not reason:

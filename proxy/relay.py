@@ -134,14 +134,20 @@ def last_user_text(messages: list[Any]) -> str:
     return ""
 
 
-def parse_request(raw: bytes) -> dict[str, Any]:
-    """The JSON body, checked for what a chat completion needs (400 otherwise)."""
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object (:class:`RequestError`, 400, otherwise)."""
     try:
         body = json.loads(raw)
     except ValueError as e:
         raise RequestError(f"request body is not valid JSON: {e}") from None
     if not isinstance(body, dict):
         raise RequestError("request body must be a JSON object")
+    return body
+
+
+def parse_request(raw: bytes) -> dict[str, Any]:
+    """The JSON body, checked for what a chat completion needs (400 otherwise)."""
+    body = json_object(raw)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise RequestError("'messages' is required and must be a non-empty array", param="messages")

@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test install clean
+.PHONY: demo test bench install clean
 
 # The venv is (re)built when pyproject.toml changes; the stamp records it.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,fast]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -18,6 +18,13 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
+
+# Side-by-side latency benchmark (direct, callgate per output mode, nginx if on PATH)
+# and the hot-path micro-benchmarks. BENCH_ARGS, e.g. --levels 100x50 --modes strip.
+bench: $(VENV)/.installed
+	$(BIN)/python -m pytest -q tests/bench/test_hot_path.py --benchmark-enable --benchmark-only \
+		--benchmark-columns=min,median,mean,max,rounds --benchmark-sort=name
+	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info

@@ -90,7 +90,8 @@ def build_app(config: Config) -> web.Application:
 
 async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
-    session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+    # No cookie jar: a proxy must not carry one caller's cookies into another's requests.
+    session = aiohttp.ClientSession(connector=connector, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar())
     registry = CallRegistry(
         idle_timeout_s=config.end_function.idle_timeout_s,
         record_ttl_s=config.end_function.record_ttl_s,

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from typing import Any
 
 from .config import load_config
 from .errors import ConfigError
@@ -17,6 +18,15 @@ def _logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+def run_event_loop(coro: Any) -> Any:
+    """Run ``coro`` on uvloop when it is installed (faster socket I/O), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from .app import serve
 
     try:
-        asyncio.run(serve(config))
+        run_event_loop(serve(config))
     except OSError as e:
         print(f"callgate: cannot listen on {config.server.host}:{config.server.port}: {e.strerror}", file=sys.stderr)
         return 1

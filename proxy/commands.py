@@ -19,13 +19,14 @@ chunk).
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
 from lxml import etree
+
+from .ids import new_id
 
 HANGUP = "hangup"
 TRANSFER = "transfer"
@@ -154,7 +155,7 @@ def render_text(cmd: Command, tag: str) -> str:
 
 def new_tool_call_id() -> str:
     """An id in OpenAI's ``call_...`` form for tool calls callgate writes itself."""
-    return "call_" + uuid.uuid4().hex[:24]
+    return new_id("call_")
 
 
 def render_tool_call(cmd: Command, name: str, index: int | None) -> dict[str, Any]:

@@ -112,6 +112,8 @@ async def run_end_function(
     call: Call, steps: list[WebhookStep | PythonStep], session: aiohttp.ClientSession
 ) -> None:
     """Run every step in order, appending each result to ``call.end_function``."""
+    if not steps:
+        return
     record = call.to_record()
     conv = Conversation(
         id=call.id,

@@ -13,19 +13,19 @@ was sent to speak in that reply up to and including it.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
 from .commands import HANGUP, AnyCommand, Command
+from .ids import new_id
 
 Source = Literal["text_command", "tool_call", "call_layer", "idle_timeout", "response_finished"]
 
 
 def _id() -> str:
-    return "evt_" + uuid.uuid4().hex[:24]
+    return new_id("evt_")
 
 
 def _now() -> datetime:

@@ -27,10 +27,10 @@ mapped one that was removed.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from . import json_codec
 from .commands import (
     HANGUP,
     AnyCommand,
@@ -42,7 +42,7 @@ from .commands import (
     validate,
 )
 from .parser import CommandParser, ParsedTag, UnterminatedTag
-from .sse import SSEEvent, encode_data
+from .sse import SSEEvent
 from .tool_calls import FunctionMap, ToolCallAssembler
 
 OutputMode = Literal["strip", "passthrough", "tool_calls", "text"]
@@ -130,7 +130,7 @@ class ReplyInspector:
             tail, cmds = self.close()
             return tail + event.raw, cmds
         try:
-            obj = json.loads(data)
+            obj = json_codec.loads(data)
         except ValueError:
             return event.raw, []
         choices = obj.get("choices") if isinstance(obj, dict) else None
@@ -146,7 +146,7 @@ class ReplyInspector:
                 changed = True
         if not changed:
             return event.raw, cmds
-        return encode_data(json.dumps(obj, ensure_ascii=False, separators=(",", ":"))), cmds
+        return b"data: " + json_codec.dumps(obj) + b"\n\n", cmds
 
     def close(self) -> tuple[bytes, list[AnyCommand]]:
         """End of the stream ([DONE], EOF or an upstream failure): finish every choice
@@ -174,7 +174,7 @@ class ReplyInspector:
             "model": t.get("model", ""),
             "choices": out_choices,
         }
-        return encode_data(json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))), cmds
+        return b"data: " + json_codec.dumps(chunk) + b"\n\n", cmds
 
     # -- whole replies -----------------------------------------------------------
 
@@ -183,7 +183,7 @@ class ReplyInspector:
         A body with nothing to change comes back as the same bytes."""
         self._message_mode = True
         try:
-            obj = json.loads(body)
+            obj = json_codec.loads(body)
         except ValueError:
             return body, []
         choices = obj.get("choices") if isinstance(obj, dict) else None
@@ -198,7 +198,7 @@ class ReplyInspector:
         self.done = True
         if not changed:
             return body, cmds
-        return json.dumps(obj, ensure_ascii=False).encode(), cmds
+        return json_codec.dumps(obj), cmds
 
     # -- results -------------------------------------------------------------------
 
@@ -258,10 +258,11 @@ class ReplyInspector:
                     self._render(st, items, cmds)  # observe only
                 else:
                     text, tools = self._render(st, items, cmds)
-                    delta["content"] = text
-                    if tools:
-                        self._append_tools(delta, tools)
-                    changed = True
+                    if text != content or tools:  # a `<` that was no command changes nothing
+                        delta["content"] = text
+                        if tools:
+                            self._append_tools(delta, tools)
+                        changed = True
         finish_reason = choice.get("finish_reason")
         if (finish_reason is not None or final) and not st.finished:
             if not isinstance(delta, dict):

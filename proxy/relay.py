@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +39,7 @@ from .errors import (
     openai_error_body,
 )
 from .events import HangupEvent, event_for_command
+from .ids import new_id
 from .inspector import ReplyInspector
 from .prompts import inject_prompt, inject_tools, instructions
 from .services import SERVICES, Services
@@ -211,9 +211,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     sources = [("header", c.header) if c.header else ("body", c.body or "") for c in cfg.call_id]
     call_id = resolve_call_id(request.headers, body, sources)
     anonymous = call_id is None
-    call = s.registry.get_or_create(call_id or "req_" + uuid.uuid4().hex[:24], anonymous=anonymous)
+    call = s.registry.get_or_create(call_id or new_id("req_"), anonymous=anonymous)
     turn = Turn(
-        request_id="req_" + uuid.uuid4().hex[:24],
+        request_id=new_id("req_"),
         started_at=datetime.now(UTC),
         stream=body.get("stream") is True,
         user_text=last_user_text(body["messages"]),
@@ -231,9 +231,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             reply.finish("upstream_error", str(e))
             raise
         async with resp:
-            reply.first_byte()
             if resp.content_type == "text/event-stream":
                 return await _stream(request, resp, reply)
+            reply.first_byte()
             return await _whole(resp, reply)
     finally:
         call.active_requests -= 1
@@ -285,6 +285,8 @@ async def _stream(request: web.Request, resp: aiohttp.ClientResponse, reply: _Re
     try:
         try:
             async for data in resp.content.iter_any():
+                if reply.turn.ttft_ms is None:
+                    reply.first_byte()
                 events = decoder.decode(data)
                 if len(events) == 1:  # the common case: one chunk per read
                     out, cmds = inspector.feed(events[0])

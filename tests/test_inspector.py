@@ -67,6 +67,17 @@ def test_recorded_streams_pass_byte_for_byte(name: str, mode: str) -> None:
     assert cmds == []
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_angle_brackets_that_are_no_command_pass_byte_for_byte(mode: str) -> None:
+    data = sse(ScriptedReply(content=["a < b", " and <b>bold</b>", " 1<2", " <imsagent", "_x/>"]))
+    out, cmds, _ = inspect(data, output=mode)
+    assert cmds == []
+    assert content_of(out) == "a < b and <b>bold</b> 1<2 <imsagent_x/>"
+    # chunks whose content holds nothing back are the same bytes
+    for piece in (b'"a < b"', b'" and <b>bold</b>"'):
+        assert piece in out
+
+
 def test_recorded_stream_byte_for_byte_when_split_everywhere() -> None:
     data = fixture_stream("tool-call-single.sse")
     out, cmds, _ = inspect(data, cuts=list(range(len(data))))

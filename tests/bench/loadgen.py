@@ -1,0 +1,97 @@
+"""Benchmark load generator: C concurrent streaming clients, per-chunk latency.
+
+For every chunk it records receive time minus the send time stamped in its
+content (ns, ``time.monotonic_ns()``), and per request the time to first token.
+Prints one JSON object: ``latency_us`` and ``ttft_us`` (sorted lists, µs),
+``errors``, ``chunks_seen``, ``chunks_sent`` (expected).
+
+Run: ``python -m tests.bench.loadgen --url URL --streams C --chunks N --interval-ms X
+[--requests R] [--command]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import resource
+import sys
+import time
+
+import aiohttp
+
+STAMP = re.compile(rb'"content":"t(\d+)')
+
+
+async def one_stream(session: aiohttp.ClientSession, args: argparse.Namespace, delay: float, out: dict) -> None:
+    await asyncio.sleep(delay)
+    body = json.dumps(
+        {
+            "model": "bench",
+            "stream": True,
+            "messages": [{"role": "user", "content": "hello"}],
+            "bench": {"chunks": args.chunks, "interval_ms": args.interval_ms, "command": args.command},
+        }
+    ).encode()
+    for _ in range(args.requests):
+        t0 = time.monotonic_ns()
+        first = True
+        try:
+            async with session.post(args.url, data=body, headers={"Content-Type": "application/json"}) as resp:
+                if resp.status != 200:
+                    out["errors"] += 1
+                    await resp.read()
+                    continue
+                async for line in resp.content:
+                    now = time.monotonic_ns()
+                    m = STAMP.search(line)
+                    if m is None:
+                        continue
+                    if first:
+                        out["ttft"].append((now - t0) // 1000)
+                        first = False
+                    out["lat"].append((now - int(m.group(1))) // 1000)
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            out["errors"] += 1
+
+
+async def run(args: argparse.Namespace) -> dict:
+    out = {"lat": [], "ttft": [], "errors": 0}
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=30, sock_connect=30)
+    interval = args.interval_ms / 1000
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        # Starts are spread over one chunk interval so chunks do not all fall due at once.
+        await asyncio.gather(*(one_stream(session, args, interval * i / args.streams, out) for i in range(args.streams)))
+    return {
+        "latency_us": sorted(out["lat"]),
+        "ttft_us": sorted(out["ttft"]),
+        "errors": out["errors"],
+        "chunks_seen": len(out["lat"]),
+        "chunks_sent": args.streams * args.requests * args.chunks,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--url", required=True)
+    p.add_argument("--streams", type=int, default=10)
+    p.add_argument("--chunks", type=int, default=50)
+    p.add_argument("--interval-ms", type=float, default=20)
+    p.add_argument("--requests", type=int, default=2)
+    p.add_argument("--command", action="store_true")
+    args = p.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    print(json.dumps(asyncio.run(run(args))))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

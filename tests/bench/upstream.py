@@ -1,0 +1,79 @@
+"""Benchmark upstream: an OpenAI-compatible server that streams timestamped chunks.
+
+``POST /v1/chat/completions`` with ``{"bench": {"chunks": N, "interval_ms": X,
+"command": bool}}`` in the body streams N chat completion chunks, one every X ms
+(scheduled from the start, so there is no drift). Each chunk's content starts with
+``t<monotonic_ns at send>`` (``time.monotonic_ns()`` is shared by processes on one
+machine); with ``command`` the last chunk also carries a hangup command.
+
+Run: ``python -m tests.bench.upstream`` prints ``port N`` once listening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+import time
+
+from aiohttp import web
+
+# A typical OpenAI chunk, with the content stamped per send.
+HEAD = (
+    b'data: {"id":"chatcmpl-AB0123456789abcdefghijklmno","object":"chat.completion.chunk","created":1727346168,'
+    b'"model":"gpt-4o-2024-08-06","system_fingerprint":"fp_5050236cbd","choices":[{"index":0,"delta":{"content":"'
+)
+TAIL = b'"},"logprobs":null,"finish_reason":null}]}\n\n'
+FINISH = HEAD.split(b'"delta"')[0] + b'"delta":{},"logprobs":null,"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+COMMAND = b' <imsagent_hangup endword=\\"Goodbye!\\"/>'
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    body = await request.json()
+    spec = body.get("bench") or {}
+    n = int(spec.get("chunks", 50))
+    interval = float(spec.get("interval_ms", 20)) / 1000
+    command = bool(spec.get("command"))
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(n):
+        delay = start + i * interval - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        content = b"t%d word" % time.monotonic_ns()
+        if command and i == n - 1:
+            content += COMMAND
+        await resp.write(HEAD + content + TAIL)
+    await resp.write(FINISH)
+    await resp.write_eof()
+    return resp
+
+
+def main() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+
+    async def run() -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", chat)
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, backlog=4096)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
+        await site.start()
+        print(f"port {runner.addresses[0][1]}", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

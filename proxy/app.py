@@ -129,7 +129,9 @@ async def running(config: Config, host: str | None = None, port: int | None = No
     # shutdown_timeout: in-flight replies get a few seconds to finish on stop.
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5)
     await runner.setup()
-    site = web.TCPSite(runner, host or config.server.host, config.server.port if port is None else port)
+    site = web.TCPSite(
+        runner, host or config.server.host, config.server.port if port is None else port, backlog=config.server.backlog
+    )
     await site.start()
     h, p = runner.addresses[0][:2]
     try:

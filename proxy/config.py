@@ -28,6 +28,7 @@ class ServerConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0, description="largest request body accepted (bytes)")
+    backlog: int = Field(4096, ge=1, description="listen queue for connections not yet accepted")
 
 
 class UpstreamConfig(_Model):

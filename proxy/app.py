@@ -2,7 +2,7 @@
 
 Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /healthz``,
 ``GET /v1/calls/{call_id}``, ``GET /v1/calls/{call_id}/events``,
-``POST /v1/calls/{call_id}/end``.
+``POST /v1/calls/{call_id}/end``, ``PATCH /v1/calls/{call_id}/state``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from aiohttp import web
 from . import call_api, relay
 from .calls import CallRegistry
 from .config import Config
-from .end_function import run_end_function
+from .effects import Effects
 from .errors import CallgateError, UpstreamStatus, openai_error_body
 from .services import SERVICES, Services
+from .pipeline import Pipeline
 from .sinks import WebhookSink
+from .storage import Storage
 from .tool_calls import FunctionMap
 
 log = logging.getLogger("callgate")
@@ -84,6 +86,7 @@ def build_app(config: Config) -> web.Application:
     app.router.add_get("/v1/calls/{call_id}", call_api.get_call)
     app.router.add_get("/v1/calls/{call_id}/events", call_api.call_events)
     app.router.add_post("/v1/calls/{call_id}/end", call_api.end_call)
+    app.router.add_patch("/v1/calls/{call_id}/state", call_api.patch_state)
     app.cleanup_ctx.append(lambda app: _lifecycle(app, config))
     return app
 
@@ -92,12 +95,14 @@ async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
     # No cookie jar: a proxy must not carry one caller's cookies into another's requests.
     session = aiohttp.ClientSession(connector=connector, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar())
+    storage = Storage(config.storage.path)
+    pipeline = Pipeline(storage, config.end_function, Effects(session))
     registry = CallRegistry(
         idle_timeout_s=config.end_function.idle_timeout_s,
         record_ttl_s=config.end_function.record_ttl_s,
+        on_end=lambda call: pipeline.end_call(call.to_record()),
+        on_save=lambda call: storage.save_call(call.to_record()),
     )
-    steps = config.end_function.steps
-    registry.end_runner = lambda call: run_end_function(call, steps, session)
     webhook = WebhookSink(config.control.webhook, session) if config.control.webhook.url else None
     if webhook is not None:
         registry.sinks.append(webhook)
@@ -107,18 +112,25 @@ async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None
         function_map=FunctionMap((e.function, e.match_function) for e in config.commands.function_map),
         registry=registry,
         session=session,
+        storage=storage,
+        pipeline=pipeline,
     )
-    sweeper = asyncio.get_running_loop().create_task(registry.run_sweeper())
+    loop = asyncio.get_running_loop()
+    sweeper = loop.create_task(registry.run_sweeper())
+    runner = loop.create_task(pipeline.run())
     try:
         yield
     finally:
         sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
-        await registry.drain(timeout=10)
+        await pipeline.stop(config.end_function.shutdown_grace_s)
+        runner.cancel()
+        for task in (sweeper, runner):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if webhook is not None:
-            await webhook.drain(timeout=10)
+            await webhook.drain(timeout=config.end_function.shutdown_grace_s)
         await session.close()
+        storage.close()
 
 
 @contextlib.asynccontextmanager

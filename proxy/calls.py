@@ -8,8 +8,8 @@ function's step results.
 :class:`CallRegistry` appends control events (at most one hangup per call), wakes
 SSE subscribers, hands events to the sinks, ends a call exactly once (model hangup,
 ``POST /end``, idle timeout, or the end of the one request of an anonymous call),
-starts the end function then, and forgets a call ``record_ttl_s`` after its end
-function finished.
+hands the ended call to ``on_end`` (the durable end-function pipeline), and forgets
+the in-memory call ``record_ttl_s`` after it ended (the database keeps it).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -76,14 +76,12 @@ class Call:
         self.turns: list[Turn] = []
         self.events: list[ControlEvent] = []
         self.state: dict[str, Any] = {}
+        self.metadata: dict[str, Any] = {}  # from the runtime, e.g. IMS extendData (callerNumber, ...)
         self.hung_up = False
         self.active_requests = 0
         self.end_reason: str | None = None
         self.end_source: str | None = None
         self.ended_at: datetime | None = None
-        self.end_function: list[dict[str, Any]] = []
-        self.end_function_status = "not_started"  # not_started | running | done
-        self.end_function_done = asyncio.Event()
         self.delivery_failures: list[dict[str, Any]] = []
         self.expires_at: float | None = None
         self._waiters: list[asyncio.Future[None]] = []
@@ -130,29 +128,31 @@ class Call:
         """The call record as JSON-ready data (``GET /v1/calls/{id}``, webhook steps)."""
         return {
             "id": self.id,
+            "status": "ended" if self.ended else "active",
             "anonymous": self.anonymous,
             "started_at": self.started_at.isoformat(),
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
             "end_reason": self.end_reason,
             "end_source": self.end_source,
             "state": self.state,
+            "metadata": self.metadata,
             "transcript": self.transcript(),
             "turns": [t.to_dict() for t in self.turns],
             "events": [e.model_dump(mode="json") for e in self.events],
             "delivery_failures": self.delivery_failures,
-            "end_function": {"status": self.end_function_status, "steps": self.end_function},
         }
 
 
 EventSink = Callable[[Call, ControlEvent], None]
-EndRunner = Callable[[Call], Awaitable[None]]
+CallHook = Callable[[Call], None]
 
 
 class CallRegistry:
     """All live calls; see the module docstring.
 
     ``sinks``: called with every event as it is appended (must not block).
-    ``end_runner``: the end function, awaited in a task once per call.
+    ``on_end``: called once when a call ends (persists it, starts its end function).
+    ``on_save``: called after each finished turn of a live call (persists it).
     Times in seconds.
     """
 
@@ -162,14 +162,15 @@ class CallRegistry:
         idle_timeout_s: float,
         record_ttl_s: float,
         sinks: list[EventSink] | None = None,
-        end_runner: EndRunner | None = None,
+        on_end: CallHook | None = None,
+        on_save: CallHook | None = None,
     ) -> None:
         self.idle_timeout_s = idle_timeout_s
         self.record_ttl_s = record_ttl_s
         self.sinks = sinks or []
-        self.end_runner = end_runner
+        self.on_end = on_end
+        self.on_save = on_save
         self._calls: dict[str, Call] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -209,8 +210,8 @@ class CallRegistry:
         return event
 
     def end(self, call: Call, reason: str, source: str, state: dict[str, Any] | None = None) -> bool:
-        """End ``call`` once: merge ``state``, emit ``call.ended``, start the end
-        function. ``False`` when it had already ended (nothing changes)."""
+        """End ``call`` once: merge ``state``, emit ``call.ended``, hand it to
+        ``on_end``. ``False`` when it had already ended (nothing changes)."""
         if call.ended:
             return False
         if state:
@@ -218,22 +219,21 @@ class CallRegistry:
         call.end_reason, call.end_source, call.ended_at = reason, source, _utcnow()
         log.info("call ended call_id=%s reason=%s source=%s", call.id, reason, source)
         self.emit(call, CallEndedEvent(call_id=call.id, source=source, reason=reason))  # type: ignore[arg-type]
-        task = asyncio.get_running_loop().create_task(self._run_end(call))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        call.expires_at = time.monotonic() + self.record_ttl_s
+        if self.on_end is not None:
+            try:
+                self.on_end(call)
+            except Exception:  # the end must not fail the request that carried it
+                log.exception("could not hand the ended call to the end function call_id=%s", call.id)
         return True
 
-    async def _run_end(self, call: Call) -> None:
-        call.end_function_status = "running"
-        try:
-            if self.end_runner is not None:
-                await self.end_runner(call)
-        except Exception:
-            log.exception("end function failed call_id=%s", call.id)
-        finally:
-            call.end_function_status = "done"
-            call.expires_at = time.monotonic() + self.record_ttl_s
-            call.end_function_done.set()
+    def save(self, call: Call) -> None:
+        """A turn of a live call finished: persist it."""
+        if self.on_save is not None and not call.ended:
+            try:
+                self.on_save(call)
+            except Exception:
+                log.exception("could not save the call record call_id=%s", call.id)
 
     def sweep(self, now: float | None = None) -> None:
         """End calls idle for ``idle_timeout_s``; forget expired records."""
@@ -250,8 +250,3 @@ class CallRegistry:
         while True:
             await asyncio.sleep(interval)
             self.sweep()
-
-    async def drain(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for running end functions (shutdown)."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)

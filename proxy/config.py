@@ -118,36 +118,138 @@ class ControlConfig(_Model):
     sse_keepalive_s: float = Field(15.0, gt=0, description="comment line sent to idle event subscribers (s)")
 
 
-class WebhookStep(_Model):
-    name: str = Field(min_length=1)
+class RetryConfig(_Model):
+    attempts: int = Field(3, ge=1, description="tries in all, the first included")
+    backoff_s: float = Field(1.0, ge=0, description="wait before the 2nd try; doubles after each, with jitter")
+    max_backoff_s: float = Field(60.0, ge=0)
+
+
+class When(_Model):
+    """A declarative condition; every clause given must hold. No code is evaluated."""
+
+    end_reason: list[str] | None = Field(None, description="end_reason is one of these")
+    not_end_reason: list[str] | None = None
+    outcome_tags_any: list[str] | None = Field(None, description="at least one of these outcome tags")
+    outcome_tags_all: list[str] | None = None
+    outcome_tags_none: list[str] | None = None
+    state: dict[str, Any] | None = Field(None, description="state keys (dotted paths) equal to these values")
+    state_set: list[str] | None = Field(None, description="state keys (dotted paths) present and truthy")
+
+
+class _Step(_Model):
+    name: str = Field(min_length=1, pattern=r"^[\w.-]+$")
+    after: list[str] = Field(default_factory=list, description="steps that must finish first")
+    timeout_s: float = Field(30.0, gt=0)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    when: When | None = None
+
+
+class LLMConfig(_Model):
+    """An OpenAI-compatible API the step calls through the official openai client."""
+
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str = Field("", repr=False)
+    model: str = "gpt-4o-mini"
+    timeout_s: float = Field(20.0, gt=0)
+
+
+class WebhookStep(_Step):
     kind: Literal["webhook"]
     url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    secret: str | None = Field(None, repr=False, description="Standard Webhooks secret (whsec_...): sign each POST")
+    fields: list[str] | None = Field(None, description="send only these top-level fields of the call record")
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class PythonStep(_Step):
+    kind: Literal["python"]
+    function: str = Field(pattern=r"^[\w.]+:[\w.]+$", description="module:function")
+
+
+class SummaryStep(_Step):
+    kind: Literal["summary"]
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+
+
+class OutcomeStep(_Step):
+    kind: Literal["outcome"]
+    tags: list[str] = Field(default_factory=list, description="tags added to every call")
+
+
+class SmsStep(_Step):
+    kind: Literal["sms"]
+    url: str
+    preset: Literal["generic", "twilio"] = "generic"
+    to: str = Field("{metadata.callerNumber}", description="recipient; {dotted.path} into the call context")
+    sender: str = Field("", alias="from", description="sender id or number")
+    template: str = "Thank you for your call. Reference: {call_id}."
+    llm: LLMConfig | None = Field(None, description="when set, the message is written by this LLM in the call's tone")
+    username: str = Field("", description="basic auth user (Twilio: account SID)")
+    password: str = Field("", repr=False, description="basic auth password (Twilio: auth token)")
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(10.0, gt=0)
 
 
-class PythonStep(_Model):
-    name: str = Field(min_length=1)
-    kind: Literal["python"]
-    function: str = Field(pattern=r"^[\w.]+:[\w.]+$", description="module:function")
-    timeout_s: float = Field(30.0, gt=0)
+class AnalyticsStep(_Step):
+    kind: Literal["analytics"]
+    url: str | None = Field(None, description="POST the transaction record here")
+    path: str | None = Field(None, description="or append it to this JSONL file")
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _target(self) -> AnalyticsStep:
+        if (self.url is None) == (self.path is None):
+            raise ValueError("give exactly one of 'url' or 'path'")
+        return self
 
 
-Step = Annotated[WebhookStep | PythonStep, Field(discriminator="kind")]
+Step = Annotated[
+    WebhookStep | PythonStep | SummaryStep | OutcomeStep | SmsStep | AnalyticsStep, Field(discriminator="kind")
+]
 
 
 class EndFunctionConfig(_Model):
     idle_timeout_s: float = Field(600.0, gt=0, description="a call with no request for this long has ended (s)")
-    record_ttl_s: float = Field(300.0, ge=0, description="how long an ended call's record stays readable (s)")
+    record_ttl_s: float = Field(300.0, ge=0, description="how long an ended call stays in memory (s); the database keeps it")
+    shutdown_grace_s: float = Field(10.0, ge=0, description="on SIGTERM, running steps get this long to finish (s)")
+    poll_s: float = Field(1.0, gt=0, description="how often the database is checked for due steps (s)")
     steps: list[Step] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique_names(self) -> EndFunctionConfig:
+    def _graph(self) -> EndFunctionConfig:
         names = [s.name for s in self.steps]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"step names must be unique: {sorted(dup)}")
+        known = set(names)
+        for s in self.steps:
+            missing = [a for a in s.after if a not in known]
+            if missing:
+                raise ValueError(f"step {s.name!r}: 'after' names unknown steps {missing}")
+        # reject cycles
+        deps = {s.name: set(s.after) for s in self.steps}
+        done: set[str] = set()
+        while deps:
+            ready = [n for n, d in deps.items() if d <= done]
+            if not ready:
+                raise ValueError(f"steps form a cycle through 'after': {sorted(deps)}")
+            for n in ready:
+                done.add(n)
+                del deps[n]
         return self
+
+
+class StorageConfig(_Model):
+    path: str = Field("./callgate.db", description="SQLite database (WAL); created when missing")
+
+
+class LogMaskConfig(_Model):
+    phone_numbers: bool = Field(True, description="mask digit runs that look like phone numbers")
+    fields: list[str] = Field(
+        default_factory=lambda: ["caller", "callee", "to", "callerNumber", "calleeNumber", "requesterId"],
+        description="mask the values of these key=value pairs",
+    )
 
 
 class Config(_Model):
@@ -157,6 +259,8 @@ class Config(_Model):
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
     end_function: EndFunctionConfig = Field(default_factory=EndFunctionConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    log_mask: LogMaskConfig = Field(default_factory=LogMaskConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -200,12 +304,15 @@ def interpolate(value: Any, env: dict[str, str] | None = None, path: str = "") -
     return _VAR.sub(sub, value)
 
 
+_STEP_KINDS = ("webhook", "python", "summary", "outcome", "sms", "analytics")
+
+
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("webhook", "python") and out.endswith("]"):
+        elif part in _STEP_KINDS and out.endswith("]"):
             continue  # the discriminator tag pydantic adds for steps
         else:
             out += f".{part}" if out else str(part)

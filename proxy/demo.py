@@ -20,6 +20,8 @@ from openai import AsyncOpenAI
 
 from .app import running
 from .config import parse_config
+import tempfile
+
 from .end_function import Conversation
 from .scripted_upstream import ScriptedReply, ScriptedUpstream
 from .services import SERVICES
@@ -84,14 +86,17 @@ async def run_demo() -> int:
     crm_app.router.add_post("/calls", crm)
     up_runner, up_url = await _serve(upstream.app())
     crm_runner, crm_url = await _serve(crm_app)
+    db_dir = tempfile.TemporaryDirectory(prefix="callgate-demo-")
     config = parse_config(
         {
+            "storage": {"path": f"{db_dir.name}/callgate.db"},
             "upstream": {"base_url": f"{up_url}/v1", "api_key": "demo-upstream-key"},
             "commands": {"transfer_allow": ["10086", "+86571*"]},
             "end_function": {
                 "steps": [
-                    {"name": "summary", "kind": "python", "function": "proxy.demo:summarize"},
-                    {"name": "crm", "kind": "webhook", "url": f"{crm_url}/calls"},
+                    {"name": "outcome", "kind": "outcome"},
+                    {"name": "summary", "kind": "python", "function": "proxy.demo:summarize", "after": ["outcome"]},
+                    {"name": "crm", "kind": "webhook", "url": f"{crm_url}/calls", "after": ["summary"]},
                 ]
             },
         }
@@ -120,19 +125,17 @@ async def run_demo() -> int:
             for e in events:
                 detail = {k: e[k] for k in ("callee", "caller", "endword", "closing_text", "reason") if e.get(k)}
                 print(f"  {e['seq']}. {e['type']:<10} source={e['source']:<14} {json.dumps(detail, ensure_ascii=False)}")
-            call = app[SERVICES].registry.get(CALL_ID)
-            assert call is not None
-            await asyncio.wait_for(call.end_function_done.wait(), 10)
-            print("\nend function:")
-            for step in call.end_function:
-                shown = step.get("result") if step["kind"] == "python" else f"HTTP {step.get('http_status')}"
-                print(f"  {step['name']} ({step['kind']}): {step['status']}  {json.dumps(shown, ensure_ascii=False)}")
+            jobs = await app[SERVICES].pipeline.wait_call(CALL_ID, 10)
+            print("\nend function (steps in the database, idempotency key {call_id}:{step}):")
+            for job in jobs:
+                shown = job.output if job.kind != "webhook" else f"HTTP {job.response_code}"
+                print(f"  {job.step} ({job.kind}): {job.status}  {json.dumps(shown, ensure_ascii=False)}")
             print(f"\nthe CRM received {len(crm_received)} call record(s); transcript:")
             for line in crm_received[0]["transcript"] if crm_received else []:
                 print(f"  {line['role']:>9}: {line['text']}")
             ok = (
                 [e["type"] for e in events] == ["transfer", "hangup", "call.ended"]
-                and all(s["status"] == "ok" for s in call.end_function)
+                and all(job.status == "done" for job in jobs)
                 and len(crm_received) == 1
             )
             await client.close()
@@ -140,6 +143,7 @@ async def run_demo() -> int:
     finally:
         await up_runner.cleanup()
         await crm_runner.cleanup()
+        db_dir.cleanup()
 
 
 def main() -> int:

@@ -191,6 +191,14 @@ class _Reply:
         t.status, t.error = status, error
         t.duration_ms = round((time.perf_counter() - self.started) * 1000, 3)
         t.raw_text, t.spoken_text, t.tool_calls = ins.raw_text, ins.spoken_text, ins.tool_calls
+        if t.tool_calls:  # readable by the end function as conv.state["tool_calls"]
+            recorded = self.call.state.setdefault("tool_calls", [])
+            for tc in t.tool_calls:
+                try:
+                    args: Any = json.loads(tc["arguments"]) if tc["arguments"] else {}
+                except ValueError:
+                    args = tc["arguments"]
+                recorded.append({"name": tc["name"], "arguments": args, "turn": t.request_id})
         if ins.upstream_error is not None and status == "ok":
             t.status, t.error = "upstream_error", json.dumps(ins.upstream_error, ensure_ascii=False)
 
@@ -219,6 +227,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         user_text=last_user_text(body["messages"]),
     )
     call.turns.append(turn)
+    extend = body.get("extendData")
+    if isinstance(extend, dict):  # IMS: callerNumber, calleeNumber, instanceId, ...
+        call.metadata.update(extend)
     call.active_requests += 1
     call.touch()
     reply = _Reply(s, call, turn)
@@ -242,6 +253,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             s.registry.end(call, "agent_hangup", reply.hangup.source)
         elif anonymous:
             s.registry.end(call, "response_finished", "response_finished")
+        else:
+            s.registry.save(call)
 
 
 async def _whole(resp: aiohttp.ClientResponse, reply: _Reply) -> web.Response:

@@ -10,6 +10,8 @@ from aiohttp import web
 from .calls import CallRegistry
 from .config import Config
 from .inspector import InspectorSettings
+from .pipeline import Pipeline
+from .storage import Storage
 from .tool_calls import FunctionMap
 
 
@@ -20,6 +22,8 @@ class Services:
     function_map: FunctionMap
     registry: CallRegistry
     session: aiohttp.ClientSession  # pooled, keep-alive; upstream and webhooks
+    storage: Storage
+    pipeline: Pipeline
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("callgate_services", Services)

@@ -1,6 +1,6 @@
-"""POST JSON to a URL with a timeout and retries (the one outbound HTTP helper).
+"""POST to a URL with a timeout and retries (the one outbound HTTP helper).
 
-Used by the control-event webhook sink and the end function's ``webhook`` step.
+Used by the control-event webhook sink and the end-function steps.
 """
 
 from __future__ import annotations
@@ -18,36 +18,46 @@ log = logging.getLogger("callgate.webhook")
 
 @dataclass(slots=True)
 class Delivery:
-    """Outcome of :func:`post_json`: ``ok``, tries made, last HTTP status or error."""
+    """Outcome of :func:`post`: ``ok``, tries made, last HTTP status or error."""
 
     ok: bool
     attempts: int
     status: int | None = None
     error: str | None = None
 
+    @property
+    def retryable(self) -> bool:
+        """Worth another try later: no answer, 408, 429 or 5xx."""
+        return self.status is None or self.status in (408, 429) or self.status >= 500
 
-async def post_json(
+
+def encode_json(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, default=str).encode()
+
+
+async def post(
     session: aiohttp.ClientSession,
     url: str,
-    payload: Any,
+    body: bytes,
     *,
     headers: dict[str, str] | None = None,
     timeout_s: float = 5.0,
     attempts: int = 1,
     backoff_s: float = 0.5,
+    auth: tuple[str, str] | None = None,
 ) -> Delivery:
-    """POST ``payload`` as JSON; a 2xx answer is success. Retries connection
-    errors, timeouts, 408, 429 and 5xx up to ``attempts`` tries in all, waiting
+    """POST ``body`` as it is; a 2xx answer is success. Retries what
+    :attr:`Delivery.retryable` says up to ``attempts`` tries in all, waiting
     ``backoff_s`` and doubling. Never raises for HTTP or network failures."""
-    body = json.dumps(payload, ensure_ascii=False).encode()
     hdrs = {"Content-Type": "application/json", **(headers or {})}
+    basic = aiohttp.BasicAuth(*auth) if auth else None
     result = Delivery(ok=False, attempts=0)
     delay = backoff_s
     for attempt in range(1, attempts + 1):
         result.attempts = attempt
         try:
             async with session.post(
-                url, data=body, headers=hdrs, timeout=aiohttp.ClientTimeout(total=timeout_s)
+                url, data=body, headers=hdrs, auth=basic, timeout=aiohttp.ClientTimeout(total=timeout_s)
             ) as resp:
                 await resp.read()
                 result.status = resp.status
@@ -55,12 +65,17 @@ async def post_json(
                     result.ok, result.error = True, None
                     return result
                 result.error = f"HTTP {resp.status}"
-                if resp.status not in (408, 429) and resp.status < 500:
-                    return result  # the receiver refuses this payload; retrying will not help
         except (aiohttp.ClientError, TimeoutError) as e:
             result.status = None
             result.error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        if not result.retryable:
+            return result  # the receiver refuses this payload; retrying will not help
         if attempt < attempts:
             await asyncio.sleep(delay)
             delay *= 2
     return result
+
+
+async def post_json(session: aiohttp.ClientSession, url: str, payload: Any, **kw: Any) -> Delivery:
+    """:func:`post` with ``payload`` serialized as JSON."""
+    return await post(session, url, encode_json(payload), **kw)

@@ -91,17 +91,23 @@ class Recorder:
 
 
 @pytest.fixture
-async def stack() -> AsyncIterator[Callable[..., Any]]:
+async def stack(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     """``await stack(replies, **config)`` starts a scripted upstream and callgate in
     front of it; returns an object with ``upstream``, ``url`` (callgate),
     ``app`` and ``registry``."""
     exits = contextlib.AsyncExitStack()
+    dbs: list[str] = []
 
     async def start(replies: list[ScriptedReply | RawReply], upstream_url: str | None = None, **cfg: Any) -> Any:
         upstream = ScriptedUpstream(list(replies))
         if upstream_url is None:
             upstream_url = await exits.enter_async_context(serve_app(upstream.app())) + "/v1"
-        data: dict[str, Any] = {"upstream": {"base_url": upstream_url, "timeout_s": 5}}
+        data: dict[str, Any] = {
+            "upstream": {"base_url": upstream_url, "timeout_s": 5},
+            "storage": {"path": str(tmp_path / f"callgate-{len(dbs)}.db")},
+            "end_function": {"poll_s": 0.05},
+        }
+        dbs.append(data["storage"]["path"])
         for key, value in cfg.items():
             if isinstance(value, dict) and isinstance(data.get(key), dict):
                 data[key] = {**data[key], **value}
@@ -116,6 +122,8 @@ async def stack() -> AsyncIterator[Callable[..., Any]]:
         s = Stack()
         s.upstream, s.url, s.app = upstream, url, app  # type: ignore[attr-defined]
         s.registry = app[SERVICES].registry  # type: ignore[attr-defined]
+        s.pipeline = app[SERVICES].pipeline  # type: ignore[attr-defined]
+        s.storage = app[SERVICES].storage  # type: ignore[attr-defined]
         return s
 
     async with exits:

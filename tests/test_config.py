@@ -107,4 +107,4 @@ def test_demo_runs_and_exits_0() -> None:
     assert "caller hears: 好的，我这就帮您转接人工客服。正在为您转接，请稍候……" in out
     assert "caller hears: 不客气，祝您生活愉快！感谢您的来电，再见！" in out
     assert "imsagent" not in out.split("control events")[0]
-    assert "3. call.ended" in out and "crm (webhook): ok" in out
+    assert "3. call.ended" in out and "crm (webhook): done" in out

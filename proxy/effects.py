@@ -6,6 +6,7 @@ what would have been done and answers as a receiver that accepts everything.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,10 @@ from openai import AsyncOpenAI
 
 from .config import LLMConfig
 from .webhook import Delivery, post
+
+
+# The step whose side effects are being made (set by the pipeline for each try).
+current_step: contextvars.ContextVar[str] = contextvars.ContextVar("current_step", default="")
 
 
 class Effects:
@@ -60,7 +65,6 @@ class Recorder(Effects):
 
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
-        self.step: str | None = None
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: float, auth: tuple[str, str] | None = None) -> Delivery:
         text = body.decode("utf-8", "replace")
@@ -69,13 +73,13 @@ class Recorder(Effects):
         except ValueError:
             shown = text
         self.records.append(
-            {"step": self.step, "effect": "POST", "url": url, "headers": headers, "auth_user": auth[0] if auth else None, "body": shown}
+            {"step": current_step.get(), "effect": "POST", "url": url, "headers": headers, "auth_user": auth[0] if auth else None, "body": shown}
         )
         return Delivery(ok=True, attempts=1, status=200)
 
     async def append_jsonl(self, path: str, record: Any) -> None:
-        self.records.append({"step": self.step, "effect": "append", "path": path, "record": record})
+        self.records.append({"step": current_step.get(), "effect": "append", "path": path, "record": record})
 
     def llm(self, cfg: LLMConfig) -> AsyncOpenAI | None:
-        self.records.append({"step": self.step, "effect": "LLM call skipped", "base_url": cfg.base_url, "model": cfg.model})
+        self.records.append({"step": current_step.get(), "effect": "LLM call skipped", "base_url": cfg.base_url, "model": cfg.model})
         return None

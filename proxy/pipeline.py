@@ -28,7 +28,7 @@ from typing import Any
 
 from . import conditions
 from .config import EndFunctionConfig
-from .effects import Effects
+from .effects import Effects, current_step
 from .end_function import Conversation
 from .storage import TERMINAL, Job, Storage
 from .steps import RUNNERS, StepResult
@@ -158,6 +158,7 @@ class Pipeline:
         if step is None:
             self.storage.finish_job(job.id, "failed", error="step is no longer configured")
             return
+        current_step.set(job.step)
         attempt = self.storage.start_job(job.id)
         record = self.storage.get_call(job.call_id) or {"id": job.call_id}
         record.pop("end_function", None)

@@ -214,6 +214,7 @@ class EndFunctionConfig(_Model):
     record_ttl_s: float = Field(300.0, ge=0, description="how long an ended call stays in memory (s); the database keeps it")
     shutdown_grace_s: float = Field(10.0, ge=0, description="on SIGTERM, running steps get this long to finish (s)")
     poll_s: float = Field(1.0, gt=0, description="how often the database is checked for due steps (s)")
+    max_concurrent_per_step: int = Field(32, ge=1, description="tries of one step running at once, over all calls")
     steps: list[Step] = Field(default_factory=list)
 
     @model_validator(mode="after")

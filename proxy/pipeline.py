@@ -3,7 +3,8 @@
 The database is the queue. Ending a call writes the call record and one ``pending``
 job per configured step in one transaction (:meth:`Pipeline.end_call`); nothing is
 sent before that. The runner loop takes due jobs whose ``after`` steps are done and
-runs them concurrently (at most ``concurrency`` at once). Per try: the job is marked
+runs them concurrently: at most ``max_concurrent_per_step`` tries of one step at once
+(so one slow receiver cannot starve the other steps), ``concurrency`` in all. Per try: the job is marked
 ``running`` (attempt counted), its ``when:`` is checked (``skipped`` if it does not
 hold), the step runs under its ``timeout_s``, and the outcome is written: ``done``
 with its output (visible to later steps as ``conv.results``); ``pending`` again after
@@ -43,7 +44,7 @@ class Pipeline:
         cfg: EndFunctionConfig,
         effects: Effects,
         *,
-        concurrency: int = 64,
+        concurrency: int = 256,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.storage = storage
@@ -53,8 +54,9 @@ class Pipeline:
         self.concurrency = concurrency
         self._jitter = jitter
         self._wake = asyncio.Event()
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()  # replaced after each set: one per change
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._per_step: dict[str, int] = {}
         self._stopping = False
 
     # -- producing ---------------------------------------------------------------------
@@ -100,15 +102,22 @@ class Pipeline:
                 await asyncio.wait(pending, timeout=1)
 
     async def wait_call(self, call_id: str, timeout: float = 10.0) -> list[Job]:
-        """Wait until every job of ``call_id`` is finished; returns them."""
-
-        def finished() -> bool:
+        """Wait until every job of ``call_id`` is finished; returns them. Raises
+        ``TimeoutError`` after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            changed = self._changed
             jobs = self.storage.jobs_for_call(call_id)
-            return bool(jobs) and all(j.status in TERMINAL for j in jobs)
+            if jobs and all(j.status in TERMINAL for j in jobs):
+                return jobs
+            await asyncio.wait_for(changed.wait(), max(deadline - loop.time(), 0))
 
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(finished), timeout)
-        return self.storage.jobs_for_call(call_id)
+    def _notify(self) -> None:
+        """A job changed state: wake :meth:`wait_call` and the runner."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+        self._wake.set()
 
     def _wait_s(self) -> float:
         """Until the next retry falls due, at most ``poll_s`` (jobs that wait for
@@ -124,10 +133,11 @@ class Pipeline:
         if free <= 0:
             return
         statuses: dict[str, dict[str, Job]] = {}
-        for job in self.storage.due_jobs(time.time()):
+        per_step_limit = self.cfg.max_concurrent_per_step
+        for job in self.storage.due_jobs(time.time(), limit=free + 4 * per_step_limit * max(len(self.steps), 1)):
             if free <= 0:
                 break
-            if job.id in self._running:
+            if job.id in self._running or self._per_step.get(job.step, 0) >= per_step_limit:
                 continue
             if job.after:
                 if job.call_id not in statuses:
@@ -136,22 +146,26 @@ class Pipeline:
                 bad = [d for d in deps if d is not None and d.status in ("failed", "blocked")]
                 if bad:
                     self.storage.finish_job(job.id, "blocked", error=f"after: step {bad[0].step!r} {bad[0].status}")
+                    self._notify()
                     log.error("end-function step blocked call_id=%s step=%s by=%s", job.call_id, job.step, bad[0].step)
                     continue
                 if not all(d is not None and d.status in ("done", "skipped") for d in deps):
                     continue  # waits for its dependencies; their end wakes the loop
             task = asyncio.get_running_loop().create_task(self._execute(job))
             self._running[job.id] = task
-            task.add_done_callback(lambda t, jid=job.id: self._running.pop(jid, None))
+            self._per_step[job.step] = self._per_step.get(job.step, 0) + 1
+            task.add_done_callback(lambda t, j=job: self._finished(j))
             free -= 1
+
+    def _finished(self, job: Job) -> None:
+        self._running.pop(job.id, None)
+        self._per_step[job.step] -= 1
 
     async def _execute(self, job: Job) -> None:
         try:
             await self._try(job)
         finally:
-            self._wake.set()
-            async with self._changed:
-                self._changed.notify_all()
+            self._notify()
 
     async def _try(self, job: Job) -> None:
         step = self.steps.get(job.step)

@@ -6,6 +6,7 @@ Used by the control-event webhook sink and the end-function steps.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 from dataclasses import dataclass
@@ -50,14 +51,15 @@ async def post(
     :attr:`Delivery.retryable` says up to ``attempts`` tries in all, waiting
     ``backoff_s`` and doubling. Never raises for HTTP or network failures."""
     hdrs = {"Content-Type": "application/json", **(headers or {})}
-    basic = aiohttp.BasicAuth(*auth) if auth else None
+    if auth:  # RFC 7617 basic auth
+        hdrs["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
     result = Delivery(ok=False, attempts=0)
     delay = backoff_s
     for attempt in range(1, attempts + 1):
         result.attempts = attempt
         try:
             async with session.post(
-                url, data=body, headers=hdrs, auth=basic, timeout=aiohttp.ClientTimeout(total=timeout_s)
+                url, data=body, headers=hdrs, timeout=aiohttp.ClientTimeout(total=timeout_s)
             ) as resp:
                 await resp.read()
                 result.status = resp.status

@@ -19,12 +19,14 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
-# Side-by-side latency benchmark (direct, callgate per output mode, nginx if on PATH)
-# and the hot-path micro-benchmarks. BENCH_ARGS, e.g. --levels 100x50 --modes strip.
+# The hot-path micro-benchmarks, the side-by-side latency benchmark (direct, callgate
+# per output mode, nginx if on PATH; BENCH_ARGS, e.g. --levels 100x50 --modes strip),
+# and the end-of-call / database benchmark.
 bench: $(VENV)/.installed
 	$(BIN)/python -m pytest -q tests/bench/test_hot_path.py --benchmark-enable --benchmark-only \
 		--benchmark-columns=min,median,mean,max,rounds --benchmark-sort=name
 	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
+	$(BIN)/python -m tests.bench.end_of_call
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info

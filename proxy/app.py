@@ -96,6 +96,7 @@ async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None
     # No cookie jar: a proxy must not carry one caller's cookies into another's requests.
     session = aiohttp.ClientSession(connector=connector, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar())
     storage = Storage(config.storage.path)
+    storage.start_checkpointer()
     pipeline = Pipeline(storage, config.end_function, Effects(session))
     registry = CallRegistry(
         idle_timeout_s=config.end_function.idle_timeout_s,

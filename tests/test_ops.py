@@ -1,0 +1,139 @@
+"""The operations CLI, the end-function sandbox, and log masking."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from proxy.cli import main
+from proxy.masking import MaskingFilter, mask, mask_text
+from proxy.ops import parse_since
+from proxy.storage import Storage
+
+RECORD = {
+    "id": "rec-1",
+    "started_at": "2026-11-20T10:00:00+00:00",
+    "ended_at": "2026-11-20T10:03:00+00:00",
+    "end_reason": "agent_hangup",
+    "end_source": "text_command",
+    "state": {"intent": "quote"},
+    "metadata": {"callerNumber": "+8613800138000"},
+    "transcript": [{"role": "user", "text": "I want a quote"}, {"role": "assistant", "text": "Sure. Bye."}],
+    "turns": [],
+    "events": [{"id": "e1", "seq": 1, "type": "hangup", "source": "text_command", "endword": "Bye.", "attrs": {"endword": "Bye."}}],
+}
+
+
+def write_config(tmp_path: Path, steps: str = "") -> Path:
+    cfg = tmp_path / "callgate.yaml"
+    cfg.write_text(f'storage: {{path: "{tmp_path / "cg.db"}"}}\nend_function:\n  steps:\n{steps or "    []"}\n')
+    return cfg
+
+
+def test_sandbox_prints_what_would_be_sent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    steps = f"""
+    - {{name: outcome, kind: outcome}}
+    - {{name: summary, kind: summary, llm: {{base_url: "http://llm.invalid/v1", model: m1}}}}
+    - {{name: crm, kind: webhook, url: "http://crm.invalid/calls", after: [summary, outcome], fields: [id, outcome_tags, results], headers: {{X-Team: sales}}}}
+    - {{name: sms, kind: sms, url: "http://sms.invalid/send", from: "+100", template: "Thanks {{call_id}}"}}
+    - {{name: tx, kind: analytics, path: "{tmp_path / 'tx.jsonl'}"}}
+    - {{name: only_transfers, kind: webhook, url: "http://x.invalid", when: {{outcome_tags_any: [transferred]}}}}
+    - {{name: custom, kind: python, function: "tests.hooks:record"}}
+"""
+    cfg = write_config(tmp_path, steps)
+    rec = tmp_path / "call.json"
+    rec.write_text(json.dumps(RECORD))
+    assert main(["end-function", "test", "--config", str(cfg), "--call", str(rec)]) == 0
+    out = capsys.readouterr().out
+    assert "end function for call rec-1 (sandbox: nothing was sent)" in out
+    assert "1. outcome (outcome): done" in out
+    assert "LLM call skipped: m1 at http://llm.invalid/v1" in out
+    assert "would POST http://crm.invalid/calls" in out and "Idempotency-Key: rec-1:crm" in out and "X-Team: sales" in out
+    assert '"outcome_tags": ["agent_hangup", "completed"]' in out
+    assert "would POST http://sms.invalid/send" in out and '"to": "+8613800138000"' in out and '"text": "Thanks rec-1"' in out
+    assert f"would append to {tmp_path / 'tx.jsonl'}" in out
+    assert "only_transfers (webhook): skipped - when: none of the outcome tags ['transferred']" in out
+    assert "custom (python): done" in out
+    assert not (tmp_path / "tx.jsonl").exists()  # nothing was written
+    assert main(["end-function", "test", "--config", str(cfg), "--call", str(rec), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [s["status"] for s in report["steps"]] == ["done", "done", "done", "done", "done", "skipped", "done"]
+
+
+def test_sandbox_bad_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path)
+    (tmp_path / "bad.json").write_text("[1]")
+    assert main(["end-function", "test", "--config", str(cfg), "--call", str(tmp_path / "bad.json")]) == 2
+    assert "not a call record" in capsys.readouterr().err
+
+
+def test_calls_and_jobs_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path)
+    assert main(["calls", "list", "--config", str(cfg)]) == 2  # no database yet
+    assert "no database" in capsys.readouterr().err
+    db = Storage(tmp_path / "cg.db")
+    db.save_call({"id": "live-1", "started_at": "2026-11-20T11:00:00+00:00"})
+    db.end_call(RECORD, [("crm", "webhook", []), ("after", "webhook", ["crm"])])
+    crm, after = db.jobs_for_call("rec-1")
+    db.finish_job(crm.id, "failed", error="HTTP 500", response_code=500)
+    db.finish_job(after.id, "blocked", error="after: step 'crm' failed")
+    db.close()
+
+    assert main(["calls", "list", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert out.index("live-1") < out.index("rec-1")  # newest first
+    assert "agent_hangup" in out and "1 blocked, 1 failed" in out and "(2 call(s))" in out
+    assert main(["calls", "list", "--config", str(cfg), "--status", "ended"]) == 0
+    assert "live-1" not in capsys.readouterr().out
+    assert main(["calls", "list", "--config", str(cfg), "--since", "not-a-time"]) == 2
+    capsys.readouterr()
+
+    assert main(["calls", "show", "rec-1", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "end function: failed" in out and "crm (webhook): failed, 0 attempt(s) HTTP 500  error: HTTP 500" in out
+    assert main(["calls", "show", "rec-1", "--config", str(cfg), "--json"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["transcript"] == RECORD["transcript"] and exported["end_function"]["status"] == "failed"
+    assert main(["calls", "show", "nope", "--config", str(cfg)]) == 1
+    capsys.readouterr()
+
+    assert main(["jobs", "list", "--config", str(cfg), "--failed"]) == 0
+    out = capsys.readouterr().out
+    assert "crm" in out and "after" not in out.split("\n", 1)[1] and "(1 job(s))" in out
+    assert main(["jobs", "retry", "--config", str(cfg)]) == 2
+    capsys.readouterr()
+    assert main(["jobs", "retry", "--all-failed", "--config", str(cfg)]) == 0
+    assert "2 job(s) back to pending" in capsys.readouterr().out
+    db = Storage(tmp_path / "cg.db")
+    assert [j.status for j in db.jobs_for_call("rec-1")] == ["pending", "pending"]
+    db.close()
+
+
+def test_parse_since() -> None:
+    assert parse_since("30m", now=10_000) == 10_000 - 1800
+    assert parse_since("2h", now=10_000) == 10_000 - 7200
+    assert parse_since("2026-11-20T00:00:00") == parse_since("2026-11-20T00:00:00+00:00")
+    with pytest.raises(ValueError):
+        parse_since("yesterday")
+
+
+def test_masking() -> None:
+    assert mask("+4915112345567") == "+49151****567"
+    line = "transfer call_id=c-1 callee=+4915112345567 caller=05718888 at 2026-11-20 10:11:12 sms to 13912345678 evt_3f9a12345678"
+    assert mask_text(line, ["callee", "caller"]) == (
+        "transfer call_id=c-1 callee=+49151****567 caller=05****88 at 2026-11-20 10:11:12 sms to 139123****678 evt_3f9a12345678"
+    )
+    assert mask_text('{"to": "+8613800138000"}', ["to"], phone_numbers=False) == '{"to": "+86138****000"}'
+
+
+def test_masking_filter_on_a_handler(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("callgate.test_masking")
+    caplog.handler.addFilter(MaskingFilter(["callee"]))
+    try:
+        logger.warning("control event callee=%s", "+4915112345567")
+    finally:
+        caplog.handler.filters.clear()
+    assert caplog.messages == ["control event callee=+49151****567"]

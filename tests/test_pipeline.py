@@ -19,6 +19,7 @@ from standardwebhooks.webhooks import Webhook
 from proxy.app import running
 from proxy.config import parse_config
 from proxy.scripted_upstream import ScriptedReply, ScriptedUpstream
+from proxy.storage import Storage
 
 from .conftest import serve_app
 
@@ -290,3 +291,28 @@ async def test_records_and_steps_survive_a_restart(tmp_path: Path, receiver: Rec
     assert record["end_function"]["steps"][0]["status"] == "done"
     assert [l[7:] for l in events.splitlines() if l.startswith("event: ")] == ["hangup", "call.ended"]
     assert {g["headers"]["Idempotency-Key"] for g in receiver.on("crm")} == {"restart-1:crm"}
+
+
+async def test_shutdown_lets_steps_finish_within_grace_and_leaves_the_rest(tmp_path: Path, receiver: Receiver) -> None:
+    quick, stuck = asyncio.Event(), asyncio.Event()
+    receiver.hold["quick"] = quick
+    receiver.hold["stuck"] = stuck
+    cfg = parse_config({
+        "upstream": {"base_url": "http://127.0.0.1:9/v1"},
+        "storage": {"path": str(tmp_path / "cg.db")},
+        "end_function": {"poll_s": 0.05, "shutdown_grace_s": 0.5, "steps": [hook("quick", receiver), hook("stuck", receiver)]},
+    })
+    async with running(cfg, port=0) as (_, url):
+        await end_call(url, "grace-1")
+        await receiver.wait(lambda got: {"quick", "stuck"} <= {g["path"] for g in got})
+        asyncio.get_running_loop().call_later(0.1, quick.set)  # answers during the grace period
+    db = Storage(tmp_path / "cg.db")
+    assert {j.step: j.status for j in db.jobs_for_call("grace-1")} == {"quick": "done", "stuck": "running"}
+    db.close()
+    stuck.set()
+    async with running(cfg, port=0) as (app, _):
+        from proxy.services import SERVICES
+
+        jobs = await app[SERVICES].pipeline.wait_call("grace-1")
+    assert {j.step: (j.status, j.attempts) for j in jobs} == {"quick": ("done", 1), "stuck": ("done", 2)}
+    assert len(receiver.on("quick")) == 1 and len(receiver.on("stuck")) == 2

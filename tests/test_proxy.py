@@ -387,7 +387,7 @@ async def test_client_disconnect_cancels_the_upstream_request(stack: Any) -> Non
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         try:
-            for i in range(1000):
+            for _ in range(1000):
                 await resp.write(b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n')
                 await asyncio.sleep(0.02)
         except (ConnectionError, asyncio.CancelledError):

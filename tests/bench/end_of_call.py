@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import sys
 import tempfile
@@ -30,6 +31,8 @@ from proxy.app import running
 from proxy.config import parse_config
 from proxy.services import SERVICES
 from proxy.storage import Storage
+
+from . import run_process
 
 
 def pct(values: list[float], q: float) -> float:
@@ -123,7 +126,7 @@ async def big_database(n: int, tmp: Path) -> None:
         }
         db.db.execute(
             "INSERT INTO calls (id, status, end_reason, started_at, ended_at, updated_at, record) VALUES (?, 'ended', ?, ?, ?, ?, ?)",
-            (record["id"], "agent_hangup", base + i, base + i + 60, base + i, __import__("json").dumps(record)),
+            (record["id"], "agent_hangup", base + i, base + i + 60, base + i, json.dumps(record)),
         )
         db.db.executemany(
             "INSERT INTO jobs (call_id, step, kind, after, status, attempts, next_at, idempotency_key, created_at, updated_at) "
@@ -171,12 +174,7 @@ def main() -> int:
     p.add_argument("--rate", type=int, default=200)
     p.add_argument("--calls", type=int, default=10000)
     args = p.parse_args()
-    try:
-        import uvloop
-
-        uvloop.run(main_async(args))
-    except ImportError:
-        asyncio.run(main_async(args))
+    run_process(main_async(args))
     return 0
 
 

@@ -15,11 +15,12 @@ import argparse
 import asyncio
 import json
 import re
-import resource
 import sys
 import time
 
 import aiohttp
+
+from . import run_process
 
 STAMP = re.compile(rb'"content":"t(\d+)')
 
@@ -82,15 +83,7 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=2)
     p.add_argument("--command", action="store_true")
     args = p.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    print(json.dumps(asyncio.run(run(args))))
+    print(json.dumps(run_process(run(args))))
 
 
 if __name__ == "__main__":

@@ -12,12 +12,12 @@ Run: ``python -m tests.bench.upstream`` prints ``port N`` once listening.
 from __future__ import annotations
 
 import asyncio
-import json
-import resource
 import sys
 import time
 
 from aiohttp import web
+
+from . import run_process
 
 # A typical OpenAI chunk, with the content stamped per send.
 HEAD = (
@@ -53,15 +53,6 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 
 def main() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-
     async def run() -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", chat)
@@ -72,7 +63,7 @@ def main() -> None:
         print(f"port {runner.addresses[0][1]}", flush=True)
         await asyncio.Event().wait()
 
-    asyncio.run(run())
+    run_process(run())
 
 
 if __name__ == "__main__":

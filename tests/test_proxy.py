@@ -245,12 +245,15 @@ async def test_end_function_after_hangup_sees_the_finished_turn(stack: Any) -> N
 
 
 async def test_idle_timeout_ends_the_call(stack: Any) -> None:
-    s = await stack([PLAIN], end_function={"idle_timeout_s": 0.2})
+    steps = [{"name": "outcome", "kind": "outcome"}]
+    s = await stack([PLAIN], end_function={"idle_timeout_s": 0.2, "steps": steps})
     await speak(client(s.url, "call-idle"))
     call = s.registry.get("call-idle")
     await eventually(lambda: call.ended)
     assert call.end_reason == "idle_timeout"
     assert call.events[-1].source == "idle_timeout"
+    [job] = await s.pipeline.wait_call("call-idle")
+    assert job.status == "done" and job.output == {"tags": ["idle_timeout"]}
 
 
 async def test_one_hangup_per_call_however_often_repeated(stack: Any) -> None:

@@ -146,7 +146,10 @@ class ReplyInspector:
                 changed = True
         if not changed:
             return event.raw, cmds
-        return b"data: " + json_codec.dumps(obj) + b"\n\n", cmds
+        out = b"data: " + json_codec.dumps(obj) + b"\n\n"
+        if event.event is not None:  # keep a named event's name
+            out = b"event: " + event.event.encode() + b"\n" + out
+        return out, cmds
 
     def close(self) -> tuple[bytes, list[AnyCommand]]:
         """End of the stream ([DONE], EOF or an upstream failure): finish every choice

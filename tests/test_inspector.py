@@ -273,6 +273,13 @@ def test_each_choice_parsed_on_its_own_only_choice_0_acts() -> None:
     assert [(c.function, c.args["endword"]) for c in cmds] == [("hangup", "a")]
 
 
+def test_rewritten_event_keeps_its_event_name() -> None:
+    data = b'event: completion\ndata: {"id":"c","choices":[{"index":0,"delta":{"content":"<imsagent_hangup endword=\\"x\\"/>"},"finish_reason":null}]}\n\n'
+    out, cmds, _ = inspect(data)
+    assert out.startswith(b"event: completion\ndata: ") and len(cmds) == 1
+    assert content_of(out) == "x"
+
+
 def test_usage_chunk_and_unknown_fields_pass() -> None:
     usage = b'data: {"id":"c","choices":[],"usage":{"total_tokens":3},"x_vendor":{"k":1}}\n\n'
     out, _, _ = inspect(sse(HANGUP_REPLY)[:-len(b"data: [DONE]\n\n")] + usage + b"data: [DONE]\n\n")

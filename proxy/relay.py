@@ -286,6 +286,14 @@ def _feed(inspector: ReplyInspector, reply: _Reply, event: Any) -> bytes:
     return out
 
 
+def _close(inspector: ReplyInspector, reply: _Reply) -> bytes:
+    """End of the stream: what the inspector still held, its commands acted on."""
+    tail, cmds = inspector.close()
+    if cmds:
+        reply.commands(cmds)
+    return tail
+
+
 async def _stream(request: web.Request, resp: aiohttp.ClientResponse, reply: _Reply) -> web.StreamResponse:
     headers = downstream_headers(resp.headers)
     headers["Cache-Control"] = "no-cache"
@@ -302,30 +310,22 @@ async def _stream(request: web.Request, resp: aiohttp.ClientResponse, reply: _Re
                     reply.first_byte()
                 events = decoder.decode(data)
                 if len(events) == 1:  # the common case: one chunk per read
-                    out, cmds = inspector.feed(events[0])
-                    if cmds:
-                        reply.commands(cmds)
+                    out = _feed(inspector, reply, events[0])
                 else:
                     out = b"".join([_feed(inspector, reply, event) for event in events])
                 if out:
                     await _write(response, out)
             out = b"".join([_feed(inspector, reply, event) for event in decoder.flush()])
+            out += _close(inspector, reply)
             if out:
                 await _write(response, out)
-            tail, cmds = inspector.close()
-            if cmds:
-                reply.commands(cmds)
-            if tail:
-                await _write(response, tail)
         except _UPSTREAM_FAILURES as e:
             status = "upstream_error"
             error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             if isinstance(e, TimeoutError):
                 error = f"upstream sent nothing for {reply.s.config.upstream.timeout_s} s"
             log.warning("upstream failed mid-stream call_id=%s error=%s", reply.call.id, error)
-            tail, cmds = inspector.close()
-            if cmds:
-                reply.commands(cmds)
+            tail = _close(inspector, reply)
             body = openai_error_body(f"upstream failed during the stream: {error}", type="upstream_error", code="upstream_stream_error")
             await _write(response, tail + encode_data(json.dumps(body)) + DONE)
         await response.write_eof()

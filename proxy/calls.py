@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .events import CallEndedEvent, CommandRejectedEvent, ControlEvent, HangupEvent
+from .events import CallEndedEvent, CommandRejectedEvent, ControlEvent, HangupEvent, control_event_adapter
 
 log = logging.getLogger("callgate.calls")
 
@@ -47,6 +47,13 @@ class Turn:
     duration_ms: float | None = None
     status: str = "in_progress"  # in_progress | ok | upstream_error | client_disconnected
     error: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Turn:
+        """From :meth:`to_dict`'s output (a stored record)."""
+        d = dict(d)
+        d["started_at"] = datetime.fromisoformat(d["started_at"])
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +92,19 @@ class Call:
         self.delivery_failures: list[dict[str, Any]] = []
         self.expires_at: float | None = None
         self._waiters: list[asyncio.Future[None]] = []
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Call:
+        """A live call again from its stored record (after a restart)."""
+        call = cls(record["id"], anonymous=bool(record.get("anonymous")))
+        call.started_at = datetime.fromisoformat(record["started_at"])
+        call.state = record.get("state") or {}
+        call.metadata = record.get("metadata") or {}
+        call.turns = [Turn.from_dict(t) for t in record.get("turns") or []]
+        call.events = [control_event_adapter.validate_python(e) for e in record.get("events") or []]
+        call.hung_up = any(e.type == "hangup" for e in call.events)
+        call.delivery_failures = record.get("delivery_failures") or []
+        return call
 
     @property
     def ended(self) -> bool:
@@ -153,6 +173,8 @@ class CallRegistry:
     ``sinks``: called with every event as it is appended (must not block).
     ``on_end``: called once when a call ends (persists it, starts its end function).
     ``on_save``: called after each finished turn of a live call (persists it).
+    ``load``: the stored record of a call not in memory, or ``None``; an active one
+    is taken up again (a call that outlives a restart keeps its turns and state).
     Times in seconds.
     """
 
@@ -164,12 +186,14 @@ class CallRegistry:
         sinks: list[EventSink] | None = None,
         on_end: CallHook | None = None,
         on_save: CallHook | None = None,
+        load: Callable[[str], dict[str, Any] | None] | None = None,
     ) -> None:
         self.idle_timeout_s = idle_timeout_s
         self.record_ttl_s = record_ttl_s
         self.sinks = sinks or []
         self.on_end = on_end
         self.on_save = on_save
+        self.load = load
         self._calls: dict[str, Call] = {}
 
     def __len__(self) -> int:
@@ -181,7 +205,12 @@ class CallRegistry:
     def get_or_create(self, call_id: str, *, anonymous: bool = False) -> Call:
         call = self._calls.get(call_id)
         if call is None:
-            call = self._calls[call_id] = Call(call_id, anonymous=anonymous)
+            record = self.load(call_id) if self.load is not None and not anonymous else None
+            if record is not None and record.get("status") == "active":
+                call = Call.from_record(record)
+            else:
+                call = Call(call_id, anonymous=anonymous)
+            self._calls[call_id] = call
         return call
 
     def emit(self, call: Call, event: ControlEvent) -> ControlEvent:

@@ -316,3 +316,28 @@ async def test_shutdown_lets_steps_finish_within_grace_and_leaves_the_rest(tmp_p
         jobs = await app[SERVICES].pipeline.wait_call("grace-1")
     assert {j.step: (j.status, j.attempts) for j in jobs} == {"quick": ("done", 1), "stuck": ("done", 2)}
     assert len(receiver.on("quick")) == 1 and len(receiver.on("stuck")) == 2
+
+
+async def test_a_call_that_outlives_a_restart_keeps_its_turns_and_state(tmp_path: Path, receiver: Receiver) -> None:
+    upstream = ScriptedUpstream([ScriptedReply(content=["How can I help?"]), HANGUP])
+    async with serve_app(upstream.app()) as up:
+        cfg = parse_config({
+            "upstream": {"base_url": f"{up}/v1"},
+            "storage": {"path": str(tmp_path / "cg.db")},
+            "end_function": {"poll_s": 0.05, "steps": [hook("crm", receiver)]},
+        })
+        async with running(cfg, port=0) as (_, url):
+            await talk(url, "long-1", "hello")
+            async with aiohttp.ClientSession() as http:
+                async with http.patch(f"{url}/v1/calls/long-1/state", json={"account": "A-7"}) as r:
+                    assert r.status == 200
+        async with running(cfg, port=0) as (app, url):  # callgate restarted mid-call
+            assert await talk(url, "long-1", "that's all") == "Thanks! Bye."
+            from proxy.services import SERVICES
+
+            await app[SERVICES].pipeline.wait_call("long-1")
+    [got] = receiver.on("crm")
+    body = json.loads(got["body"])
+    assert body["state"] == {"account": "A-7"}
+    assert [t["text"] for t in body["transcript"]] == ["hello", "How can I help?", "that's all", "Thanks! Bye."]
+    assert [e["type"] for e in body["events"]] == ["hangup", "call.ended"]

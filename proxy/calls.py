@@ -2,8 +2,8 @@
 
 A :class:`Call` holds the turns (last user message, the assistant's output as raw
 and as spoken, commands, tool calls, time to first token and duration in ms), the
-control events, ``state`` set by the call layer, the end reason and the end
-function's step results.
+control events, ``state`` set by the call layer, ``metadata`` from the runtime and
+the end reason; the end function's steps live in the database.
 
 :class:`CallRegistry` appends control events (at most one hangup per call), wakes
 SSE subscribers, hands events to the sinks, ends a call exactly once (model hangup,

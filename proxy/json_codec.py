@@ -2,7 +2,8 @@
 
 ``loads(str | bytes) -> Any`` raises ``ValueError`` on bad input (both libraries);
 ``dumps(obj) -> bytes`` is compact UTF-8 (no ASCII escaping, no spaces), the same
-bytes from either library for the values a chat completion chunk holds.
+bytes from either library for the values a chat completion chunk holds; values JSON
+has no type for are written as ``str(value)``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def std_loads(data: str | bytes) -> Any:
 
 
 def std_dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode()
 
 
 if orjson is not None:
@@ -36,7 +37,7 @@ if orjson is not None:
 
     def dumps(obj: Any) -> bytes:
         try:
-            return _orjson_dumps(obj)
+            return _orjson_dumps(obj, default=str)
         except TypeError:  # e.g. integers past 64 bits: the standard library copes
             return std_dumps(obj)
 

@@ -65,7 +65,8 @@ class Pipeline:
         """Persist an ended call and its steps (one SQLite transaction) and wake the
         runner. ``False`` when the database already had the call as ended."""
         created = self.storage.end_call(record, [(s.name, s.kind, list(s.after)) for s in self.steps.values()])
-        self._wake.set()
+        if created and self.steps:
+            self._wake.set()
         return created
 
     def kick(self) -> None:

@@ -8,7 +8,8 @@ chunks without commands go out as the bytes that came in. Control commands becom
 control events on the call; the call ends after a reply that carried a hangup has
 finished.
 
-Failures, all in the OpenAI error shape: invalid JSON or no ``messages`` -> 400;
+Every reply carries the call's id in an ``X-Call-Id`` header (for a request without
+one, the id callgate gave it). Failures, all in the OpenAI error shape: invalid JSON or no ``messages`` -> 400;
 body over ``server.max_body_bytes`` -> 413; upstream unreachable -> 502; no first
 byte within ``upstream.timeout_s`` -> 504; an upstream error status is relayed with
 its body. After streaming began an upstream failure is sent as a ``data:`` event
@@ -269,7 +270,9 @@ async def _whole(resp: aiohttp.ClientResponse, reply: _Reply) -> web.Response:
     out, cmds = reply.inspector.inspect_completion(data)
     reply.commands(cmds)
     reply.finish("ok")
-    return web.Response(body=out, status=resp.status, headers=downstream_headers(resp.headers))
+    headers = downstream_headers(resp.headers)
+    headers["X-Call-Id"] = reply.call.id
+    return web.Response(body=out, status=resp.status, headers=headers)
 
 
 async def _write(response: web.StreamResponse, data: bytes) -> None:
@@ -298,6 +301,7 @@ async def _stream(request: web.Request, resp: aiohttp.ClientResponse, reply: _Re
     headers = downstream_headers(resp.headers)
     headers["Cache-Control"] = "no-cache"
     headers["X-Accel-Buffering"] = "no"
+    headers["X-Call-Id"] = reply.call.id
     response = web.StreamResponse(status=resp.status, headers=headers)
     await response.prepare(request)
     inspector = reply.inspector

@@ -158,8 +158,9 @@ async def test_call_id_from_ims_extend_data(stack: Any) -> None:
 async def test_anonymous_request_is_its_own_call(stack: Any) -> None:
     s = await stack([PLAIN], end_function={"steps": [{"name": "r", "kind": "python", "function": "tests.hooks:record"}]})
     before = len(hooks.CALLS)
-    await speak(client(s.url))
+    raw = await client(s.url).chat.completions.with_raw_response.create(model="m", messages=[{"role": "user", "content": "x"}])
     [call] = [c for c in s.registry._calls.values()]
+    assert raw.headers["x-call-id"] == call.id  # the id callgate gave the request
     await s.pipeline.wait_call(call.id, 5)
     assert call.anonymous and call.end_reason == "response_finished"
     assert len(hooks.CALLS) == before + 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,14 @@ from proxy.config import parse_config
 from proxy.scripted_upstream import RawReply, ScriptedReply, ScriptedUpstream
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "openai-streams"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_database_left_in_the_working_directory() -> Iterator[None]:
+    """Tests keep their databases in tmp_path: the default ./callgate.db must not appear."""
+    before = Path("callgate.db").exists()
+    yield
+    assert before or not Path("callgate.db").exists(), "a test wrote ./callgate.db (set storage.path)"
 
 
 def fixture_stream(name: str) -> bytes:

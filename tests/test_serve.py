@@ -19,7 +19,10 @@ async def test_serve_relays_and_stops_on_sigterm(tmp_path: Path) -> None:
     upstream = ScriptedUpstream([ScriptedReply(content=["Bye <imsagent_hangup endword='see you'/>"])])
     async with serve_app(upstream.app()) as up:
         cfg = tmp_path / "callgate.yaml"
-        cfg.write_text(f"upstream: {{base_url: '{up}/v1', api_key: '${{TEST_KEY:-sk-test}}'}}\n")
+        cfg.write_text(
+            f"upstream: {{base_url: '{up}/v1', api_key: '${{TEST_KEY:-sk-test}}'}}\n"
+            f"storage: {{path: '{tmp_path / 'callgate.db'}'}}\n"
+        )
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "proxy.cli", "serve", "--config", str(cfg), "--port", "0",
             stderr=asyncio.subprocess.PIPE,

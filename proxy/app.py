@@ -105,9 +105,10 @@ async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None
         on_save=lambda call: storage.save_call(call.to_record()),
         load=storage.get_call,
     )
-    webhook = WebhookSink(config.control.webhook, session) if config.control.webhook.url else None
+    webhook = WebhookSink(config.control.webhook, session, storage) if config.control.webhook.url else None
     if webhook is not None:
         registry.sinks.append(webhook)
+        webhook.resume()
     app[SERVICES] = Services(
         config=config,
         settings=config.commands.inspector_settings(),

@@ -111,6 +111,7 @@ class ControlWebhookConfig(_Model):
     timeout_s: float = Field(5.0, gt=0)
     attempts: int = Field(4, ge=1, description="tries per event, the first included")
     backoff_s: float = Field(0.5, ge=0, description="wait before the 2nd try; doubles after each")
+    max_age_s: float = Field(60.0, gt=0, description="after a restart, older undelivered events are recorded as failed")
 
 
 class ControlConfig(_Model):

@@ -5,6 +5,8 @@ Tables:
 * ``calls``: one row per call: ``id``, ``status`` (``active`` | ``ended``),
   ``end_reason``, ``started_at``/``ended_at``/``updated_at`` (Unix seconds), and
   ``record``, the call record as JSON (what ``GET /v1/calls/{id}`` answers).
+* ``deliveries``: one row per control event for ``control.webhook``: ``status``
+  (``pending`` | ``done`` | ``failed``), ``attempts``, ``last_error``, ``payload``.
 * ``jobs``: one row per end-function step of an ended call: ``status``
   (``pending`` | ``running`` | ``done`` | ``failed`` | ``skipped`` | ``blocked``),
   ``attempts``, ``next_at`` (Unix s), ``last_error``, ``response_code``,
@@ -66,6 +68,18 @@ CREATE TABLE IF NOT EXISTS jobs (
     UNIQUE (call_id, step)
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (status, next_at);
+CREATE TABLE IF NOT EXISTS deliveries (
+    event_id TEXT PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (status, call_id, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_call ON jobs (call_id);
 """
 
@@ -230,6 +244,9 @@ class Storage:
         jobs = self.jobs_for_call(call_id)
         if jobs or row[1] == "ended":
             record["end_function"] = end_function_summary(jobs)
+        deliveries = self.deliveries(call_id)
+        if deliveries:
+            record["control_deliveries"] = deliveries
         return record
 
     def list_calls(self, *, since: float | None = None, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
@@ -355,6 +372,38 @@ class Storage:
                 [(now, now, i) for i in [*ids, *blocked]],
             )
         return len(ids) + len(blocked)
+
+    # -- control-event deliveries ------------------------------------------------------
+
+    def add_delivery(self, event: dict[str, Any]) -> None:
+        """Record a control event to deliver (before the first try)."""
+        now = time.time()
+        self.db.execute(
+            "INSERT OR IGNORE INTO deliveries (event_id, call_id, seq, payload, status, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+            (event["id"], event["call_id"], event["seq"], _dumps(event), now, now),
+        )
+
+    def finish_delivery(self, event_id: str, status: str, attempts: int, error: str | None = None) -> None:
+        self.db.execute(
+            "UPDATE deliveries SET status = ?, attempts = attempts + ?, last_error = ?, updated_at = ? WHERE event_id = ?",
+            (status, attempts, error, time.time(), event_id),
+        )
+
+    def pending_deliveries(self) -> list[tuple[dict[str, Any], float]]:
+        """``(event, created_at)`` of every undelivered event, per call in order."""
+        rows = self.db.execute(
+            "SELECT payload, created_at FROM deliveries WHERE status = 'pending' ORDER BY call_id, seq"
+        ).fetchall()
+        return [(json.loads(r[0]), r[1]) for r in rows]
+
+    def deliveries(self, call_id: str) -> list[dict[str, Any]]:
+        return [
+            {"event_id": r[0], "seq": r[1], "status": r[2], "attempts": r[3], "last_error": r[4]}
+            for r in self.db.execute(
+                "SELECT event_id, seq, status, attempts, last_error FROM deliveries WHERE call_id = ? ORDER BY seq", (call_id,)
+            )
+        ]
 
     def _tx(self) -> _Transaction:
         return _Transaction(self.db)

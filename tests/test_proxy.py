@@ -277,6 +277,9 @@ async def test_control_webhook_gets_every_event_in_order_with_retries(stack: Any
         bodies = await recv.wait_for(3)
         assert [b["type"] for b in bodies] == ["transfer", "hangup", "call.ended"]
         assert [b["seq"] for b in bodies] == [1, 2, 3]
+        assert [h["Idempotency-Key"] for h in recv.headers] == [b["id"] for b in bodies]
+        await eventually(lambda: all(d["status"] == "done" for d in s.storage.deliveries("call-hook")))
+        assert [(d["seq"], d["attempts"]) for d in s.storage.deliveries("call-hook")] == [(1, 3), (2, 1), (3, 1)]
 
 
 async def test_control_webhook_failure_is_recorded(stack: Any) -> None:
@@ -287,6 +290,8 @@ async def test_control_webhook_failure_is_recorded(stack: Any) -> None:
         call = s.registry.get("call-hookfail")
         await eventually(lambda: bool(call.delivery_failures))
         assert call.delivery_failures[0]["error"] == "HTTP 400" and call.delivery_failures[0]["attempts"] == 1
+        [delivery] = s.storage.deliveries("call-hookfail")
+        assert (delivery["status"], delivery["last_error"]) == ("failed", "HTTP 400")
 
 
 async def test_inject_prompt_and_tools(stack: Any) -> None:
@@ -419,3 +424,35 @@ async def test_healthz(stack: Any) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{s.url}/healthz") as r:
             assert r.status == 200 and (await r.json())["status"] == "ok"
+
+
+async def test_control_deliveries_pending_at_a_crash_are_sent_or_recorded_stale(tmp_path: Any) -> None:
+    import time as _time
+
+    from proxy.app import running
+    from proxy.config import parse_config
+    from proxy.storage import Storage
+
+    db = Storage(tmp_path / "cg.db")
+    fresh = {"id": "evt_fresh", "call_id": "c-1", "seq": 1, "type": "hangup", "source": "text_command"}
+    stale = {"id": "evt_stale", "call_id": "c-2", "seq": 1, "type": "transfer", "source": "text_command"}
+    db.add_delivery(fresh)
+    db.add_delivery(stale)
+    db.db.execute("UPDATE deliveries SET created_at = ? WHERE event_id = 'evt_stale'", (_time.time() - 600,))
+    db.close()
+    recv = Recorder()
+    async with serve_app(recv.app()) as hook:
+        cfg = parse_config({
+            "upstream": {"base_url": "http://127.0.0.1:9/v1"},
+            "storage": {"path": str(tmp_path / "cg.db")},
+            "control": {"webhook": {"url": f"{hook}/events", "max_age_s": 60}},
+        })
+        async with running(cfg, port=0) as (app, _):
+            from proxy.services import SERVICES
+
+            storage = app[SERVICES].storage
+            assert await recv.wait_for(1) == [fresh]
+            await eventually(lambda: storage.deliveries("c-1")[0]["status"] == "done")
+            [dropped] = storage.deliveries("c-2")
+            assert dropped["status"] == "failed" and dropped["last_error"].startswith("stale")
+    assert len(recv.bodies) == 1

@@ -137,3 +137,18 @@ def test_masking_filter_on_a_handler(caplog: pytest.LogCaptureFixture) -> None:
     finally:
         caplog.handler.filters.clear()
     assert caplog.messages == ["control event callee=+49151****567"]
+
+
+async def test_sandbox_live_sends_for_real(tmp_path: Path) -> None:
+    from proxy.config import load_config
+    from proxy.sandbox import run_sandbox
+
+    from .conftest import Recorder, serve_app
+
+    recv = Recorder()
+    async with serve_app(recv.app()) as hook:
+        cfg = write_config(tmp_path, f'    - {{name: crm, kind: webhook, url: "{hook}/calls", fields: [id, end_reason]}}')
+        report = await run_sandbox(load_config(cfg), RECORD, live=True)
+    assert report["live"] is True and report["steps"][0]["status"] == "done"
+    assert recv.bodies == [{"id": "rec-1", "end_reason": "agent_hangup"}]
+    assert recv.headers[0]["Idempotency-Key"] == "rec-1:crm"

@@ -117,6 +117,7 @@ async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None
         session=session,
         storage=storage,
         pipeline=pipeline,
+        call_id_sources=tuple(("header", c.header) if c.header else ("body", c.body or "") for c in config.call_id),
     )
     loop = asyncio.get_running_loop()
     sweeper = loop.create_task(registry.run_sweeper())

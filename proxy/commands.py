@@ -30,7 +30,6 @@ from .ids import new_id
 
 HANGUP = "hangup"
 TRANSFER = "transfer"
-FUNCTIONS = (HANGUP, TRANSFER)
 
 # Attribute order of the canonical rendering, as in the IMS doc.
 _ORDER = {HANGUP: ("endword",), TRANSFER: ("caller", "callee", "err_msg", "msg")}

@@ -104,27 +104,21 @@ def event_for_command(cmd: AnyCommand, call_id: str, reply_text: str) -> HangupE
             attrs=attrs,
             raw=cmd.raw,
         )
+    common = {
+        "call_id": call_id,
+        "source": cmd.source,
+        "closing_text": cmd.closing,
+        "reply_text": reply_text,
+        "attrs": attrs,
+        "tool_call_id": cmd.tool_call_id,
+        "raw": cmd.raw,
+    }
     if cmd.function == HANGUP:
-        return HangupEvent(
-            call_id=call_id,
-            source=cmd.source,
-            endword=attrs.get("endword", ""),
-            closing_text=cmd.closing,
-            reply_text=reply_text,
-            attrs=attrs,
-            tool_call_id=cmd.tool_call_id,
-            raw=cmd.raw,
-        )
+        return HangupEvent(endword=attrs.get("endword", ""), **common)
     return TransferEvent(
-        call_id=call_id,
-        source=cmd.source,
         caller=attrs.get("caller", ""),
         callee=attrs.get("callee", ""),
         msg=attrs.get("msg", ""),
         err_msg=attrs.get("err_msg", ""),
-        closing_text=cmd.closing,
-        reply_text=reply_text,
-        attrs=attrs,
-        tool_call_id=cmd.tool_call_id,
-        raw=cmd.raw,
+        **common,
     )

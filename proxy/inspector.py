@@ -100,8 +100,7 @@ class ReplyInspector:
     ``call_hung_up``: the call already had a hangup in an earlier reply, so another
     one is rejected as a duplicate (at most one hangup per call).
 
-    After :meth:`close`: ``commands`` (every command of choice 0, in order, acted on
-    or rejected), ``tool_calls`` (every assembled tool call of choice 0),
+    After :meth:`close`: ``tool_calls`` (every assembled tool call of choice 0),
     ``raw_text``/``spoken_text`` (choice 0's content as received / as sent),
     ``upstream_error`` (an ``error`` object the upstream sent in the stream).
     """
@@ -115,7 +114,6 @@ class ReplyInspector:
         self._template: dict[str, Any] | None = None
         self._message_mode = False
         self.call_hung_up = call_hung_up
-        self.commands: list[AnyCommand] = []
         self.upstream_error: Any = None
         self.done = False
 
@@ -254,11 +252,12 @@ class ReplyInspector:
                 st.raw.append(content)
                 items = st.parser.feed(content)
                 unchanged = len(items) == 1 and items[0] is content
-                if unchanged and (self._passthrough or not st.hung_up):
+                if self._passthrough:
                     st.spoken.append(content)
-                elif self._passthrough:
+                    if not unchanged:
+                        self._render(st, items, cmds)  # observe the commands only
+                elif unchanged and not st.hung_up:
                     st.spoken.append(content)
-                    self._render(st, items, cmds)  # observe only
                 else:
                     text, tools = self._render(st, items, cmds)
                     if text != content or tools:  # a `<` that was no command changes nothing
@@ -319,7 +318,7 @@ class ReplyInspector:
             if not isinstance(entry, dict):
                 kept.append(entry)
                 continue
-            call, repeat = st.tools.feed(entry)
+            call = st.tools.feed(entry)
             if self._passthrough:
                 kept.append(entry)
                 continue
@@ -358,7 +357,6 @@ class ReplyInspector:
                 elif st.index == 0:
                     self.call_hung_up = True
             if st.index == 0:
-                self.commands.append(cmd)
                 cmds.append(cmd)
             if self._passthrough:
                 continue

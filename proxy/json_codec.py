@@ -41,7 +41,5 @@ if orjson is not None:
         except TypeError:  # e.g. integers past 64 bits: the standard library copes
             return std_dumps(obj)
 
-    BACKEND = "orjson"
 else:  # pragma: no cover
     loads, dumps = std_loads, std_dumps
-    BACKEND = "json"

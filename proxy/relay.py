@@ -210,15 +210,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     raw = await read_body(request, cfg.server.max_body_bytes)
     body = parse_request(raw)
     if cfg.commands.inject_prompt:
-        c = cfg.commands
-        inject_prompt(body, instructions(c.prompt_language, c.hangup_tag, c.transfer_tag))
+        cc = cfg.commands
+        inject_prompt(body, instructions(cc.prompt_language, cc.hangup_tag, cc.transfer_tag))
     if cfg.commands.inject_tools:
         inject_tools(body, s.function_map)
     if cfg.commands.inject_prompt or cfg.commands.inject_tools:
         raw = json.dumps(body, ensure_ascii=False).encode()
 
-    sources = [("header", c.header) if c.header else ("body", c.body or "") for c in cfg.call_id]
-    call_id = resolve_call_id(request.headers, body, sources)
+    call_id = resolve_call_id(request.headers, body, s.call_id_sources)
     anonymous = call_id is None
     call = s.registry.get_or_create(call_id or new_id("req_"), anonymous=anonymous)
     turn = Turn(

@@ -24,6 +24,7 @@ class Services:
     session: aiohttp.ClientSession  # pooled, keep-alive; upstream and webhooks
     storage: Storage
     pipeline: Pipeline
+    call_id_sources: tuple[tuple[str, str], ...]  # ("header" | "body", name), from config.call_id
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("callgate_services", Services)

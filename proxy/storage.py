@@ -230,10 +230,6 @@ class Storage:
             )
         return True
 
-    def update_record(self, call_id: str, record: dict[str, Any]) -> None:
-        """Replace the stored record of a call (ended or not)."""
-        self.db.execute("UPDATE calls SET record = ?, updated_at = ? WHERE id = ?", (_dumps(record), time.time(), call_id))
-
     def get_call(self, call_id: str) -> dict[str, Any] | None:
         """The stored record with its jobs under ``end_function``, or ``None``."""
         row = self.db.execute("SELECT record, status FROM calls WHERE id = ?", (call_id,)).fetchone()

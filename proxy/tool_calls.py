@@ -41,9 +41,9 @@ class ToolCallAssembler:
         self._by_id: dict[str, int] = {}
         self._last: int | None = None
 
-    def feed(self, entry: Mapping[str, Any]) -> tuple[ToolCall, bool]:
-        """Apply one entry; return the call it belongs to and whether it was a repeat
-        of a call already seen (same ``id``), whose arguments are then ignored."""
+    def feed(self, entry: Mapping[str, Any]) -> ToolCall:
+        """Apply one entry; return the call it belongs to. A repeat of a call already
+        seen (same ``id``) changes nothing."""
         tc_id = entry.get("id")
         index = entry.get("index")
         if not isinstance(index, int):
@@ -75,7 +75,7 @@ class ToolCallAssembler:
                 call.arguments += json.dumps(args, ensure_ascii=False)
         if isinstance(entry.get("type"), str):
             call.type = entry["type"]
-        return call, repeat
+        return call
 
     def calls(self) -> list[ToolCall]:
         """Every call assembled so far, by index."""

@@ -103,7 +103,7 @@ async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None
         record_ttl_s=config.end_function.record_ttl_s,
         on_end=lambda call: pipeline.end_call(call.to_record()),
         on_save=lambda call: storage.save_call(call.to_record()),
-        load=storage.get_call,
+        load=storage.call_record,
     )
     webhook = WebhookSink(config.control.webhook, session, storage) if config.control.webhook.url else None
     if webhook is not None:

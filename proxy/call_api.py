@@ -50,7 +50,7 @@ async def call_events(request: web.Request) -> web.StreamResponse:
         }
     )
     call = s.registry.get(call_id)
-    stored = s.storage.get_call(call_id) if call is None else None
+    stored = s.storage.call_record(call_id) if call is None else None
     await response.prepare(request)
     try:
         if stored is not None and stored.get("status") == "ended":
@@ -91,7 +91,7 @@ async def end_call(request: web.Request) -> web.Response:
     call_id = request.match_info["call_id"]
     call = s.registry.get(call_id)
     if call is None:
-        stored = s.storage.get_call(call_id)
+        stored = s.storage.call_record(call_id)
         if stored is not None and stored.get("status") == "ended":  # ended before a restart
             return web.json_response(
                 {"call_id": call_id, "already_ended": True, "end_reason": stored.get("end_reason"), "end_source": stored.get("end_source")}
@@ -121,7 +121,7 @@ async def patch_state(request: web.Request) -> web.Response:
     call_id = request.match_info["call_id"]
     call = s.registry.get(call_id)
     if call is None:
-        stored = s.storage.get_call(call_id)
+        stored = s.storage.call_record(call_id)
         if stored is not None and stored.get("status") == "ended":
             return _ended(call_id)
         call = s.registry.get_or_create(call_id)

@@ -175,8 +175,7 @@ class Pipeline:
             return
         current_step.set(job.step)
         attempt = self.storage.start_job(job.id)
-        record = self.storage.get_call(job.call_id) or {"id": job.call_id}
-        record.pop("end_function", None)
+        record = self.storage.call_record(job.call_id) or {"id": job.call_id}
         results = {j.step: j.output for j in self.storage.jobs_for_call(job.call_id) if j.status == "done"}
         conv = Conversation.from_record(record, results)
         conv.step, conv.idempotency_key, conv.sandbox = job.step, job.idempotency_key, self.effects.sandbox

@@ -230,15 +230,23 @@ class Storage:
             )
         return True
 
-    def get_call(self, call_id: str) -> dict[str, Any] | None:
-        """The stored record with its jobs under ``end_function``, or ``None``."""
+    def call_record(self, call_id: str) -> dict[str, Any] | None:
+        """The stored call record with its ``status``, or ``None``."""
         row = self.db.execute("SELECT record, status FROM calls WHERE id = ?", (call_id,)).fetchone()
         if row is None:
             return None
         record = json.loads(row[0])
         record["status"] = row[1]
+        return record
+
+    def get_call(self, call_id: str) -> dict[str, Any] | None:
+        """The call record as the API shows it: with its steps under ``end_function``
+        and its control-event deliveries, or ``None``."""
+        record = self.call_record(call_id)
+        if record is None:
+            return None
         jobs = self.jobs_for_call(call_id)
-        if jobs or row[1] == "ended":
+        if jobs or record["status"] == "ended":
             record["end_function"] = end_function_summary(jobs)
         deliveries = self.deliveries(call_id)
         if deliveries:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -51,50 +53,74 @@ async def serve_app(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait until ``predicate()`` holds, checking on each loop turn; fail after ``timeout`` s."""
-    import asyncio
+class Receiver:
+    """A webhook receiver on loopback, for control events and end-function steps.
 
-    async def check() -> None:
-        while not predicate():
-            await asyncio.sleep(0.005)
-
-    await asyncio.wait_for(check(), timeout)
-
-
-class Recorder:
-    """A webhook receiver: records every JSON body POSTed; answers ``statuses`` in
-    turn (then 200)."""
+    ``statuses``: answers for any path, in turn (then 200); ``script[path]``: the same
+    for one path. ``hold[path]``: an Event each request on that path waits for; a held
+    request whose sender is gone when released is not answered, so it never counts as
+    delivered. ``got``: every request (``path``, ``headers``, ``body`` bytes);
+    ``delivered``: those answered 200; ``bodies``/``headers``: their JSON and headers.
+    """
 
     def __init__(self, statuses: list[int] | None = None) -> None:
-        self.bodies: list[Any] = []
-        self.headers: list[dict[str, str]] = []
         self.statuses = list(statuses or [])
-        self._waiters: list[tuple[int, Any]] = []
+        self.script: dict[str, list[int]] = {}
+        self.hold: dict[str, asyncio.Event] = {}
+        self.got: list[dict[str, Any]] = []
+        self.delivered: list[dict[str, Any]] = []
+        self.answered: list[str] = []  # paths in the order they were answered
+        self._changed = asyncio.Event()
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
+        app.router.add_post("/{path:.*}", self._handle)
         return app
 
+    @property
+    def bodies(self) -> list[Any]:
+        return [json.loads(g["body"]) for g in self.delivered]
+
+    @property
+    def headers(self) -> list[dict[str, str]]:
+        return [g["headers"] for g in self.delivered]
+
+    def on(self, path: str) -> list[dict[str, Any]]:
+        return [g for g in self.got if g["path"] == path]
+
     async def _handle(self, request: web.Request) -> web.Response:
-        status = self.statuses.pop(0) if self.statuses else 200
+        path = request.match_info["path"]
+        item = {"path": path, "headers": dict(request.headers), "body": await request.read()}
+        self.got.append(item)
+        self._change()
+        if path in self.hold:
+            await self.hold[path].wait()
+            if request.transport is None or request.transport.is_closing():
+                raise ConnectionResetError  # the sender died meanwhile: nothing was delivered
+        queue = self.script.get(path) if path in self.script else self.statuses
+        status = queue.pop(0) if queue else 200
+        self.answered.append(path)
         if status == 200:
-            self.bodies.append(await request.json())
-            self.headers.append(dict(request.headers))
-            for n, fut in list(self._waiters):
-                if len(self.bodies) >= n and not fut.done():
-                    fut.set_result(None)
+            self.delivered.append(item)
+        self._change()
         return web.json_response({"status": status}, status=status)
 
-    async def wait_for(self, n: int, timeout: float = 10) -> list[Any]:
-        """Wait until ``n`` bodies arrived; returns them."""
-        import asyncio
+    def _change(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
 
-        if len(self.bodies) < n:
-            fut = asyncio.get_running_loop().create_future()
-            self._waiters.append((n, fut))
-            await asyncio.wait_for(fut, timeout)
+    async def wait(self, predicate: Callable[[Receiver], bool], timeout: float = 10) -> None:
+        """Until ``predicate(self)`` holds, woken by each request; ``TimeoutError`` after ``timeout`` s."""
+
+        async def until() -> None:
+            while not predicate(self):
+                await self._changed.wait()
+
+        await asyncio.wait_for(until(), timeout)
+
+    async def wait_for(self, n: int, timeout: float = 10) -> list[Any]:
+        """Until ``n`` bodies were delivered; returns them."""
+        await self.wait(lambda r: len(r.delivered) >= n, timeout)
         return self.bodies
 
 

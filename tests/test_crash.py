@@ -18,48 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
-from .conftest import serve_app
+from .conftest import Receiver, serve_app
 
 CALLS = 100
 
 
-class Receiver:
-    def __init__(self) -> None:
-        self.release = asyncio.Event()
-        self.arrived: Counter[str] = Counter()  # idempotency key -> requests
-        self.delivered: set[str] = set()  # keys answered 200
-        self.changed = asyncio.Event()
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/{path}", self.handle)
-        return app
-
-    async def handle(self, request: web.Request) -> web.Response:
-        key = request.headers["Idempotency-Key"]
-        await request.read()
-        self.arrived[key] += 1
-        self._changed()
-        if request.match_info["path"] == "slow":
-            await self.release.wait()
-            if request.transport is None or request.transport.is_closing():
-                raise ConnectionResetError  # the sender died meanwhile: nothing was delivered
-        self.delivered.add(key)
-        self._changed()
-        return web.json_response({"ok": True})
-
-    def _changed(self) -> None:
-        self.changed.set()
-        self.changed = asyncio.Event()
-
-    async def until(self, predicate: Any, timeout: float = 30) -> None:
-        async def loop() -> None:
-            while not predicate():
-                await self.changed.wait()
-
-        await asyncio.wait_for(loop(), timeout)
+def key(request: dict[str, Any]) -> str:
+    return request["headers"]["Idempotency-Key"]
 
 
 async def start(cfg: Path) -> tuple[asyncio.subprocess.Process, str, asyncio.Task[None]]:
@@ -83,6 +49,7 @@ async def start(cfg: Path) -> tuple[asyncio.subprocess.Process, str, asyncio.Tas
 
 async def test_kill_9_while_a_step_is_held_loses_nothing(tmp_path: Path) -> None:
     recv = Receiver()
+    release = recv.hold["slow"] = asyncio.Event()
     async with serve_app(recv.app()) as hooks:
         cfg = tmp_path / "callgate.yaml"
         cfg.write_text(
@@ -105,24 +72,25 @@ end_function:
 
             await asyncio.gather(*(end(i) for i in range(CALLS)))
         # every fast step delivered, slow ones in flight and held
-        await recv.until(lambda: len(recv.delivered) == CALLS and sum(1 for k in recv.arrived if k.endswith(":slow")) >= 10)
-        held = {k for k in recv.arrived if k.endswith(":slow")}
+        await recv.wait(lambda r: len(r.delivered) == CALLS and len(r.on("slow")) >= 10, 30)
+        held = {key(g) for g in recv.on("slow")}
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
         drain.cancel()
-        recv.release.set()
+        release.set()
 
         proc, url, drain = await start(cfg)
         try:
             keys = {f"call-{i}:{step}" for i in range(CALLS) for step in ("fast", "slow")}
-            await recv.until(lambda: keys <= recv.delivered)
+            await recv.wait(lambda r: keys <= {key(g) for g in r.delivered}, 30)
         finally:
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 30) == 0
             drain.cancel()
 
-    assert recv.delivered == keys  # every step of every call, nothing else
-    assert {k: recv.arrived[k] for k in held if recv.arrived[k] < 2} == {}  # sent again after the crash, same key
+    arrived = Counter(key(g) for g in recv.got)
+    assert {key(g) for g in recv.delivered} == keys  # every step of every call, nothing else
+    assert {k: arrived[k] for k in held if arrived[k] < 2} == {}  # sent again after the crash, same key
     # A fast step answered just before the kill but not yet recorded as done is sent again
     # too: delivery is at least once, deduplicated by the receiver on the key.
     shown = subprocess.run(

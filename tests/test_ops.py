@@ -143,9 +143,9 @@ async def test_sandbox_live_sends_for_real(tmp_path: Path) -> None:
     from proxy.config import load_config
     from proxy.sandbox import run_sandbox
 
-    from .conftest import Recorder, serve_app
+    from .conftest import Receiver, serve_app
 
-    recv = Recorder()
+    recv = Receiver()
     async with serve_app(recv.app()) as hook:
         cfg = write_config(tmp_path, f'    - {{name: crm, kind: webhook, url: "{hook}/calls", fields: [id, end_reason]}}')
         report = await run_sandbox(load_config(cfg), RECORD, live=True)

@@ -12,7 +12,6 @@ from urllib.parse import parse_qs
 
 import aiohttp
 import pytest
-from aiohttp import web
 from openai import AsyncOpenAI
 from standardwebhooks.webhooks import Webhook
 
@@ -21,47 +20,10 @@ from proxy.config import parse_config
 from proxy.scripted_upstream import ScriptedReply, ScriptedUpstream
 from proxy.storage import Storage
 
-from .conftest import serve_app
+from .conftest import Receiver, serve_app
 
 FAST = {"attempts": 3, "backoff_s": 0.01, "max_backoff_s": 0.05}
 HANGUP = ScriptedReply(content=["Thanks! ", '<imsagent_hangup endword="Bye." outcome="lead_collected"/>'])
-
-
-class Receiver:
-    """A webhook receiver. ``script[path]``: statuses to answer in turn (then 200).
-    ``hold[path]``: an Event each request on that path waits for before answering."""
-
-    def __init__(self) -> None:
-        self.script: dict[str, list[int]] = {}
-        self.hold: dict[str, asyncio.Event] = {}
-        self.got: list[dict[str, Any]] = []  # every request, answered or not
-        self.answered: list[str] = []  # paths in the order they were answered
-        self.arrived = asyncio.Condition()
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/{path:.*}", self.handle)
-        return app
-
-    async def handle(self, request: web.Request) -> web.Response:
-        path = request.match_info["path"]
-        body = await request.read()
-        async with self.arrived:
-            self.got.append({"path": path, "headers": dict(request.headers), "body": body})
-            self.arrived.notify_all()
-        if path in self.hold:
-            await self.hold[path].wait()
-        statuses = self.script.get(path) or []
-        status = statuses.pop(0) if statuses else 200
-        self.answered.append(path)
-        return web.json_response({"ok": status == 200}, status=status)
-
-    async def wait(self, predicate: Any, timeout: float = 10) -> None:
-        async with self.arrived:
-            await asyncio.wait_for(self.arrived.wait_for(lambda: predicate(self.got)), timeout)
-
-    def on(self, path: str) -> list[dict[str, Any]]:
-        return [g for g in self.got if g["path"] == path]
 
 
 async def end_call(url: str, call_id: str, reason: str = "caller_hangup", state: dict | None = None) -> None:
@@ -98,7 +60,7 @@ async def test_independent_steps_run_concurrently_and_after_waits(stack: Any, re
     s = await stack([HANGUP], end_function={"steps": steps})
     await end_call(s.url, "dag-1")
     # a and b are both in flight at once: neither is answered before the other arrived
-    await receiver.wait(lambda got: {"a", "b"} <= {g["path"] for g in got})
+    await receiver.wait(lambda r: {"a", "b"} <= {g["path"] for g in r.got})
     assert receiver.on("c") == []
     both_arrived.set()
     jobs = await s.pipeline.wait_call("dag-1")
@@ -267,7 +229,7 @@ async def test_records_and_steps_survive_a_restart(tmp_path: Path, receiver: Rec
         })
         async with running(cfg, port=0) as (_, url):
             await talk(url, "restart-1")
-            await receiver.wait(lambda got: len(got) >= 1)
+            await receiver.wait(lambda r: len(r.got) >= 1)
         receiver.script["crm"] = []
         async with running(cfg, port=0) as (app, url):
             from proxy.services import SERVICES
@@ -302,10 +264,19 @@ async def test_shutdown_lets_steps_finish_within_grace_and_leaves_the_rest(tmp_p
         "storage": {"path": str(tmp_path / "cg.db")},
         "end_function": {"poll_s": 0.05, "shutdown_grace_s": 0.5, "steps": [hook("quick", receiver), hook("stuck", receiver)]},
     })
-    async with running(cfg, port=0) as (_, url):
+    async with running(cfg, port=0) as (app, url):
+        from proxy.services import SERVICES
+
+        pipeline = app[SERVICES].pipeline
+        stop = pipeline.stop
+
+        async def stop_while_quick_answers(grace_s: float) -> None:
+            quick.set()  # the quick receiver answers once shutdown has begun
+            await stop(grace_s)
+
+        pipeline.stop = stop_while_quick_answers  # type: ignore[method-assign]
         await end_call(url, "grace-1")
-        await receiver.wait(lambda got: {"quick", "stuck"} <= {g["path"] for g in got})
-        asyncio.get_running_loop().call_later(0.1, quick.set)  # answers during the grace period
+        await receiver.wait(lambda r: {"quick", "stuck"} <= {g["path"] for g in r.got})
     db = Storage(tmp_path / "cg.db")
     assert {j.step: j.status for j in db.jobs_for_call("grace-1")} == {"quick": "done", "stuck": "running"}
     db.close()

@@ -17,7 +17,7 @@ from openai import AsyncOpenAI
 from proxy.scripted_upstream import RawReply, ScriptedReply
 
 from . import hooks
-from .conftest import Recorder, eventually, fixture_names, fixture_stream, serve_app
+from .conftest import Receiver, fixture_names, fixture_stream, serve_app
 
 HANGUP = ScriptedReply(content=["好的，", "感谢您的耐心。", "<imsagent_ha", 'ngup endword="再见！"/>', "(never spoken)"])
 TRANSFER = ScriptedReply(
@@ -186,16 +186,19 @@ async def test_late_subscriber_gets_earlier_events_and_resumes(stack: Any) -> No
 async def test_live_subscriber_sees_events_as_they_happen(stack: Any) -> None:
     s = await stack([TRANSFER])
     got: list[dict[str, Any]] = []
+    subscribed = asyncio.Event()
 
     async def subscribe() -> None:
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{s.url}/v1/calls/call-live/events") as r:
+                subscribed.set()
                 async for line in r.content:
                     if line.startswith(b"data: "):
                         got.append(json.loads(line[6:]))
 
     task = asyncio.create_task(subscribe())
-    await eventually(lambda: s.registry.get("call-live") is not None)  # the subscription created the call
+    await asyncio.wait_for(subscribed.wait(), 5)
+    assert s.registry.get("call-live") is not None  # the subscription created the call
     await speak(client(s.url, "call-live"))
     status, _ = await raw_post(s.url, "/v1/calls/call-live/end", json.dumps({"reason": "caller_hangup"}).encode())
     assert status == 200
@@ -206,7 +209,7 @@ async def test_live_subscriber_sees_events_as_they_happen(stack: Any) -> None:
 
 
 async def test_end_is_idempotent_and_end_function_runs_once(stack: Any) -> None:
-    recv = Recorder()
+    recv = Receiver()
     async with serve_app(recv.app()) as crm:
         steps = [
             {"name": "boom", "kind": "python", "function": "tests.hooks:explode", "retry": {"attempts": 3, "backoff_s": 0.01}},
@@ -235,7 +238,7 @@ async def test_end_is_idempotent_and_end_function_runs_once(stack: Any) -> None:
 
 
 async def test_end_function_after_hangup_sees_the_finished_turn(stack: Any) -> None:
-    recv = Recorder()
+    recv = Receiver()
     async with serve_app(recv.app()) as crm:
         s = await stack([HANGUP], end_function={"steps": [{"name": "crm", "kind": "webhook", "url": f"{crm}/c"}]})
         await speak(client(s.url, "call-h"))
@@ -249,11 +252,10 @@ async def test_idle_timeout_ends_the_call(stack: Any) -> None:
     steps = [{"name": "outcome", "kind": "outcome"}]
     s = await stack([PLAIN], end_function={"idle_timeout_s": 0.2, "steps": steps})
     await speak(client(s.url, "call-idle"))
+    [job] = await s.pipeline.wait_call("call-idle")
     call = s.registry.get("call-idle")
-    await eventually(lambda: call.ended)
     assert call.end_reason == "idle_timeout"
     assert call.events[-1].source == "idle_timeout"
-    [job] = await s.pipeline.wait_call("call-idle")
     assert job.status == "done" and job.output == {"tags": ["idle_timeout"]}
 
 
@@ -268,7 +270,7 @@ async def test_one_hangup_per_call_however_often_repeated(stack: Any) -> None:
 
 
 async def test_control_webhook_gets_every_event_in_order_with_retries(stack: Any) -> None:
-    recv = Recorder(statuses=[500, 503])
+    recv = Receiver(statuses=[500, 503])
     async with serve_app(recv.app()) as hook:
         s = await stack([TRANSFER, HANGUP], control={"webhook": {"url": f"{hook}/events", "backoff_s": 0.01}})
         c = client(s.url, "call-hook")
@@ -278,17 +280,19 @@ async def test_control_webhook_gets_every_event_in_order_with_retries(stack: Any
         assert [b["type"] for b in bodies] == ["transfer", "hangup", "call.ended"]
         assert [b["seq"] for b in bodies] == [1, 2, 3]
         assert [h["Idempotency-Key"] for h in recv.headers] == [b["id"] for b in bodies]
-        await eventually(lambda: all(d["status"] == "done" for d in s.storage.deliveries("call-hook")))
-        assert [(d["seq"], d["attempts"]) for d in s.storage.deliveries("call-hook")] == [(1, 3), (2, 1), (3, 1)]
+        await s.registry.sinks[0].drain(5)
+        assert [(d["seq"], d["status"], d["attempts"]) for d in s.storage.deliveries("call-hook")] == [
+            (1, "done", 3), (2, "done", 1), (3, "done", 1)
+        ]
 
 
 async def test_control_webhook_failure_is_recorded(stack: Any) -> None:
-    recv = Recorder(statuses=[400])
+    recv = Receiver(statuses=[400])
     async with serve_app(recv.app()) as hook:
         s = await stack([TRANSFER], control={"webhook": {"url": f"{hook}/events", "backoff_s": 0.01}})
         await speak(client(s.url, "call-hookfail"))
         call = s.registry.get("call-hookfail")
-        await eventually(lambda: bool(call.delivery_failures))
+        await s.registry.sinks[0].drain(5)
         assert call.delivery_failures[0]["error"] == "HTTP 400" and call.delivery_failures[0]["attempts"] == 1
         [delivery] = s.storage.deliveries("call-hookfail")
         assert (delivery["status"], delivery["last_error"]) == ("failed", "HTTP 400")
@@ -408,15 +412,17 @@ async def test_client_disconnect_cancels_the_upstream_request(stack: Any) -> Non
     app.router.add_post("/v1/chat/completions", slow)
     async with serve_app(app) as up:
         s = await stack([], upstream_url=f"{up}/v1")
+        saved = asyncio.Event()
+        save = s.registry.on_save
+        s.registry.on_save = lambda call: (save(call), saved.set())
         body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}).encode()
         async with aiohttp.ClientSession() as http:
             resp = await http.post(f"{s.url}/v1/chat/completions", data=body, headers={"X-Call-Id": "call-gone"})
             await resp.content.readline()
             resp.close()  # the runtime hangs up on us
         await asyncio.wait_for(upstream_gone.wait(), 5)
-        turn = s.registry.get("call-gone").turns[0]
-        await eventually(lambda: turn.status != "in_progress")
-        assert turn.status == "client_disconnected"
+        await asyncio.wait_for(saved.wait(), 5)  # the relay saves the call once the turn is recorded
+        assert s.registry.get("call-gone").turns[0].status == "client_disconnected"
 
 
 async def test_healthz(stack: Any) -> None:
@@ -440,7 +446,7 @@ async def test_control_deliveries_pending_at_a_crash_are_sent_or_recorded_stale(
     db.add_delivery(stale)
     db.db.execute("UPDATE deliveries SET created_at = ? WHERE event_id = 'evt_stale'", (_time.time() - 600,))
     db.close()
-    recv = Recorder()
+    recv = Receiver()
     async with serve_app(recv.app()) as hook:
         cfg = parse_config({
             "upstream": {"base_url": "http://127.0.0.1:9/v1"},
@@ -451,8 +457,9 @@ async def test_control_deliveries_pending_at_a_crash_are_sent_or_recorded_stale(
             from proxy.services import SERVICES
 
             storage = app[SERVICES].storage
-            assert await recv.wait_for(1) == [fresh]
-            await eventually(lambda: storage.deliveries("c-1")[0]["status"] == "done")
+            await app[SERVICES].registry.sinks[0].drain(5)
+            assert recv.bodies == [fresh]
+            assert storage.deliveries("c-1")[0]["status"] == "done"
             [dropped] = storage.deliveries("c-2")
             assert dropped["status"] == "failed" and dropped["last_error"].startswith("stale")
     assert len(recv.bodies) == 1

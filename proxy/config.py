@@ -14,10 +14,44 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
+from .core.inspector import InspectorSettings
 from .errors import ConfigError
-from .inspector import InspectorSettings
+
+__all__ = [
+    "AnalyticsStep",
+    "CallIdSource",
+    "CommandsConfig",
+    "Config",
+    "ControlConfig",
+    "ControlWebhookConfig",
+    "EndFunctionConfig",
+    "FunctionMapEntry",
+    "LLMConfig",
+    "LogMaskConfig",
+    "OutcomeStep",
+    "PythonStep",
+    "RetryConfig",
+    "ServerConfig",
+    "SmsStep",
+    "Step",
+    "StorageConfig",
+    "SummaryStep",
+    "UpstreamConfig",
+    "WebhookStep",
+    "When",
+    "interpolate",
+    "load_config",
+    "parse_config",
+]
 
 
 class _Model(BaseModel):

@@ -19,6 +19,18 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = [
+    "BodyTooLarge",
+    "CallgateError",
+    "ConfigError",
+    "RequestError",
+    "UpstreamError",
+    "UpstreamStatus",
+    "UpstreamTimeout",
+    "UpstreamUnreachable",
+    "openai_error_body",
+]
+
 
 class CallgateError(Exception):
     """Base of every error callgate raises on purpose.

@@ -15,7 +15,15 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from .tool_calls import FunctionMap
+from .core.function_map import FunctionMap
+
+__all__ = [
+    "inject_prompt",
+    "inject_tools",
+    "instructions",
+    "prompts_dir",
+    "tool_definitions",
+]
 
 # tools.json's function names under the default FunctionMap.
 _DEFAULT_NAMES = {"hangup": "hangup", "transfer_call": "transfer"}

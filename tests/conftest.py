@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from proxy.app import running
 from proxy.config import parse_config
-from proxy.scripted_upstream import RawReply, ScriptedReply, ScriptedUpstream
+from proxy.demo.scripted_upstream import RawReply, ScriptedReply, ScriptedUpstream
+from proxy.server.app import running
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "openai-streams"
 
@@ -148,7 +148,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
             else:
                 data[key] = value
         app, url = await exits.enter_async_context(running(parse_config(data), host="127.0.0.1", port=0))
-        from proxy.services import SERVICES
+        from proxy.server.services import SERVICES
 
         class Stack:
             pass

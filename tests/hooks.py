@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from proxy.end_function import Conversation
+from proxy import Conversation
 
 CALLS: list[Conversation] = []
 

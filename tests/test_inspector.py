@@ -10,10 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.commands import Command, RejectedCommand
-from proxy.inspector import InspectorSettings, ReplyInspector
-from proxy.scripted_upstream import ScriptedReply, chunks, completion
-from proxy.sse import SSEDecoder
+from proxy.calls.model import Call
+from proxy.calls.registry import one_hangup_per_call
+from proxy.core.commands import Command, RejectedCommand
+from proxy.core.inspector import InspectorSettings, ReplyInspector
+from proxy.core.sse import SSEDecoder
+from proxy.demo.scripted_upstream import ScriptedReply, chunks, completion
 
 from .conftest import fixture_names, fixture_stream
 
@@ -242,7 +244,9 @@ def test_unmapped_calls_are_renumbered_around_removed_ones() -> None:
 def test_duplicate_hangup_across_replies() -> None:
     _, cmds, _ = inspect(sse(HANGUP_REPLY))
     assert isinstance(cmds[0], Command)
-    ins = ReplyInspector(InspectorSettings(), call_hung_up=True)
+    call = Call("call-dup")
+    assert one_hangup_per_call(call).refuse_hangup(True) is None  # the first reply's hangup
+    ins = ReplyInspector(InspectorSettings(), policy=one_hangup_per_call(call))
     dec = SSEDecoder()
     cmds2 = [c for ev in dec.decode(sse(HANGUP_REPLY)) for c in ins.feed(ev)[1]]
     assert isinstance(cmds2[0], RejectedCommand) and "duplicate" in cmds2[0].reason

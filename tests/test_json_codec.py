@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy import json_codec
+from proxy.core import json_codec
 
 SAMPLES = [
     {"id": "c", "choices": [{"index": 0, "delta": {"content": "你好 <b> \"q\" \\ \n"}, "finish_reason": None}]},

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from proxy.cli import main
-from proxy.masking import MaskingFilter, mask, mask_text
-from proxy.ops import parse_since
+from proxy.cli.ops import parse_since
+from proxy.logs import MaskingFilter, mask, mask_text
 from proxy.storage import Storage
 
 RECORD = {
@@ -141,7 +141,7 @@ def test_masking_filter_on_a_handler(caplog: pytest.LogCaptureFixture) -> None:
 
 async def test_sandbox_live_sends_for_real(tmp_path: Path) -> None:
     from proxy.config import load_config
-    from proxy.sandbox import run_sandbox
+    from proxy.endfn.sandbox import run_sandbox
 
     from .conftest import Receiver, serve_app
 

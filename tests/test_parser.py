@@ -9,7 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.parser import CommandParser, ParsedTag, UnterminatedTag, parse_attributes
+from proxy.core.parser import (
+    CommandParser,
+    ParsedTag,
+    UnterminatedTag,
+    parse_attributes,
+)
 
 TAGS = ("imsagent_hangup", "imsagent_transfer_call")
 

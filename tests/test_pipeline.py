@@ -15,9 +15,9 @@ import pytest
 from openai import AsyncOpenAI
 from standardwebhooks.webhooks import Webhook
 
-from proxy.app import running
 from proxy.config import parse_config
-from proxy.scripted_upstream import ScriptedReply, ScriptedUpstream
+from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream
+from proxy.server.app import running
 from proxy.storage import Storage
 
 from .conftest import Receiver, serve_app
@@ -232,7 +232,7 @@ async def test_records_and_steps_survive_a_restart(tmp_path: Path, receiver: Rec
             await receiver.wait(lambda r: len(r.got) >= 1)
         receiver.script["crm"] = []
         async with running(cfg, port=0) as (app, url):
-            from proxy.services import SERVICES
+            from proxy.server.services import SERVICES
 
             s = app[SERVICES]
             [job] = s.storage.jobs_for_call("restart-1")
@@ -265,7 +265,7 @@ async def test_shutdown_lets_steps_finish_within_grace_and_leaves_the_rest(tmp_p
         "end_function": {"poll_s": 0.05, "shutdown_grace_s": 0.5, "steps": [hook("quick", receiver), hook("stuck", receiver)]},
     })
     async with running(cfg, port=0) as (app, url):
-        from proxy.services import SERVICES
+        from proxy.server.services import SERVICES
 
         pipeline = app[SERVICES].pipeline
         stop = pipeline.stop
@@ -282,7 +282,7 @@ async def test_shutdown_lets_steps_finish_within_grace_and_leaves_the_rest(tmp_p
     db.close()
     stuck.set()
     async with running(cfg, port=0) as (app, _):
-        from proxy.services import SERVICES
+        from proxy.server.services import SERVICES
 
         jobs = await app[SERVICES].pipeline.wait_call("grace-1")
     assert {j.step: (j.status, j.attempts) for j in jobs} == {"quick": ("done", 1), "stuck": ("done", 2)}
@@ -304,7 +304,7 @@ async def test_a_call_that_outlives_a_restart_keeps_its_turns_and_state(tmp_path
                     assert r.status == 200
         async with running(cfg, port=0) as (app, url):  # callgate restarted mid-call
             assert await talk(url, "long-1", "that's all") == "Thanks! Bye."
-            from proxy.services import SERVICES
+            from proxy.server.services import SERVICES
 
             await app[SERVICES].pipeline.wait_call("long-1")
     [got] = receiver.on("crm")

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from openai import AsyncOpenAI
 
-from proxy.scripted_upstream import RawReply, ScriptedReply
+from proxy.demo.scripted_upstream import RawReply, ScriptedReply
 
 from . import hooks
 from .conftest import Receiver, fixture_names, fixture_stream, serve_app
@@ -413,15 +413,15 @@ async def test_client_disconnect_cancels_the_upstream_request(stack: Any) -> Non
     async with serve_app(app) as up:
         s = await stack([], upstream_url=f"{up}/v1")
         saved = asyncio.Event()
-        save = s.registry.on_save
-        s.registry.on_save = lambda call: (save(call), saved.set())
+        finish_turn = s.registry.finish_turn
+        s.registry.finish_turn = lambda *a: (finish_turn(*a), saved.set())
         body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}).encode()
         async with aiohttp.ClientSession() as http:
             resp = await http.post(f"{s.url}/v1/chat/completions", data=body, headers={"X-Call-Id": "call-gone"})
             await resp.content.readline()
             resp.close()  # the runtime hangs up on us
         await asyncio.wait_for(upstream_gone.wait(), 5)
-        await asyncio.wait_for(saved.wait(), 5)  # the relay saves the call once the turn is recorded
+        await asyncio.wait_for(saved.wait(), 5)  # the relay hands the finished turn to the registry
         assert s.registry.get("call-gone").turns[0].status == "client_disconnected"
 
 
@@ -435,8 +435,8 @@ async def test_healthz(stack: Any) -> None:
 async def test_control_deliveries_pending_at_a_crash_are_sent_or_recorded_stale(tmp_path: Any) -> None:
     import time as _time
 
-    from proxy.app import running
     from proxy.config import parse_config
+    from proxy.server.app import running
     from proxy.storage import Storage
 
     db = Storage(tmp_path / "cg.db")
@@ -454,7 +454,7 @@ async def test_control_deliveries_pending_at_a_crash_are_sent_or_recorded_stale(
             "control": {"webhook": {"url": f"{hook}/events", "max_age_s": 60}},
         })
         async with running(cfg, port=0) as (app, _):
-            from proxy.services import SERVICES
+            from proxy.server.services import SERVICES
 
             storage = app[SERVICES].storage
             await app[SERVICES].registry.sinks[0].drain(5)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from openai import AsyncOpenAI
 
-from proxy.scripted_upstream import ScriptedReply, ScriptedUpstream
+from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream
 
 from .conftest import serve_app
 

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.sse import SSEDecodeError, SSEDecoder, SSEEvent, encode_data, encode_event
+from proxy.core.sse import (
+    SSEDecodeError,
+    SSEDecoder,
+    SSEEvent,
+    encode_data,
+    encode_event,
+)
 
 from .conftest import fixture_names, fixture_stream
 

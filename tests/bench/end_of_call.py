@@ -26,10 +26,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from proxy import ops
-from proxy.app import running
+from proxy.cli import ops
 from proxy.config import parse_config
-from proxy.services import SERVICES
+from proxy.server.app import running
+from proxy.server.services import SERVICES
 from proxy.storage import Storage
 
 from . import run_process

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from proxy.inspector import InspectorSettings, ReplyInspector
-from proxy.sse import SSEDecoder
+from proxy.core.inspector import InspectorSettings, ReplyInspector
+from proxy.core.sse import SSEDecoder
 
 
 def chunk(content: str) -> bytes:

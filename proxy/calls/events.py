@@ -1,0 +1,135 @@
+"""Control events: what callgate tells the call layer (one pydantic model per kind).
+
+Kinds (``type``): ``hangup``, ``transfer``, ``command.rejected``, ``call.ended``.
+Every event has ``id`` (``evt_`` + 24 hex, unique), ``seq`` (1, 2, ... within the
+call; the SSE ``id:``), ``call_id``, ``created_at`` (UTC, ISO 8601) and ``source``:
+``text_command`` | ``tool_call`` | ``call_layer`` | ``idle_timeout`` |
+``response_finished``.
+
+``closing_text`` is what the call layer must let finish playing before it acts (the
+hangup ``endword``, the transfer ``msg``); ``reply_text`` is everything the runtime
+was sent to speak in that reply up to and including it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+from ..core.commands import HANGUP, AnyCommand, Command
+from ..core.ids import new_id
+
+__all__ = [
+    "CallEndedEvent",
+    "CommandRejectedEvent",
+    "ControlEvent",
+    "HangupEvent",
+    "Source",
+    "TransferEvent",
+    "control_event_adapter",
+    "event_for_command",
+]
+
+Source = Literal["text_command", "tool_call", "call_layer", "idle_timeout", "response_finished"]
+
+
+def _id() -> str:
+    return new_id("evt_")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Event(BaseModel):
+    id: str = Field(default_factory=_id)
+    seq: int = 0
+    call_id: str
+    created_at: datetime = Field(default_factory=_now)
+    source: Source
+
+
+class HangupEvent(_Event):
+    """Hang up once ``closing_text`` has played."""
+
+    type: Literal["hangup"] = "hangup"
+    endword: str = ""
+    closing_text: str = ""
+    reply_text: str = ""
+    attrs: dict[str, str] = Field(default_factory=dict, description="every attribute/argument as written")
+    tool_call_id: str | None = None
+    raw: str = ""
+
+
+class TransferEvent(_Event):
+    """Transfer to ``callee`` once ``closing_text`` has played; play ``err_msg`` if it fails."""
+
+    type: Literal["transfer"] = "transfer"
+    caller: str = ""
+    callee: str
+    msg: str = ""
+    err_msg: str = ""
+    closing_text: str = ""
+    reply_text: str = ""
+    attrs: dict[str, str] = Field(default_factory=dict)
+    tool_call_id: str | None = None
+    raw: str = ""
+
+
+class CommandRejectedEvent(_Event):
+    """A control command that was not carried out; ``spoken`` is what was said instead."""
+
+    type: Literal["command.rejected"] = "command.rejected"
+    function: str | None = None
+    reason: str
+    spoken: str = ""
+    attrs: dict[str, str] = Field(default_factory=dict)
+    raw: str = ""
+
+
+class CallEndedEvent(_Event):
+    """The call is over; the end function runs next. Always the call's last event."""
+
+    type: Literal["call.ended"] = "call.ended"
+    reason: str
+
+
+ControlEvent = Annotated[
+    HangupEvent | TransferEvent | CommandRejectedEvent | CallEndedEvent, Field(discriminator="type")
+]
+control_event_adapter: TypeAdapter[Any] = TypeAdapter(ControlEvent)
+
+
+def event_for_command(cmd: AnyCommand, call_id: str, reply_text: str) -> HangupEvent | TransferEvent | CommandRejectedEvent:
+    """The control event a command found in a reply stands for."""
+    attrs = dict(cmd.args)
+    if not isinstance(cmd, Command):
+        return CommandRejectedEvent(
+            call_id=call_id,
+            source=cmd.source,
+            function=cmd.function,
+            reason=cmd.reason,
+            spoken=cmd.closing,
+            attrs=attrs,
+            raw=cmd.raw,
+        )
+    common = {
+        "call_id": call_id,
+        "source": cmd.source,
+        "closing_text": cmd.closing,
+        "reply_text": reply_text,
+        "attrs": attrs,
+        "tool_call_id": cmd.tool_call_id,
+        "raw": cmd.raw,
+    }
+    if cmd.function == HANGUP:
+        return HangupEvent(endword=attrs.get("endword", ""), **common)
+    return TransferEvent(
+        caller=attrs.get("caller", ""),
+        callee=attrs.get("callee", ""),
+        msg=attrs.get("msg", ""),
+        err_msg=attrs.get("err_msg", ""),
+        **common,
+    )

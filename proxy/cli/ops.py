@@ -1,0 +1,79 @@
+"""Operations on the database, for the CLI: list and show calls, list and retry jobs.
+
+They work on ``storage.path`` directly, so they answer whether or not a server is
+running; a running server picks retried jobs up within ``end_function.poll_s``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from ..storage import Storage
+
+__all__ = ["calls_list", "calls_show", "jobs_list", "parse_since"]
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``30m``, ``2h``, ``1d``, ``45s`` ago, or an ISO 8601 time -> Unix seconds.
+    Raises ``ValueError``."""
+    now = time.time() if now is None else now
+    m = _DURATION.match(text.strip())
+    if m:
+        return now - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def calls_list(storage: Storage, *, since: float | None, status: str | None, limit: int = 100) -> str:
+    rows = storage.list_calls(since=since, status=status, limit=limit)
+    out = [f"{'call id':<36} {'status':<7} {'started (UTC)':<19} {'ended (UTC)':<19} {'end reason':<18} steps"]
+    for r in rows:
+        steps = ", ".join(f"{n} {st}" for st, n in sorted(r["jobs"].items())) or "-"
+        out.append(f"{r['id']:<36} {r['status']:<7} {_when(r['started_at']):<19} {_when(r['ended_at']):<19} {str(r['end_reason'] or '-'):<18} {steps}")
+    out.append(f"({len(rows)} call(s))")
+    return "\n".join(out)
+
+
+def calls_show(record: dict[str, Any], *, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(record, ensure_ascii=False, indent=2, default=str)
+    out = [
+        f"call {record['id']}  status {record.get('status')}",
+        f"  started {record.get('started_at')}  ended {record.get('ended_at') or '-'}  reason {record.get('end_reason') or '-'} ({record.get('end_source') or '-'})",
+        f"  state {json.dumps(record.get('state') or {}, ensure_ascii=False)}",
+        "  transcript:",
+    ]
+    out += [f"    {t['role']:>9}: {t['text']}" for t in record.get("transcript") or []]
+    out.append("  control events:")
+    for e in record.get("events") or []:
+        detail = {k: e[k] for k in ("callee", "endword", "reason") if e.get(k)}
+        out.append(f"    {e['seq']}. {e['type']} ({e['source']}) {json.dumps(detail, ensure_ascii=False)}")
+    ef = record.get("end_function")
+    if ef:
+        out.append(f"  end function: {ef['status']}")
+        for j in ef["steps"]:
+            extra = f"  error: {j['last_error']}" if j["last_error"] else ""
+            code = f" HTTP {j['response_code']}" if j["response_code"] else ""
+            out.append(f"    job {j['id']} {j['step']} ({j['kind']}): {j['status']}, {j['attempts']} attempt(s){code}{extra}")
+    return "\n".join(out)
+
+
+def jobs_list(storage: Storage, *, failed: bool, limit: int = 200) -> str:
+    jobs = storage.list_jobs(status="failed" if failed else None, limit=limit)
+    out = [f"{'job':>6} {'call id':<36} {'step':<16} {'kind':<10} {'status':<8} {'tries':>5}  last error"]
+    for j in jobs:
+        out.append(f"{j.id:>6} {j.call_id:<36} {j.step:<16} {j.kind:<10} {j.status:<8} {j.attempts:>5}  {j.last_error or ''}")
+    out.append(f"({len(jobs)} job(s))")
+    return "\n".join(out)

@@ -1,0 +1,170 @@
+"""Per-choice analysis of one reply (sans-IO): what the model wrote, as findings.
+
+A :class:`ChoiceAnalyzer` is fed one choice's ``delta.content`` pieces and
+``delta.tool_calls`` entries in order, and :meth:`~ChoiceAnalyzer.finish` once at
+its end. It answers with findings and never touches JSON:
+
+* ``str``: text that is no part of a command, spoken as it is;
+* :class:`Silenced`: text after a hangup in the same reply (only ``passthrough``
+  lets it through);
+* :class:`Found`: a control command, valid or rejected with its reason;
+* :class:`ToolEntry`: a ``delta.tool_calls`` entry, assembled, marked ``mapped``
+  when the FunctionMap names its function (it becomes a :class:`Found` when the
+  choice finishes).
+
+Rules the analysis applies in every output mode: a command after a hangup in the
+same reply is rejected; a hangup asks the :class:`HangupPolicy` (the call domain's
+"one hangup per call") and is rejected when it refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .commands import HANGUP, AnyCommand, Command, RejectedCommand, reject, validate
+from .function_map import FunctionMap
+from .parser import CommandParser, ParsedTag, ParserEvent, UnterminatedTag
+from .tool_calls import ToolCallAssembler
+
+__all__ = [
+    "AFTER_HANGUP",
+    "ChoiceAnalyzer",
+    "Finding",
+    "Found",
+    "HangupPolicy",
+    "NoCallPolicy",
+    "Silenced",
+    "ToolEntry",
+]
+
+AFTER_HANGUP = "command after a hangup in the same reply"
+UNTERMINATED = "command not closed before the reply ended"
+
+
+@dataclass(frozen=True, slots=True)
+class Silenced:
+    """Text that came after a hangup in the same reply: never spoken (but in
+    ``passthrough``)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A control command the model wrote, valid or rejected."""
+
+    command: AnyCommand
+
+
+@dataclass(frozen=True, slots=True)
+class ToolEntry:
+    """A ``delta.tool_calls`` entry as it came; ``index``: the assembler's index of
+    its call; ``mapped``: the FunctionMap names its function."""
+
+    entry: Mapping[str, Any] = field(hash=False)
+    index: int
+    mapped: bool
+
+
+Finding = str | Silenced | Found
+
+
+class HangupPolicy(Protocol):
+    """What the call domain says about a hangup (``proxy.calls`` implements it)."""
+
+    def refuse_hangup(self, act: bool) -> str | None:
+        """Why a hangup may not happen now, or ``None``. With ``act`` (choice 0, the
+        one the runtime speaks) an allowed hangup is recorded as the call's."""
+        ...
+
+
+class NoCallPolicy:
+    """The policy when there is no call to ask: every hangup is allowed."""
+
+    def refuse_hangup(self, act: bool) -> str | None:
+        return None
+
+
+class ChoiceAnalyzer:
+    """One choice of one reply; see the module docstring.
+
+    ``tags``: built-in function -> tag name; ``max_command_chars``: the most chars
+    held back as a possible command; ``transfer_allow``: callee patterns.
+    """
+
+    __slots__ = ("index", "parser", "tools", "hung_up", "finished", "raw", "_fmap", "_by_tag", "_allow", "_policy")
+
+    def __init__(
+        self,
+        index: int,
+        *,
+        tags: Mapping[str, str],
+        fmap: FunctionMap,
+        policy: HangupPolicy,
+        max_command_chars: int = 1024,
+        transfer_allow: tuple[str, ...] = (),
+    ) -> None:
+        self.index = index
+        self.parser = CommandParser(tags.values(), max_command_chars)
+        self.tools = ToolCallAssembler()
+        self.hung_up = False
+        self.finished = False
+        self.raw: list[str] = []
+        self._fmap = fmap
+        self._by_tag = {tag: function for function, tag in tags.items()}
+        self._allow = transfer_allow
+        self._policy = policy
+
+    def content(self, text: str) -> list[Finding] | None:
+        """A piece of ``delta.content``; ``None`` when it is plain speech that goes
+        on exactly as it came (the hot path)."""
+        self.raw.append(text)
+        items = self.parser.feed(text)
+        if len(items) == 1 and items[0] is text and not self.hung_up:
+            return None
+        return [self._finding(item) for item in items]
+
+    def tool_entry(self, entry: Mapping[str, Any]) -> ToolEntry:
+        """One ``delta.tool_calls`` entry."""
+        call = self.tools.feed(entry)
+        return ToolEntry(entry, call.index, self._fmap.function_for(call.name) is not None)
+
+    def finish(self) -> list[Finding]:
+        """The choice ended: what the parser still held, then the commands of the
+        mapped tool calls."""
+        self.finished = True
+        found = [self._finding(item) for item in self.parser.flush()]
+        for call in self.tools.calls():
+            cmd = self._fmap.command(call, self._allow)
+            if cmd is not None:
+                found.append(Found(self._decide(cmd)))
+        return found
+
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """Every assembled tool call: ``[{"id", "name", "arguments"}]``."""
+        return [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.tools.calls()]
+
+    def _finding(self, item: ParserEvent) -> Finding:
+        if isinstance(item, str):
+            return Silenced(item) if self.hung_up else item
+        return Found(self._decide(self._command(item)))
+
+    def _command(self, item: ParsedTag | UnterminatedTag) -> AnyCommand:
+        function = self._by_tag.get(item.tag)
+        if isinstance(item, UnterminatedTag):
+            return RejectedCommand(function, {}, "text_command", item.raw, UNTERMINATED)
+        return validate(function or item.tag, item.attrs, source="text_command", raw=item.raw, transfer_allow=self._allow)
+
+    def _decide(self, cmd: AnyCommand) -> AnyCommand:
+        """The reply's and the call's rules on top of the command's own validity."""
+        if self.hung_up:
+            return reject(cmd, AFTER_HANGUP)
+        if isinstance(cmd, Command) and cmd.function == HANGUP:
+            self.hung_up = True  # even a refused one: nothing is spoken after it
+            refusal = self._policy.refuse_hangup(self.index == 0)
+            if refusal is not None:
+                return reject(cmd, refusal)
+        return cmd
+

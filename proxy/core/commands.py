@@ -1,0 +1,184 @@
+"""The normalized control command, its validation and its renderings (sans-IO).
+
+A control command is what the model writes: a text command (``<imsagent_hangup
+endword=".."/>``) or a tool call that the FunctionMap maps to a built-in function.
+Both become one :class:`Command` with ``function`` ``"hangup"`` or ``"transfer"``
+and string ``args``: ``endword`` (hangup), ``caller``, ``callee``, ``msg``,
+``err_msg`` (transfer; names from the IMS doc), plus any unknown attribute the
+model added (kept as written, e.g. ``outcome``).
+
+A command that cannot be carried out becomes a :class:`RejectedCommand` with a
+``reason``; its text is never spoken, only its ``err_msg`` when it has one.
+
+Renderings (``commands.output``): :func:`render_text` gives the canonical tag
+(serialized by lxml, so values are escaped correctly); :func:`render_tool_call`
+gives an OpenAI ``tool_calls`` delta entry (OpenAI API reference, chat completion
+chunk).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+from lxml import etree
+
+from .ids import new_id
+
+__all__ = [
+    "HANGUP",
+    "TRANSFER",
+    "AnyCommand",
+    "Command",
+    "RejectedCommand",
+    "callee_allowed",
+    "new_tool_call_id",
+    "normalize_args",
+    "reject",
+    "render_text",
+    "render_tool_call",
+    "validate",
+]
+
+HANGUP = "hangup"
+TRANSFER = "transfer"
+
+# Attribute order of the canonical rendering, as in the IMS doc.
+_ORDER = {HANGUP: ("endword",), TRANSFER: ("caller", "callee", "err_msg", "msg")}
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A valid control command.
+
+    ``source``: ``"text_command"`` or ``"tool_call"``; ``raw``: the tag as written or
+    the tool call's arguments string; ``tool_call_id``: the model's id (tool calls).
+    """
+
+    function: str
+    args: Mapping[str, str] = field(hash=False)
+    source: str
+    raw: str
+    tool_call_id: str | None = None
+
+    @property
+    def closing(self) -> str:
+        """The words the caller hears as the command takes effect: hangup ``endword``,
+        transfer ``msg``."""
+        return self.args.get("endword" if self.function == HANGUP else "msg", "")
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedCommand:
+    """A control command that will not be carried out, and why.
+
+    ``function`` is ``None`` when it is not even known which function was meant.
+    """
+
+    function: str | None
+    args: Mapping[str, str] = field(hash=False)
+    source: str
+    raw: str
+    reason: str
+    tool_call_id: str | None = None
+
+    @property
+    def closing(self) -> str:
+        """What the caller hears instead: the command's ``err_msg``, if any."""
+        return self.args.get("err_msg", "")
+
+
+AnyCommand = Command | RejectedCommand
+
+
+def normalize_args(args: Mapping[str, Any]) -> dict[str, str]:
+    """Lower-case names; values to ``str`` (JSON for lists/objects); ``None`` dropped."""
+    out: dict[str, str] = {}
+    for k, v in args.items():
+        if v is None:
+            continue
+        if isinstance(v, str):
+            out[str(k).lower()] = v
+        elif isinstance(v, (dict, list)):
+            out[str(k).lower()] = json.dumps(v, ensure_ascii=False)
+        elif isinstance(v, bool):
+            out[str(k).lower()] = "true" if v else "false"
+        else:
+            out[str(k).lower()] = str(v)
+    return out
+
+
+def callee_allowed(callee: str, patterns: Sequence[str]) -> bool:
+    """``True`` when ``patterns`` is empty or ``callee`` matches one of them
+    (exact number or shell-style pattern such as ``+86571*``)."""
+    return not patterns or any(fnmatchcase(callee, p) for p in patterns)
+
+
+def validate(
+    function: str,
+    args: Mapping[str, str],
+    *,
+    source: str,
+    raw: str,
+    transfer_allow: Sequence[str] = (),
+    tool_call_id: str | None = None,
+) -> AnyCommand:
+    """Build the command, or reject it with a reason.
+
+    A hangup needs nothing. A transfer needs a non-empty ``callee`` that the
+    allow-list admits.
+    """
+    if function == TRANSFER:
+        callee = args.get("callee", "").strip()
+        if not callee:
+            return RejectedCommand(function, args, source, raw, "transfer without callee", tool_call_id)
+        if not callee_allowed(callee, transfer_allow):
+            return RejectedCommand(
+                function, args, source, raw, f"callee {callee!r} is not in commands.transfer_allow", tool_call_id
+            )
+    elif function != HANGUP:
+        return RejectedCommand(None, args, source, raw, f"unknown function {function!r}", tool_call_id)
+    return Command(function, args, source, raw, tool_call_id)
+
+
+def reject(cmd: AnyCommand, reason: str) -> RejectedCommand:
+    """The same command, rejected for ``reason``."""
+    return RejectedCommand(cmd.function, cmd.args, cmd.source, cmd.raw, reason, cmd.tool_call_id)
+
+
+def _ordered(cmd: Command) -> list[tuple[str, str]]:
+    known = _ORDER.get(cmd.function, ())
+    items = [(k, cmd.args[k]) for k in known if k in cmd.args]
+    items += [(k, v) for k, v in cmd.args.items() if k not in known]
+    return items
+
+
+def render_text(cmd: Command, tag: str) -> str:
+    """The canonical text command, e.g. ``<imsagent_hangup endword="Bye &amp; thanks"/>``."""
+    el = etree.Element(tag)
+    for k, v in _ordered(cmd):
+        try:
+            el.set(k, v)
+        except ValueError:  # a name that is not a valid XML name is left out
+            continue
+    return etree.tostring(el, encoding="unicode")
+
+
+def new_tool_call_id() -> str:
+    """An id in OpenAI's ``call_...`` form for tool calls callgate writes itself."""
+    return new_id("call_")
+
+
+def render_tool_call(cmd: Command, name: str, index: int | None) -> dict[str, Any]:
+    """An OpenAI tool call named ``name`` (the FunctionMap's MatchFunction), arguments
+    as a JSON string. ``index`` is set for streamed deltas, ``None`` for a message."""
+    entry: dict[str, Any] = {}
+    if index is not None:
+        entry["index"] = index
+    entry["id"] = cmd.tool_call_id or new_tool_call_id()
+    entry["type"] = "function"
+    entry["function"] = {"name": name, "arguments": json.dumps(dict(_ordered(cmd)), ensure_ascii=False)}
+    return entry

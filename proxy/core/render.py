@@ -1,0 +1,162 @@
+"""One renderer per output mode (``commands.output``), sans-IO.
+
+A renderer turns a choice's findings (:mod:`proxy.core.analyzer`) into what the
+runtime receives: the content text and the tool calls of a delta, what happens to
+the model's own tool-call entries, and the ``finish_reason``. One normalized
+command, four renderings:
+
+* ``strip``: the command is removed; with ``speak_closing`` its ``endword``/``msg``
+  takes its place. Mapped tool calls are removed too.
+* ``passthrough``: changes nothing; commands are only observed.
+* ``tool_calls``: every command becomes an OpenAI tool call named by the
+  FunctionMap's MatchFunction; ``finish_reason`` becomes ``"tool_calls"``.
+* ``text``: every command becomes a canonical text command in the content.
+
+In every mode but ``passthrough``: :class:`~proxy.core.analyzer.Silenced` text is
+dropped, a rejected command's ``err_msg`` is spoken in its place, and a
+``finish_reason`` of ``"tool_calls"`` becomes ``"stop"`` when every tool call was a
+mapped one that was removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .analyzer import Finding, Found, ToolEntry
+from .commands import Command, render_text, render_tool_call
+from .function_map import FunctionMap
+
+__all__ = ["ChoiceOutput", "Renderer", "renderer_for"]
+
+
+@dataclass(slots=True)
+class ChoiceOutput:
+    """What one choice has sent the runtime so far (a renderer's per-choice state).
+
+    ``message``: a non-streamed completion (tool calls carry no ``index``);
+    ``spoken``: the content sent, in pieces.
+    """
+
+    message: bool = False
+    spoken: list[str] = field(default_factory=list)
+    out_index: dict[int, int] = field(default_factory=dict)  # upstream tool index -> index sent
+    next_index: int = 0
+    kept_tools: bool = False  # an unmapped tool call went to the runtime
+    dropped_tools: bool = False  # a mapped tool call was held back
+    rendered_tools: bool = False  # callgate wrote a tool call itself
+
+    def tool_index(self, upstream: int) -> int:
+        """The index sent for the upstream's tool call ``upstream``."""
+        i = self.out_index.get(upstream)
+        if i is None:
+            i = self.out_index[upstream] = self.next_index
+            self.next_index += 1
+        return i
+
+    def new_tool_index(self) -> int:
+        """An index for a tool call callgate writes."""
+        i = self.next_index
+        self.next_index += 1
+        return i
+
+
+class Renderer:
+    """The rendering shared by ``strip``, ``text`` and ``tool_calls``; subclasses say
+    what a valid command becomes (:meth:`command`)."""
+
+    changes_nothing = False
+
+    def __init__(self, fmap: FunctionMap, tags: Mapping[str, str], speak_closing: bool) -> None:
+        self.fmap = fmap
+        self.tags = tags
+        self.speak_closing = speak_closing
+
+    def render(self, findings: list[Finding], out: ChoiceOutput) -> tuple[str, list[dict[str, Any]]]:
+        """``(content text, tool calls)`` for findings."""
+        parts: list[str] = []
+        tools: list[dict[str, Any]] = []
+        for f in findings:
+            if type(f) is str:
+                parts.append(f)
+            elif isinstance(f, Found):
+                cmd = f.command
+                if not isinstance(cmd, Command):
+                    parts.append(cmd.closing)  # a rejected command: its err_msg, if any
+                    continue
+                text, tool = self.command(cmd, out)
+                parts.append(text)
+                if tool is not None:
+                    tools.append(tool)
+        return "".join(parts), tools
+
+    def command(self, cmd: Command, out: ChoiceOutput) -> tuple[str, dict[str, Any] | None]:
+        """What a valid command becomes: ``(text, tool call or None)``."""
+        raise NotImplementedError
+
+    def tool_entry(self, te: ToolEntry, out: ChoiceOutput) -> Mapping[str, Any] | None:
+        """The model's own tool-call entry as it goes on, or ``None`` (held back: a
+        mapped function, rendered when the choice finishes)."""
+        if te.mapped:
+            out.dropped_tools = True
+            return None
+        out.kept_tools = True
+        if out.message:
+            return te.entry
+        index = out.tool_index(te.index)
+        return te.entry if te.entry.get("index") == index else {**te.entry, "index": index}
+
+    def finish_reason(self, reason: str, out: ChoiceOutput) -> str:
+        """The ``finish_reason`` the runtime sees."""
+        if out.rendered_tools:
+            return "tool_calls"
+        if reason == "tool_calls" and out.dropped_tools and not out.kept_tools:
+            return "stop"
+        return reason
+
+
+class Strip(Renderer):
+    """The command leaves no trace but its closing words (with ``speak_closing``)."""
+
+    def command(self, cmd: Command, out: ChoiceOutput) -> tuple[str, dict[str, Any] | None]:
+        return (cmd.closing if self.speak_closing else ""), None
+
+
+class Text(Renderer):
+    """The command as a canonical text command."""
+
+    def command(self, cmd: Command, out: ChoiceOutput) -> tuple[str, dict[str, Any] | None]:
+        return render_text(cmd, self.tags[cmd.function]), None
+
+
+class ToolCalls(Renderer):
+    """The command as an OpenAI tool call named by the FunctionMap."""
+
+    def command(self, cmd: Command, out: ChoiceOutput) -> tuple[str, dict[str, Any] | None]:
+        out.rendered_tools = True
+        index = None if out.message else out.new_tool_index()
+        return "", render_tool_call(cmd, self.fmap.match_for(cmd.function), index)
+
+
+class Passthrough(Renderer):
+    """Changes nothing: the inspector forwards every chunk as it came."""
+
+    changes_nothing = True
+
+    def render(self, findings: list[Finding], out: ChoiceOutput) -> tuple[str, list[dict[str, Any]]]:
+        raise AssertionError("passthrough renders nothing")
+
+    def tool_entry(self, te: ToolEntry, out: ChoiceOutput) -> Mapping[str, Any] | None:
+        return te.entry
+
+    def finish_reason(self, reason: str, out: ChoiceOutput) -> str:
+        return reason
+
+
+_RENDERERS: dict[str, type[Renderer]] = {"strip": Strip, "text": Text, "tool_calls": ToolCalls, "passthrough": Passthrough}
+
+
+def renderer_for(output: str, fmap: FunctionMap, tags: Mapping[str, str], speak_closing: bool) -> Renderer:
+    """The renderer of the output mode ``output`` (``KeyError`` for an unknown one)."""
+    return _RENDERERS[output](fmap, tags, speak_closing)

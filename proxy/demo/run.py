@@ -1,0 +1,158 @@
+"""``callgate demo``: one whole call, self-contained, on loopback.
+
+A scripted LLM answers in Chinese with a transfer command and then a hangup
+command, each split across chunks; callgate sits in front of it; the official
+``openai`` client plays the agent runtime; a subscriber on the call's event stream
+plays the call layer; a small local "CRM" receives the end function's webhook.
+Prints what the caller hears, the control events and the end-function result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from openai import AsyncOpenAI
+
+from ..config import parse_config
+from ..endfn.conversation import Conversation
+from ..server.app import running
+from ..server.services import SERVICES
+from .scripted_upstream import ScriptedReply, ScriptedUpstream
+
+__all__ = ["main", "run_demo", "summarize"]
+
+CALL_ID = "demo-call-1"
+
+SCRIPT = [
+    ScriptedReply(
+        content=[
+            "好的，", "我这就帮您", "转接人工客服。", "<imsagent_tr", "ansfer_call caller=0571", "8888, callee=1",
+            '0086, err_msg="抱歉，线路繁忙，', '请稍后再拨。", msg="正在为您转', '接，请稍候……"/>',
+        ]
+    ),
+    ScriptedReply(
+        content=["不客气，", "祝您生活愉快！", "<imsagent_hang", 'up endword="感谢您的来电，', '再见！"', "/>"]
+    ),
+]
+
+TURNS = ["你好，我的宽带断了，帮我转人工。", "好的，谢谢你，没别的事了。"]
+
+
+def summarize(conv: Conversation) -> dict[str, Any]:
+    """The demo's end function (a ``python`` step): a tiny summary of the call."""
+    kinds = [e["type"] for e in conv.events]
+    return {
+        "call": conv.id,
+        "turns": sum(1 for t in conv.transcript if t["role"] == "user"),
+        "end_reason": conv.end_reason,
+        "transferred": "transfer" in kinds,
+        "last_words": conv.transcript[-1]["text"] if conv.transcript else "",
+    }
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
+
+
+async def _subscribe(base: str, out: list[dict[str, Any]], ready: asyncio.Event) -> None:
+    """The call layer: read the call's control events until call.ended."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/v1/calls/{CALL_ID}/events") as resp:
+            ready.set()
+            async for line in resp.content:
+                if line.startswith(b"data: "):
+                    out.append(json.loads(line[6:]))
+
+
+async def run_demo() -> int:
+    upstream = ScriptedUpstream(list(SCRIPT))
+    crm_received: list[dict[str, Any]] = []
+
+    async def crm(request: web.Request) -> web.Response:
+        crm_received.append(await request.json())
+        return web.json_response({"ok": True})
+
+    crm_app = web.Application()
+    crm_app.router.add_post("/calls", crm)
+    up_runner, up_url = await _serve(upstream.app())
+    crm_runner, crm_url = await _serve(crm_app)
+    db_dir = tempfile.TemporaryDirectory(prefix="callgate-demo-")
+    config = parse_config(
+        {
+            "storage": {"path": f"{db_dir.name}/callgate.db"},
+            "upstream": {"base_url": f"{up_url}/v1", "api_key": "demo-upstream-key"},
+            "commands": {"transfer_allow": ["10086", "+86571*"]},
+            "end_function": {
+                "steps": [
+                    {"name": "outcome", "kind": "outcome"},
+                    {"name": "summary", "kind": "python", "function": "proxy.demo.run:summarize", "after": ["outcome"]},
+                    {"name": "crm", "kind": "webhook", "url": f"{crm_url}/calls", "after": ["summary"]},
+                ]
+            },
+        }
+    )
+    try:
+        async with running(config, host="127.0.0.1", port=0) as (app, base):
+            print(f"callgate demo: scripted LLM at {up_url}, callgate at {base}, call id {CALL_ID}\n")
+            events: list[dict[str, Any]] = []
+            ready = asyncio.Event()
+            subscriber = asyncio.create_task(_subscribe(base, events, ready))
+            await asyncio.wait_for(ready.wait(), 10)
+            client = AsyncOpenAI(base_url=f"{base}/v1", api_key="runtime-key", default_headers={"X-Call-Id": CALL_ID})
+            messages: list[dict[str, Any]] = [{"role": "system", "content": "你是宽带客服。"}]
+            for i, user in enumerate(TURNS, 1):
+                messages.append({"role": "user", "content": user})
+                stream = await client.chat.completions.create(model="scripted-1", messages=messages, stream=True)
+                heard = ""
+                async for chunk in stream:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        heard += chunk.choices[0].delta.content
+                messages.append({"role": "assistant", "content": heard})
+                print(f"turn {i}  caller says:  {user}")
+                print(f"        caller hears: {heard}\n")
+            await asyncio.wait_for(subscriber, 10)
+            print("control events (GET /v1/calls/{id}/events):")
+            for e in events:
+                detail = {k: e[k] for k in ("callee", "caller", "endword", "closing_text", "reason") if e.get(k)}
+                print(f"  {e['seq']}. {e['type']:<10} source={e['source']:<14} {json.dumps(detail, ensure_ascii=False)}")
+            jobs = await app[SERVICES].pipeline.wait_call(CALL_ID, 10)
+            print("\nend function (steps in the database, idempotency key {call_id}:{step}):")
+            for job in jobs:
+                shown = job.output if job.kind != "webhook" else f"HTTP {job.response_code}"
+                print(f"  {job.step} ({job.kind}): {job.status}  {json.dumps(shown, ensure_ascii=False)}")
+            print(f"\nthe CRM received {len(crm_received)} call record(s); transcript:")
+            for line in crm_received[0]["transcript"] if crm_received else []:
+                print(f"  {line['role']:>9}: {line['text']}")
+            ok = (
+                [e["type"] for e in events] == ["transfer", "hangup", "call.ended"]
+                and all(job.status == "done" for job in jobs)
+                and len(crm_received) == 1
+            )
+            await client.close()
+            return 0 if ok else 1
+    finally:
+        await up_runner.cleanup()
+        await crm_runner.cleanup()
+        db_dir.cleanup()
+
+
+def main() -> int:
+    try:
+        return asyncio.run(run_demo())
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The end function's view of a call: :class:`Conversation`, as PolyAI's ``conv``.
+
+Every step gets one, built from the stored call record; it is frozen (no field
+can be set). ``state`` is what the call layer set (``PATCH
+/v1/calls/{id}/state``, ``POST /end``), plus ``tool_calls``: the tool calls the
+model made during the call (``[{"name", "arguments", "turn"}]``). ``results``
+holds the outputs of the steps that finished before this one, by name. The dicts
+and lists inside are the step's own copy, built for each try: changing them
+changes nothing stored and nothing another step sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..calls.outcome import add_tags, rule_tags
+
+__all__ = ["Conversation"]
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One ended call, for a step.
+
+    ``id``: the call id; ``transcript``: ``[{"role": "user"|"assistant", "text"}]``
+    as spoken; ``events``: the control events as JSON; ``end_reason``;
+    ``started_at``/``ended_at`` (UTC); ``metadata``: from the runtime (IMS
+    ``extendData``, ...); ``record``: the whole call record; ``outcome_tags``: rule
+    tags plus those earlier steps produced; ``step``: this step's name;
+    ``idempotency_key``: ``{call_id}:{step}``, the same on every retry;
+    ``sandbox``: ``True`` under ``callgate end-function test`` (skip your own side
+    effects then).
+    """
+
+    id: str
+    state: dict[str, Any]
+    transcript: list[dict[str, str]]
+    events: list[dict[str, Any]]
+    end_reason: str | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    outcome_tags: list[str] = field(default_factory=list)
+    step: str = ""
+    idempotency_key: str = ""
+    sandbox: bool = False
+
+    @classmethod
+    def from_record(
+        cls,
+        record: dict[str, Any],
+        results: dict[str, Any] | None = None,
+        *,
+        step: str = "",
+        idempotency_key: str = "",
+        sandbox: bool = False,
+    ) -> Conversation:
+        """From a call record (``GET /v1/calls/{id}`` JSON) and earlier step outputs."""
+        results = dict(results or {})
+        return cls(
+            id=record["id"],
+            state=record.get("state") or {},
+            transcript=record.get("transcript") or [],
+            events=record.get("events") or [],
+            end_reason=record.get("end_reason"),
+            started_at=_dt(record.get("started_at")),
+            ended_at=_dt(record.get("ended_at")),
+            metadata=record.get("metadata") or {},
+            record=record,
+            results=results,
+            outcome_tags=_tags(record, results),
+            step=step,
+            idempotency_key=idempotency_key,
+            sandbox=sandbox,
+        )
+
+    def with_result(self, step: str, output: Any) -> Conversation:
+        """A new conversation that also has ``output`` as ``results[step]`` (and its
+        ``tags``, if it has any, among the outcome tags)."""
+        results = {**self.results, step: output}
+        return dataclasses.replace(self, results=results, outcome_tags=_tags(self.record, results))
+
+    def context(self) -> dict[str, Any]:
+        """What ``when:`` conditions and ``{dotted.path}`` templates can read."""
+        summary = self.results.get("summary")
+        return {
+            "call_id": self.id,
+            "end_reason": self.end_reason,
+            "state": self.state,
+            "metadata": self.metadata,
+            "results": self.results,
+            "outcome_tags": self.outcome_tags,
+            "summary": summary if isinstance(summary, dict) else {},
+        }
+
+
+def _tags(record: dict[str, Any], results: dict[str, Any]) -> list[str]:
+    """Rule tags, then the tags an ``outcome`` step (or any step) produced."""
+    tags = rule_tags(record)
+    for out in results.values():
+        if isinstance(out, dict) and isinstance(out.get("tags"), list):
+            add_tags(tags, (str(t) for t in out["tags"]))
+    return tags
+
+
+def _dt(value: Any) -> datetime | None:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,173 @@
+"""The aiohttp application: routes, the OpenAI-shaped error middleware, start and stop.
+
+Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /healthz``,
+``GET /v1/calls/{call_id}``, ``GET /v1/calls/{call_id}/events``,
+``POST /v1/calls/{call_id}/end``, ``PATCH /v1/calls/{call_id}/state``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from ..calls.registry import CallRegistry
+from ..config import Config
+from ..core.function_map import FunctionMap
+from ..endfn.effects import Effects
+from ..endfn.pipeline import Pipeline
+from ..errors import CallgateError, UpstreamStatus, openai_error_body
+from ..storage import Storage
+from . import call_api, relay
+from .delivery import EventDelivery
+from .services import SERVICES, Services
+
+__all__ = ["build_app", "running", "serve"]
+
+log = logging.getLogger("callgate")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _upstream_status_response(e: UpstreamStatus) -> web.Response:
+    """Relay the upstream's error body when it is already OpenAI-shaped JSON."""
+    try:
+        body = json.loads(e.body)
+        if isinstance(body, dict) and isinstance(body.get("error"), (dict, str)):
+            return web.Response(body=e.body, status=e.status, content_type="application/json")
+    except ValueError:
+        pass
+    text = e.body.decode("utf-8", "replace")[:500]
+    message = f"upstream answered HTTP {e.status}" + (f": {text}" if text else "")
+    return web.json_response(
+        openai_error_body(message, type="upstream_error", code=f"upstream_http_{e.status}"), status=e.status
+    )
+
+
+@web.middleware
+async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error a client sees is ``{"error": {"message", "type", "param", "code"}}``."""
+    try:
+        return await handler(request)
+    except UpstreamStatus as e:
+        return _upstream_status_response(e)
+    except CallgateError as e:
+        return web.json_response(e.to_body(), status=e.status)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        etype = "invalid_request_error" if e.status < 500 else "server_error"
+        return web.json_response(
+            openai_error_body(e.reason or str(e.status), type=etype, code=f"http_{e.status}"),
+            status=e.status,
+            headers={k: v for k, v in e.headers.items() if k.lower() == "allow"},
+        )
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return web.json_response(openai_error_body("internal error in callgate", code="internal_error"), status=500)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    s = request.app[SERVICES]
+    return web.json_response({"status": "ok", "calls": len(s.registry)})
+
+
+def build_app(config: Config) -> web.Application:
+    """The application for ``config``; its services start with the app."""
+    app = web.Application(middlewares=[openai_errors], client_max_size=config.server.max_body_bytes + 1)
+    app.router.add_post("/v1/chat/completions", relay.chat_completions)
+    app.router.add_get("/v1/models", relay.models)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/v1/calls/{call_id}", call_api.get_call)
+    app.router.add_get("/v1/calls/{call_id}/events", call_api.call_events)
+    app.router.add_post("/v1/calls/{call_id}/end", call_api.end_call)
+    app.router.add_patch("/v1/calls/{call_id}/state", call_api.patch_state)
+    app.cleanup_ctx.append(lambda app: _lifecycle(app, config))
+    return app
+
+
+async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None]:
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
+    # No cookie jar: a proxy must not carry one caller's cookies into another's requests.
+    session = aiohttp.ClientSession(connector=connector, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar())
+    storage = Storage(config.storage.path)
+    storage.start_checkpointer()
+    pipeline = Pipeline(storage, config.end_function, Effects(session))
+    registry = CallRegistry(
+        idle_timeout_s=config.end_function.idle_timeout_s,
+        record_ttl_s=config.end_function.record_ttl_s,
+        store=storage,
+        on_end=pipeline.end_call,
+    )
+    webhook = None
+    if config.control.webhook.url:
+        webhook = EventDelivery(config.control.webhook, session, storage, on_failure=registry.delivery_failed)
+        registry.sinks.append(webhook)
+        webhook.resume()
+    app[SERVICES] = Services(
+        config=config,
+        settings=config.commands.inspector_settings(),
+        function_map=FunctionMap((e.function, e.match_function) for e in config.commands.function_map),
+        registry=registry,
+        session=session,
+        storage=storage,
+        pipeline=pipeline,
+        call_id_sources=tuple(("header", c.header) if c.header else ("body", c.body or "") for c in config.call_id),
+    )
+    loop = asyncio.get_running_loop()
+    sweeper = loop.create_task(registry.run_sweeper())
+    runner = loop.create_task(pipeline.run())
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        await pipeline.stop(config.end_function.shutdown_grace_s)
+        runner.cancel()
+        for task in (sweeper, runner):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if webhook is not None:
+            await webhook.drain(timeout=config.end_function.shutdown_grace_s)
+        await session.close()
+        storage.close()
+
+
+@contextlib.asynccontextmanager
+async def running(config: Config, host: str | None = None, port: int | None = None) -> AsyncIterator[tuple[web.Application, str]]:
+    """Run callgate in this event loop; yields ``(app, base_url)`` (port 0 picks a free one)."""
+    app = build_app(config)
+    # handler_cancellation: a runtime that hangs up cancels its upstream request.
+    # shutdown_timeout: in-flight replies get a few seconds to finish on stop.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(
+        runner, host or config.server.host, config.server.port if port is None else port, backlog=config.server.backlog
+    )
+    await site.start()
+    h, p = runner.addresses[0][:2]
+    try:
+        yield app, f"http://{h}:{p}"
+    finally:
+        await runner.cleanup()
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGINT/SIGTERM."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with running(config) as (_, url):
+        log.info("callgate listening on %s, upstream %s", url, config.upstream.base_url)
+        await stop.wait()
+        log.info("shutting down")

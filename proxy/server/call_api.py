@@ -1,0 +1,107 @@
+"""The call layer's HTTP API.
+
+* ``GET /v1/calls/{call_id}/events``: Server-Sent Events, one per control event
+  (``id:`` = the event's ``seq``, ``event:`` = its ``type``, ``data:`` = its JSON;
+  the aiohttp-sse wire format). A late subscriber gets the call's earlier events
+  first; ``Last-Event-ID`` resumes after that seq. A ``: keep-alive`` comment goes
+  out every ``control.sse_keepalive_s``. The stream closes after ``call.ended``.
+  Subscribing to a call callgate has not seen yet creates it, so a call layer can
+  subscribe before the first LLM request.
+* ``POST /v1/calls/{call_id}/end`` with ``{"reason": "...", "state": {...}}``: the
+  call layer reports the end. Idempotent: a second report changes nothing and
+  answers ``already_ended: true``.
+* ``PATCH /v1/calls/{call_id}/state``: a JSON merge patch (RFC 7386: ``null``
+  removes a key) into the call's ``state``, which every end-function step reads as
+  ``conv.state``. 409 once the call has ended.
+* ``GET /v1/calls/{call_id}``: the call record; a live call from memory, an ended
+  one from the database with its end-function steps (also after a restart). 404 in
+  the OpenAI error shape when unknown.
+
+Every call is found through the registry (:meth:`~proxy.calls.registry.CallRegistry.open`:
+memory, else the database, else a new call).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ..calls.events import CallEndedEvent
+from ..calls.model import Call, EndReason
+from ..core.sse import encode_event
+from ..errors import RequestError, openai_error_body
+from .bodies import read_json_object
+from .services import SERVICES
+
+__all__ = ["call_events", "end_call", "get_call", "patch_state"]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
+
+
+def _error(message: str, code: str, status: int) -> web.Response:
+    return _json(openai_error_body(message, type="invalid_request_error", code=code), status)
+
+
+async def call_events(request: web.Request) -> web.StreamResponse:
+    s = request.app[SERVICES]
+    last_id = request.headers.get("Last-Event-ID", "").strip()
+    seen = int(last_id) if last_id.isdigit() else 0
+    call = s.registry.open(request.match_info["call_id"])
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    await response.prepare(request)
+    try:
+        await _follow(response, call, seen, s.config.control.sse_keepalive_s)
+    except ConnectionError:
+        pass  # the subscriber left
+    return response
+
+
+async def _follow(response: web.StreamResponse, call: Call, seen: int, keepalive_s: float) -> None:
+    """Write the call's events after ``seen`` as they come, until ``call.ended``."""
+    while True:
+        for event in call.events[seen:]:
+            seen = event.seq
+            await response.write(encode_event(event.model_dump_json(), event=event.type, id=str(event.seq)))
+            if isinstance(event, CallEndedEvent):
+                await response.write_eof()
+                return
+        if not await call.wait_for_events(seen, keepalive_s):
+            await response.write(b": keep-alive\n\n")
+
+
+async def end_call(request: web.Request) -> web.Response:
+    s = request.app[SERVICES]
+    payload = await read_json_object(request, s.config.server.max_body_bytes, empty={})
+    reason = payload.get("reason", EndReason.CALL_LAYER)
+    state = payload.get("state") or {}
+    if not isinstance(reason, str) or not reason:
+        raise RequestError("'reason' must be a non-empty string", param="reason")
+    if not isinstance(state, dict):
+        raise RequestError("'state' must be an object", param="state")
+    call = s.registry.open(request.match_info["call_id"])
+    ended = s.registry.end(call, reason, "call_layer", state)
+    return _json({"call_id": call.id, "already_ended": not ended, "end_reason": call.end_reason, "end_source": call.end_source})
+
+
+async def patch_state(request: web.Request) -> web.Response:
+    s = request.app[SERVICES]
+    patch = await read_json_object(request, s.config.server.max_body_bytes)
+    call = s.registry.open(request.match_info["call_id"])
+    if call.ended:
+        return _error(f"call {call.id!r} has ended; its state is final", "call_ended", 409)
+    return _json({"call_id": call.id, "state": s.registry.patch_state(call, patch)})
+
+
+async def get_call(request: web.Request) -> web.Response:
+    s = request.app[SERVICES]
+    call_id = request.match_info["call_id"]
+    record = s.registry.record(call_id)
+    if record is None:
+        return _error(f"no call {call_id!r}", "call_not_found", 404)
+    return _json(record)

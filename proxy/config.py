@@ -23,10 +23,12 @@ from pydantic import (
     model_validator,
 )
 
+from .core.function_map import FunctionSpec
 from .core.inspector import InspectorSettings
 from .errors import ConfigError
 
 __all__ = [
+    "BUILTIN_PROFILES",
     "AnalyticsStep",
     "CallIdSource",
     "CommandsConfig",
@@ -38,6 +40,7 @@ __all__ = [
     "LLMConfig",
     "LogMaskConfig",
     "OutcomeStep",
+    "ProfileConfig",
     "PythonStep",
     "RetryConfig",
     "ServerConfig",
@@ -69,6 +72,9 @@ class UpstreamConfig(_Model):
     base_url: str = "https://api.openai.com/v1"
     api_key: str = Field("", repr=False, description="replaces the client's Authorization when set")
     timeout_s: float = Field(60.0, gt=0, description="connect and between-reads timeout (s)")
+    drop_fields: list[str] = Field(
+        default_factory=list, description="top-level body fields never sent upstream, for every profile (kept as metadata)"
+    )
 
 
 class CallIdSource(_Model):
@@ -85,18 +91,30 @@ class CallIdSource(_Model):
         return self
 
 
+    def pair(self) -> tuple[str, str]:
+        """``("header" | "body", name)``."""
+        return ("header", self.header) if self.header else ("body", self.body or "")
+
+
 def _default_call_id() -> list[CallIdSource]:
-    return [
-        CallIdSource(header="X-Call-Id"),
-        CallIdSource(body="extendData.instanceId"),
-        CallIdSource(body="call.id"),
-        CallIdSource(body="metadata.call_id"),
-        CallIdSource(body="user"),
-    ]
+    return [CallIdSource(header="X-Call-Id")]
+
+
+# The runtime profiles callgate knows (proxy.profiles holds what they are).
+BUILTIN_PROFILES = ("openai", "ims", "vapi", "elevenlabs", "livekit", "pipecat")
+
+_PATH = r"^[A-Za-z_$][\w$-]*(\.[A-Za-z_$][\w$-]*)*$"
 
 
 class FunctionMapEntry(_Model):
-    """IMS ``LlmConfig.FunctionMap`` entry; ``Function``/``MatchFunction`` or snake_case."""
+    """IMS ``LlmConfig.FunctionMap`` entry; ``Function``/``MatchFunction`` or snake_case.
+
+    ``arguments``: where each command field (``endword``, ``caller``, ``callee``,
+    ``msg``, ``err_msg``) lives in the tool call's arguments, a dotted path or a list
+    of them tried in order (``{callee: destination.number}``); absent: the arguments
+    are the fields as written. ``defaults``: arguments added when callgate writes this
+    tool call (a required ``reason``, say).
+    """
 
     function: Literal["hangup", "transfer"] = Field(
         validation_alias=AliasChoices("Function", "function"), serialization_alias="Function"
@@ -106,6 +124,14 @@ class FunctionMapEntry(_Model):
         validation_alias=AliasChoices("MatchFunction", "match_function", "matchFunction"),
         serialization_alias="MatchFunction",
     )
+    arguments: dict[str, Annotated[str, Field(pattern=_PATH)] | list[Annotated[str, Field(pattern=_PATH)]]] | None = None
+    defaults: dict[str, Any] = Field(default_factory=dict)
+
+    def spec(self) -> FunctionSpec:
+        args = None
+        if self.arguments is not None:
+            args = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in self.arguments.items()}
+        return FunctionSpec(self.function, self.match_function, args, dict(self.defaults))
 
 
 def _default_function_map() -> list[FunctionMapEntry]:
@@ -128,15 +154,31 @@ class CommandsConfig(_Model):
     inject_tools: bool = False
 
     def inspector_settings(self) -> InspectorSettings:
+        """The inspector settings of the default profile."""
         return InspectorSettings(
             hangup_tag=self.hangup_tag,
             transfer_tag=self.transfer_tag,
-            function_map=tuple((e.function, e.match_function) for e in self.function_map),
+            function_map=tuple(e.spec() for e in self.function_map),
             output=self.output,
             speak_closing=self.speak_closing,
             max_command_chars=self.max_command_chars,
             transfer_allow=tuple(self.transfer_allow),
         )
+
+
+class ProfileConfig(_Model):
+    """A runtime profile, or overrides of a built-in one: every key given replaces
+    the built-in value (see :mod:`proxy.profiles`)."""
+
+    extends: str | None = Field(None, description="a new profile starts from this one (default: the default profile)")
+    call_id: list[CallIdSource] | None = Field(None, description="call-id sources after the top-level call_id")
+    drop_fields: list[str] | None = Field(None, description="top-level body fields that never go upstream")
+    merge_metadata: list[str] | None = Field(None, description="body objects whose keys are merged into the metadata")
+    json_fields: list[str] | None = Field(None, description="metadata keys whose JSON-string value is parsed")
+    metadata: dict[str, list[CallIdSource]] | None = Field(None, description="normalized metadata key -> sources")
+    function_map: list[FunctionMapEntry] | None = None
+    output: Literal["strip", "passthrough", "tool_calls", "text"] | None = None
+    speak_closing: bool | None = None
 
 
 class ControlWebhookConfig(_Model):
@@ -216,7 +258,7 @@ class SmsStep(_Step):
     kind: Literal["sms"]
     url: str
     preset: Literal["generic", "twilio"] = "generic"
-    to: str = Field("{metadata.callerNumber}", description="recipient; {dotted.path} into the call context")
+    to: str = Field("{metadata.caller_number}", description="recipient; {dotted.path} into the call context")
     sender: str = Field("", alias="from", description="sender id or number")
     template: str = "Thank you for your call. Reference: {call_id}."
     llm: LLMConfig | None = Field(None, description="when set, the message is written by this LLM in the call's tone")
@@ -246,6 +288,9 @@ Step = Annotated[
 
 class EndFunctionConfig(_Model):
     idle_timeout_s: float = Field(600.0, gt=0, description="a call with no request for this long has ended (s)")
+    after_hangup_s: float = Field(
+        3.0, ge=0, description="after a hangup, the call ends once no request has come for this long (s)"
+    )
     record_ttl_s: float = Field(300.0, ge=0, description="how long an ended call stays in memory (s); the database keeps it")
     shutdown_grace_s: float = Field(10.0, ge=0, description="on SIGTERM, running steps get this long to finish (s)")
     poll_s: float = Field(1.0, gt=0, description="how often the database is checked for due steps (s)")
@@ -283,7 +328,7 @@ class StorageConfig(_Model):
 class LogMaskConfig(_Model):
     phone_numbers: bool = Field(True, description="mask digit runs that look like phone numbers")
     fields: list[str] = Field(
-        default_factory=lambda: ["caller", "callee", "to", "callerNumber", "calleeNumber", "requesterId"],
+        default_factory=lambda: ["caller", "callee", "to", "callerNumber", "calleeNumber", "caller_number", "callee_number", "requesterId"],
         description="mask the values of these key=value pairs",
     )
 
@@ -293,11 +338,23 @@ class Config(_Model):
     upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
     call_id: list[CallIdSource] = Field(default_factory=_default_call_id)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    default_profile: str = Field("openai", description="the profile of /v1/... (other profiles: /<name>/v1/...)")
+    profiles: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")], ProfileConfig] = Field(default_factory=dict)
     control: ControlConfig = Field(default_factory=ControlConfig)
     end_function: EndFunctionConfig = Field(default_factory=EndFunctionConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     log_mask: LogMaskConfig = Field(default_factory=LogMaskConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _profile_names(self) -> Config:
+        known = set(BUILTIN_PROFILES) | set(self.profiles)
+        if self.default_profile not in known:
+            raise ValueError(f"default_profile {self.default_profile!r} is not a profile: {sorted(known)}")
+        for name, p in self.profiles.items():
+            if p.extends is not None and p.extends not in known:
+                raise ValueError(f"profiles.{name}.extends: {p.extends!r} is not a profile: {sorted(known)}")
+        return self
 
 
 # -- loading ---------------------------------------------------------------------

@@ -5,7 +5,8 @@
     CallgateError                 base; never escapes to a client as a traceback
     ├── ConfigError               config file unreadable or invalid; message names the field path
     ├── RequestError              the client's request is wrong (HTTP 400)
-    │   └── BodyTooLarge          body over ``server.max_body_bytes`` (HTTP 413)
+    │   ├── BodyTooLarge          body over ``server.max_body_bytes`` (HTTP 413)
+    │   └── NotFound              no such call or profile (HTTP 404)
     └── UpstreamError             the LLM upstream failed
         ├── UpstreamUnreachable   connect failed (HTTP 502)
         ├── UpstreamTimeout       no first byte within ``upstream.timeout_s`` (HTTP 504)
@@ -23,6 +24,7 @@ __all__ = [
     "BodyTooLarge",
     "CallgateError",
     "ConfigError",
+    "NotFound",
     "RequestError",
     "UpstreamError",
     "UpstreamStatus",
@@ -75,6 +77,13 @@ class BodyTooLarge(RequestError):
 
     status = 413
     code = "request_too_large"
+
+
+class NotFound(RequestError):
+    """What the path names does not exist: a call, a runtime profile (HTTP 404)."""
+
+    status = 404
+    code = "not_found"
 
 
 class UpstreamError(CallgateError):

@@ -139,7 +139,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         data: dict[str, Any] = {
             "upstream": {"base_url": upstream_url, "timeout_s": 5},
             "storage": {"path": str(tmp_path / f"callgate-{len(dbs)}.db")},
-            "end_function": {"poll_s": 0.05},
+            "end_function": {"poll_s": 0.05, "after_hangup_s": 0},
         }
         dbs.append(data["storage"]["path"])
         for key, value in cfg.items():

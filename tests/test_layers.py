@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "config": 1,
     "prompts": 1,
     "logs": 1,
+    "profiles": 2,
     "storage": 2,
     "outbound": 2,
     "calls": 3,

@@ -20,7 +20,7 @@ RECORD = {
     "end_reason": "agent_hangup",
     "end_source": "text_command",
     "state": {"intent": "quote"},
-    "metadata": {"callerNumber": "+8613800138000"},
+    "metadata": {"callerNumber": "+8613800138000", "caller_number": "+8613800138000"},
     "transcript": [{"role": "user", "text": "I want a quote"}, {"role": "assistant", "text": "Sure. Bye."}],
     "turns": [],
     "events": [{"id": "e1", "seq": 1, "type": "hangup", "source": "text_command", "endword": "Bye.", "attrs": {"endword": "Bye."}}],

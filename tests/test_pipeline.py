@@ -225,7 +225,7 @@ async def test_records_and_steps_survive_a_restart(tmp_path: Path, receiver: Rec
         cfg = parse_config({
             "upstream": {"base_url": f"{up}/v1"},
             "storage": {"path": str(tmp_path / "cg.db")},
-            "end_function": {"poll_s": 0.05, "steps": [hook("crm", receiver, retry={"attempts": 10, "backoff_s": 30})]},
+            "end_function": {"poll_s": 0.05, "after_hangup_s": 0, "steps": [hook("crm", receiver, retry={"attempts": 10, "backoff_s": 30})]},
         })
         async with running(cfg, port=0) as (_, url):
             await talk(url, "restart-1")
@@ -295,7 +295,7 @@ async def test_a_call_that_outlives_a_restart_keeps_its_turns_and_state(tmp_path
         cfg = parse_config({
             "upstream": {"base_url": f"{up}/v1"},
             "storage": {"path": str(tmp_path / "cg.db")},
-            "end_function": {"poll_s": 0.05, "steps": [hook("crm", receiver)]},
+            "end_function": {"poll_s": 0.05, "after_hangup_s": 0, "steps": [hook("crm", receiver)]},
         })
         async with running(cfg, port=0) as (_, url):
             await talk(url, "long-1", "hello")

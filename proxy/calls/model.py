@@ -102,18 +102,26 @@ class TurnOutcome:
 
 
 class Call:
-    """One call's record. Changed only by the registry, on the event loop."""
+    """One call's record. Changed only by the registry, on the event loop.
 
-    def __init__(self, call_id: str, *, anonymous: bool = False) -> None:
-        self.id = call_id
+    ``call_id``: the id the runtime gave (or callgate, for a request without one);
+    ``id``: the record's key, the same but for a later call under an id whose call
+    had ended (``{call_id}~{generation}``).
+    """
+
+    def __init__(self, call_id: str, *, anonymous: bool = False, generation: int = 1) -> None:
+        self.call_id = call_id
+        self.generation = generation
+        self.id = call_id if generation == 1 else f"{call_id}~{generation}"
         self.anonymous = anonymous
         self.started_at = utcnow()
         self.last_activity = time.monotonic()
         self.turns: list[Turn] = []
         self.events: list[ControlEvent] = []
         self.state: dict[str, Any] = {}
-        self.metadata: dict[str, Any] = {}  # from the runtime, e.g. IMS extendData (callerNumber, ...)
+        self.metadata: dict[str, Any] = {}  # from the runtime: caller_number, callee_number, runtime_call_id, its own fields
         self.hung_up = False
+        self.hangup_source: str | None = None  # the source of the call's accepted hangup
         self.active_requests = 0
         self.end_reason: str | None = None
         self.end_source: str | None = None
@@ -125,13 +133,16 @@ class Call:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Call:
         """The call again from its stored record (after a restart)."""
-        call = cls(record["id"], anonymous=bool(record.get("anonymous")))
+        call = cls(record.get("call_id") or record["id"], anonymous=bool(record.get("anonymous")), generation=record.get("generation", 1))
+        call.id = record["id"]
         call.started_at = datetime.fromisoformat(record["started_at"])
         call.state = record.get("state") or {}
         call.metadata = record.get("metadata") or {}
         call.turns = [Turn.from_dict(t) for t in record.get("turns") or []]
         call.events = [control_event_adapter.validate_python(e) for e in record.get("events") or []]
-        call.hung_up = any(e.type == "hangup" for e in call.events)
+        hangups = [e for e in call.events if e.type == "hangup"]
+        call.hung_up = bool(hangups)
+        call.hangup_source = hangups[0].source if hangups else None
         call.delivery_failures = record.get("delivery_failures") or []
         if record.get("status") == "ended":
             call.end_reason = record.get("end_reason") or ""
@@ -180,6 +191,8 @@ class Call:
         """The call record as JSON-ready data (``GET /v1/calls/{id}``, webhook steps)."""
         return {
             "id": self.id,
+            "call_id": self.call_id,
+            "generation": self.generation,
             "status": "ended" if self.ended else "active",
             "anonymous": self.anonymous,
             "started_at": self.started_at.isoformat(),

@@ -79,16 +79,20 @@ class CallRegistry:
         *,
         idle_timeout_s: float,
         record_ttl_s: float,
+        after_hangup_s: float = 0.0,
         store: Storage | None = None,
         on_end: Callable[[dict[str, Any]], Any] | None = None,
         sinks: Iterable[EventSink] = (),
     ) -> None:
         self.idle_timeout_s = idle_timeout_s
         self.record_ttl_s = record_ttl_s
+        self.after_hangup_s = after_hangup_s
         self.store = store
         self.on_end = on_end
         self.sinks: list[EventSink] = list(sinks)
-        self._calls: dict[str, Call] = {}
+        self._calls: dict[str, Call] = {}  # by record key
+        self._latest: dict[str, str] = {}  # the runtime's call id -> its newest record key
+        self._end_timers: dict[str, asyncio.TimerHandle] = {}  # hangup windows, by record key
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -96,16 +100,19 @@ class CallRegistry:
     # -- finding calls ---------------------------------------------------------------
 
     def get(self, call_id: str) -> Call | None:
-        """The call if it is in memory."""
-        return self._calls.get(call_id)
+        """The call if it is in memory (the newest under ``call_id``, or the record
+        key ``call_id``)."""
+        return self._calls.get(self._latest.get(call_id, call_id))
 
     def find(self, call_id: str) -> Call | None:
-        """The call from memory, else from the database; ``None`` when unknown."""
-        call = self._calls.get(call_id)
+        """The call from memory, else from the database; ``None`` when unknown.
+        ``call_id`` is the runtime's id (its newest call) or a record key."""
+        call = self.get(call_id)
         if call is None and self.store is not None:
-            stored = self.store.call_record(call_id)
+            key = self.store.latest_key(call_id) or call_id
+            stored = self.store.call_record(key)
             if stored is not None:
-                call = self._calls[call_id] = Call.from_record(stored)
+                call = self._remember(Call.from_record(stored))
                 if call.ended:
                     call.expires_at = time.monotonic() + self.record_ttl_s
         return call
@@ -113,20 +120,18 @@ class CallRegistry:
     def open(self, call_id: str, *, anonymous: bool = False) -> Call:
         """:meth:`find`, or a new call."""
         call = None if anonymous else self.find(call_id)
-        if call is None:
-            call = self._calls[call_id] = Call(call_id, anonymous=anonymous)
-        return call
+        return call if call is not None else self._remember(Call(call_id, anonymous=anonymous))
 
     def record(self, call_id: str) -> dict[str, Any] | None:
         """The call record as ``GET /v1/calls/{id}`` shows it: a live call from memory,
         an ended one from the database with its steps and deliveries."""
-        call = self._calls.get(call_id)
-        if call is not None and not call.ended:
+        call = self.find(call_id)
+        if call is None:
+            return None
+        if not call.ended:
             return call.to_record()
-        stored = self.store.get_call(call_id) if self.store is not None else None
-        if stored is None and call is not None:
-            return call.to_record()
-        return stored
+        stored = self.store.get_call(call.id) if self.store is not None else None
+        return stored if stored is not None else call.to_record()
 
     # -- a turn ------------------------------------------------------------------------
 
@@ -134,8 +139,15 @@ class CallRegistry:
         self, call_id: str | None, *, stream: bool, user_text: str, metadata: Mapping[str, Any] | None = None
     ) -> tuple[Call, Turn]:
         """A chat completion request arrived for ``call_id`` (``None``: a call of its
-        own, ending with its reply)."""
-        call = self.open(call_id or new_id("req_"), anonymous=call_id is None)
+        own, ending with its reply). An id whose call has ended starts a new call
+        under the same id (the earlier one stays readable under its record key)."""
+        if call_id is None:
+            call = self.open(new_id("req_"), anonymous=True)
+        else:
+            call = self.open(call_id)
+            if call.ended:
+                call = self._remember(Call(call.call_id, generation=call.generation + 1))
+        self._cancel_end(call)  # a request inside the hangup window is a turn of the call
         turn = Turn(request_id=new_id("req_"), started_at=datetime.now(UTC), stream=stream, user_text=user_text)
         call.turns.append(turn)
         if metadata:
@@ -156,7 +168,7 @@ class CallRegistry:
             event = self._emit(call, event_for_command(cmd, call.id, reply_text))
             accepted = isinstance(cmd, Command)
             if isinstance(event, HangupEvent):
-                turn.hangup_source = event.source
+                call.hangup_source = event.source
             turn.commands.append(
                 {
                     "function": cmd.function,
@@ -183,10 +195,10 @@ class CallRegistry:
             call.state.setdefault("tool_calls", []).extend(_recorded_tool_calls(turn))
         call.active_requests -= 1
         call.last_activity = time.monotonic()
-        if turn.hangup_source is not None:
-            self.end(call, EndReason.AGENT_HANGUP, turn.hangup_source)
-        elif call.anonymous:
+        if call.anonymous:
             self.end(call, EndReason.RESPONSE_FINISHED, "response_finished")
+        elif call.hangup_source is not None and not call.active_requests:
+            self._after_hangup(call)
         else:
             self._save(call)
 
@@ -204,6 +216,7 @@ class CallRegistry:
         ``on_end``. ``False`` when it had already ended (nothing changes)."""
         if call.ended:
             return False
+        self._cancel_end(call)
         if state:
             call.state.update(state)
         call.end_reason, call.end_source, call.ended_at = str(reason), source, utcnow()
@@ -228,9 +241,17 @@ class CallRegistry:
         now = time.monotonic() if now is None else now
         for call in list(self._calls.values()):
             if call.expires_at is not None and now >= call.expires_at:
-                del self._calls[call.id]
-            elif not call.ended and not call.active_requests and now - call.last_activity >= self.idle_timeout_s:
+                self._forget(call)
+            elif self._idle(call, now):
                 self.end(call, EndReason.IDLE_TIMEOUT, "idle_timeout")
+
+    def _idle(self, call: Call, now: float) -> bool:
+        return (
+            not call.ended
+            and not call.active_requests
+            and call.id not in self._end_timers
+            and now - call.last_activity >= self.idle_timeout_s
+        )
 
     async def run_sweeper(self) -> None:
         """Sweep forever, about four times per idle timeout (at most every 5 s)."""
@@ -240,6 +261,39 @@ class CallRegistry:
             self.sweep()
 
     # -- internals -----------------------------------------------------------------------
+
+    def _remember(self, call: Call) -> Call:
+        self._calls[call.id] = call
+        newest = self._calls.get(self._latest.get(call.call_id, ""))
+        if newest is None or call.generation >= newest.generation:
+            self._latest[call.call_id] = call.id
+        return call
+
+    def _forget(self, call: Call) -> None:
+        del self._calls[call.id]
+        if self._latest.get(call.call_id) == call.id:
+            del self._latest[call.call_id]
+
+    def _after_hangup(self, call: Call) -> None:
+        """The call hung up and no reply is in flight: it ends once no request has
+        come for ``after_hangup_s`` (at once when that is 0)."""
+        if self.after_hangup_s <= 0:
+            self.end(call, EndReason.AGENT_HANGUP, call.hangup_source or "text_command")
+            return
+        self._save(call)
+        self._cancel_end(call)
+        loop = asyncio.get_running_loop()
+        self._end_timers[call.id] = loop.call_later(self.after_hangup_s, self._hangup_window_over, call)
+
+    def _hangup_window_over(self, call: Call) -> None:
+        self._end_timers.pop(call.id, None)
+        if not call.active_requests:
+            self.end(call, EndReason.AGENT_HANGUP, call.hangup_source or "text_command")
+
+    def _cancel_end(self, call: Call) -> None:
+        timer = self._end_timers.pop(call.id, None)
+        if timer is not None:
+            timer.cancel()
 
     def _emit(self, call: Call, event: ControlEvent) -> ControlEvent:
         """Number ``event``, append it, wake subscribers, hand it to the sinks."""

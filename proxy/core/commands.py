@@ -37,6 +37,7 @@ __all__ = [
     "callee_allowed",
     "new_tool_call_id",
     "normalize_args",
+    "ordered_args",
     "reject",
     "render_text",
     "render_tool_call",
@@ -156,6 +157,11 @@ def _ordered(cmd: Command) -> list[tuple[str, str]]:
     return items
 
 
+def ordered_args(cmd: Command) -> dict[str, str]:
+    """The command's fields in the IMS doc's order, then the unknown ones."""
+    return dict(_ordered(cmd))
+
+
 def render_text(cmd: Command, tag: str) -> str:
     """The canonical text command, e.g. ``<imsagent_hangup endword="Bye &amp; thanks"/>``."""
     el = etree.Element(tag)
@@ -172,13 +178,15 @@ def new_tool_call_id() -> str:
     return new_id("call_")
 
 
-def render_tool_call(cmd: Command, name: str, index: int | None) -> dict[str, Any]:
+def render_tool_call(cmd: Command, name: str, index: int | None, arguments: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """An OpenAI tool call named ``name`` (the FunctionMap's MatchFunction), arguments
-    as a JSON string. ``index`` is set for streamed deltas, ``None`` for a message."""
+    as a JSON string: ``arguments`` when given (the runtime's shape), else the
+    command's fields. ``index`` is set for streamed deltas, ``None`` for a message."""
     entry: dict[str, Any] = {}
     if index is not None:
         entry["index"] = index
     entry["id"] = cmd.tool_call_id or new_tool_call_id()
     entry["type"] = "function"
-    entry["function"] = {"name": name, "arguments": json.dumps(dict(_ordered(cmd)), ensure_ascii=False)}
+    args = dict(arguments) if arguments is not None else ordered_args(cmd)
+    entry["function"] = {"name": name, "arguments": json.dumps(args, ensure_ascii=False)}
     return entry

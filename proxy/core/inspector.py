@@ -84,6 +84,26 @@ def _patched(
     return new
 
 
+def _separated(chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    """``chunk``, or two chunks when a choice's delta has both content and tool
+    calls: the content first (no ``finish_reason``), then the tool calls."""
+    choices = chunk["choices"]
+    both = [
+        i for i, c in enumerate(choices)
+        if isinstance(c, dict) and isinstance(c.get("delta"), dict) and c["delta"].get("content") and c["delta"].get("tool_calls")
+    ]
+    if not both:
+        return [chunk]
+    first, second = list(choices), []
+    for i in both:
+        c = choices[i]
+        delta = c["delta"]
+        first[i] = {**c, "delta": {k: v for k, v in delta.items() if k != "tool_calls"}, "finish_reason": None}
+        second.append({**c, "delta": {k: v for k, v in delta.items() if k not in ("content", "role", "refusal")}})
+    text_chunk = {k: v for k, v in chunk.items() if k != "usage"}
+    return [{**text_chunk, "choices": first}, {**chunk, "choices": second}]
+
+
 class ReplyInspector:
     """Inspects one reply; see the module docstring.
 
@@ -131,10 +151,11 @@ class ReplyInspector:
         new_choices = self._choices_out(choices, "delta", cmds, final=False)
         if new_choices is None:
             return event.raw, cmds
-        out = b"data: " + json_codec.dumps({**obj, "choices": new_choices}) + b"\n\n"
-        if event.event is not None:  # keep a named event's name
-            out = b"event: " + event.event.encode() + b"\n" + out
-        return out, cmds
+        chunks = [{**obj, "choices": new_choices}]
+        if self._renderer.separate_tools:
+            chunks = _separated(chunks[0])
+        head = b"event: " + event.event.encode() + b"\n" if event.event is not None else b""  # keep a named event's name
+        return b"".join(head + b"data: " + json_codec.dumps(c) + b"\n\n" for c in chunks), cmds
 
     def close(self) -> tuple[bytes, list[AnyCommand]]:
         """End of the stream ([DONE], EOF or an upstream failure): finish every choice
@@ -161,7 +182,8 @@ class ReplyInspector:
             "model": t.get("model", ""),
             "choices": out_choices,
         }
-        return b"data: " + json_codec.dumps(chunk) + b"\n\n", cmds
+        chunks = _separated(chunk) if self._renderer.separate_tools else [chunk]
+        return b"".join(b"data: " + json_codec.dumps(c) + b"\n\n" for c in chunks), cmds
 
     # -- whole replies -----------------------------------------------------------
 

@@ -9,7 +9,9 @@ command, four renderings:
   takes its place. Mapped tool calls are removed too.
 * ``passthrough``: changes nothing; commands are only observed.
 * ``tool_calls``: every command becomes an OpenAI tool call named by the
-  FunctionMap's MatchFunction; ``finish_reason`` becomes ``"tool_calls"``.
+  FunctionMap's MatchFunction; ``finish_reason`` becomes ``"tool_calls"``; a delta
+  never carries both content and a tool call (the text goes first, in a chunk of
+  its own).
 * ``text``: every command becomes a canonical text command in the content.
 
 In every mode but ``passthrough``: :class:`~proxy.core.analyzer.Silenced` text is
@@ -67,6 +69,9 @@ class Renderer:
     what a valid command becomes (:meth:`command`)."""
 
     changes_nothing = False
+    # Content and a tool call never share a delta: the text goes out first in a
+    # chunk of its own (Pipecat skips a delta's content when it has tool calls).
+    separate_tools = False
 
     def __init__(self, fmap: FunctionMap, tags: Mapping[str, str], speak_closing: bool) -> None:
         self.fmap = fmap
@@ -131,12 +136,16 @@ class Text(Renderer):
 
 
 class ToolCalls(Renderer):
-    """The command as an OpenAI tool call named by the FunctionMap."""
+    """The command as an OpenAI tool call named by the FunctionMap, in the runtime's
+    argument shape when the entry gives one."""
+
+    separate_tools = True
 
     def command(self, cmd: Command, out: ChoiceOutput) -> tuple[str, dict[str, Any] | None]:
         out.rendered_tools = True
         index = None if out.message else out.new_tool_index()
-        return "", render_tool_call(cmd, self.fmap.match_for(cmd.function), index)
+        spec = self.fmap.spec_for(cmd.function)
+        return "", render_tool_call(cmd, spec.match, index, spec.write(cmd))
 
 
 class Passthrough(Renderer):

@@ -94,6 +94,7 @@ async def run_demo() -> int:
             "upstream": {"base_url": f"{up_url}/v1", "api_key": "demo-upstream-key"},
             "commands": {"transfer_allow": ["10086", "+86571*"]},
             "end_function": {
+                "after_hangup_s": 0.2,  # the call ends this long after the goodbye (default 3 s)
                 "steps": [
                     {"name": "outcome", "kind": "outcome"},
                     {"name": "summary", "kind": "python", "function": "proxy.demo.run:summarize", "after": ["outcome"]},

@@ -1,6 +1,7 @@
 """The aiohttp application: routes, the OpenAI-shaped error middleware, start and stop.
 
-Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /healthz``,
+Routes: ``POST /v1/chat/completions``, ``GET /v1/models`` (and the same under
+``/<profile>/``, see :mod:`proxy.profiles`), ``GET /healthz``,
 ``GET /v1/calls/{call_id}``, ``GET /v1/calls/{call_id}/events``,
 ``POST /v1/calls/{call_id}/end``, ``PATCH /v1/calls/{call_id}/state``.
 """
@@ -18,10 +19,10 @@ from aiohttp import web
 
 from ..calls.registry import CallRegistry
 from ..config import Config
-from ..core.function_map import FunctionMap
 from ..endfn.effects import Effects
 from ..endfn.pipeline import Pipeline
 from ..errors import CallgateError, UpstreamStatus, openai_error_body
+from ..profiles import resolve_profiles
 from ..storage import Storage
 from . import call_api, relay
 from .delivery import EventDelivery
@@ -84,6 +85,8 @@ def build_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[openai_errors], client_max_size=config.server.max_body_bytes + 1)
     app.router.add_post("/v1/chat/completions", relay.chat_completions)
     app.router.add_get("/v1/models", relay.models)
+    app.router.add_post("/{profile}/v1/chat/completions", relay.chat_completions)
+    app.router.add_get("/{profile}/v1/models", relay.models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/calls/{call_id}", call_api.get_call)
     app.router.add_get("/v1/calls/{call_id}/events", call_api.call_events)
@@ -103,6 +106,7 @@ async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None
     registry = CallRegistry(
         idle_timeout_s=config.end_function.idle_timeout_s,
         record_ttl_s=config.end_function.record_ttl_s,
+        after_hangup_s=config.end_function.after_hangup_s,
         store=storage,
         on_end=pipeline.end_call,
     )
@@ -113,13 +117,11 @@ async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None
         webhook.resume()
     app[SERVICES] = Services(
         config=config,
-        settings=config.commands.inspector_settings(),
-        function_map=FunctionMap((e.function, e.match_function) for e in config.commands.function_map),
+        profiles=resolve_profiles(config),
         registry=registry,
         session=session,
         storage=storage,
         pipeline=pipeline,
-        call_id_sources=tuple(("header", c.header) if c.header else ("body", c.body or "") for c in config.call_id),
     )
     loop = asyncio.get_running_loop()
     sweeper = loop.create_task(registry.run_sweeper())

@@ -29,9 +29,10 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ..calls.model import Call, Turn, TurnOutcome, TurnStatus
-from ..core.call_id import resolve_call_id
 from ..core.commands import AnyCommand
+from ..core.function_map import FunctionMap
 from ..core.inspector import ReplyInspector
+from ..core.profile import Profile
 from ..core.sse import DONE, SSEDecodeError, SSEDecoder, SSEEvent, encode_data
 from ..errors import (
     RequestError,
@@ -135,9 +136,9 @@ class _Reply:
     """One reply in flight: its inspector, its commands handed to the registry,
     and how it went (:meth:`outcome`)."""
 
-    def __init__(self, s: Services, call: Call, turn: Turn) -> None:
+    def __init__(self, s: Services, profile: Profile, call: Call, turn: Turn) -> None:
         self.s, self.call, self.turn = s, call, turn
-        self.inspector = ReplyInspector(s.settings, policy=s.registry.hangup_policy(call))
+        self.inspector = ReplyInspector(profile.settings, policy=s.registry.hangup_policy(call))
         self.started = time.perf_counter()
         self.ttft_ms: float | None = None
         self.status: TurnStatus | None = None
@@ -184,32 +185,34 @@ class _Reply:
         )
 
 
-def _prepared_body(s: Services, raw: bytes, body: dict[str, Any]) -> bytes:
-    """The body to send upstream: as it came, unless prompts or tools are injected."""
+def _upstream_body(s: Services, profile: Profile, raw: bytes, body: dict[str, Any], upstream: dict[str, Any]) -> bytes:
+    """The body to send upstream: the bytes as they came, unless runtime-only fields
+    were taken out (``upstream`` is not ``body``) or prompts and tools are injected."""
     cc = s.config.commands
+    if upstream is body and not (cc.inject_prompt or cc.inject_tools):
+        return raw
     if cc.inject_prompt:
-        inject_prompt(body, instructions(cc.prompt_language, cc.hangup_tag, cc.transfer_tag))
+        inject_prompt(upstream, instructions(cc.prompt_language, cc.hangup_tag, cc.transfer_tag))
     if cc.inject_tools:
-        inject_tools(body, s.function_map)
-    if cc.inject_prompt or cc.inject_tools:
-        return json.dumps(body, ensure_ascii=False).encode()
-    return raw
+        inject_tools(upstream, FunctionMap(profile.settings.function_map))
+    return json.dumps(upstream, ensure_ascii=False).encode()
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    """``POST /v1/chat/completions``; see the module docstring."""
+    """``POST /v1/chat/completions`` (and ``/<profile>/v1/...``); see the module docstring."""
     s = request.app[SERVICES]
+    profile = s.profile(request)
     raw = await read_body(request, s.config.server.max_body_bytes)
     body = parse_request(raw)
-    raw = _prepared_body(s, raw, body)
-    extend = body.get("extendData")
+    upstream, metadata = profile.split(body, request.headers)
+    raw = _upstream_body(s, profile, raw, body, upstream)
     call, turn = s.registry.begin_turn(
-        resolve_call_id(request.headers, body, s.call_id_sources),
+        profile.call_id_of(request.headers, body),
         stream=body.get("stream") is True,
         user_text=last_user_text(body["messages"]),
-        metadata=extend if isinstance(extend, dict) else None,  # IMS: callerNumber, calleeNumber, ...
+        metadata=metadata,
     )
-    reply = _Reply(s, call, turn)
+    reply = _Reply(s, profile, call, turn)
     try:
         headers = upstream_headers(request.headers, s.config.upstream.api_key)
         headers["Content-Type"] = "application/json"
@@ -313,8 +316,9 @@ async def _stream(request: web.Request, resp: aiohttp.ClientResponse, reply: _Re
 
 
 async def models(request: web.Request) -> web.Response:
-    """``GET /v1/models``, relayed as the upstream answers it."""
+    """``GET /v1/models`` (and ``/<profile>/v1/models``), relayed as the upstream answers it."""
     s = request.app[SERVICES]
+    s.profile(request)  # 404 for an unknown profile
     headers = upstream_headers(request.headers, s.config.upstream.api_key)
     resp = await _open_upstream(s, "GET", "/models", headers=headers)
     async with resp:

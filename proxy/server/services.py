@@ -9,9 +9,9 @@ from aiohttp import web
 
 from ..calls.registry import CallRegistry
 from ..config import Config
-from ..core.function_map import FunctionMap
-from ..core.inspector import InspectorSettings
+from ..core.profile import Profile
 from ..endfn.pipeline import Pipeline
+from ..errors import NotFound
 from ..storage import Storage
 
 __all__ = ["SERVICES", "Services"]
@@ -20,13 +20,20 @@ __all__ = ["SERVICES", "Services"]
 @dataclass
 class Services:
     config: Config
-    settings: InspectorSettings
-    function_map: FunctionMap
+    profiles: dict[str, Profile]  # by name; see proxy.profiles
     registry: CallRegistry
     session: aiohttp.ClientSession  # pooled, keep-alive; upstream and webhooks
     storage: Storage
     pipeline: Pipeline
-    call_id_sources: tuple[tuple[str, str], ...]  # ("header" | "body", name), from config.call_id
+
+    def profile(self, request: web.Request) -> Profile:
+        """The profile of the request's path (``/<name>/v1/...``; ``/v1/...`` is the
+        default); :class:`~proxy.errors.NotFound` for an unknown name."""
+        name = request.match_info.get("profile") or self.config.default_profile
+        profile = self.profiles.get(name)
+        if profile is None:
+            raise NotFound(f"no runtime profile {name!r}; known: {', '.join(sorted(self.profiles))}", code="profile_not_found")
+        return profile
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("callgate_services", Services)

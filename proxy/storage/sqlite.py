@@ -43,6 +43,8 @@ __all__ = ["TERMINAL", "DeliveryStatus", "Job", "JobStatus", "Storage", "end_fun
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
     id TEXT PRIMARY KEY,
+    call_id TEXT,
+    generation INTEGER NOT NULL DEFAULT 1,
     status TEXT NOT NULL,
     end_reason TEXT,
     started_at REAL NOT NULL,
@@ -52,6 +54,7 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_by_start ON calls (started_at);
 CREATE INDEX IF NOT EXISTS calls_by_status ON calls (status, started_at);
+CREATE INDEX IF NOT EXISTS calls_by_call_id ON calls (call_id, generation);
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY,
     call_id TEXT NOT NULL,
@@ -181,9 +184,18 @@ class Storage:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
         self.db.executescript(SCHEMA)
         self._checkpointer: threading.Thread | None = None
         self._stop = threading.Event()
+
+    def _migrate(self) -> None:
+        """Bring a database written by an earlier version up to the schema."""
+        columns = [r[1] for r in self.db.execute("PRAGMA table_info(calls)")]
+        if columns and "call_id" not in columns:  # before calls had generations
+            self.db.execute("ALTER TABLE calls ADD COLUMN call_id TEXT")
+            self.db.execute("ALTER TABLE calls ADD COLUMN generation INTEGER NOT NULL DEFAULT 1")
+            self.db.execute("UPDATE calls SET call_id = id")
 
     def start_checkpointer(self, interval_s: float = 1.0) -> None:
         """Checkpoint the WAL every ``interval_s`` seconds from a thread of its own,
@@ -223,12 +235,19 @@ class Storage:
         """Insert or replace an active call's record (an ended call is never reopened)."""
         now = time.time()
         self.db.execute(
-            "INSERT INTO calls (id, status, end_reason, started_at, ended_at, updated_at, record) "
-            "VALUES (?, ?, NULL, ?, NULL, ?, ?) "
+            "INSERT INTO calls (id, call_id, generation, status, end_reason, started_at, ended_at, updated_at, record) "
+            "VALUES (?, ?, ?, ?, NULL, ?, NULL, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at "
             "WHERE calls.status = 'active'",
-            (record["id"], status, _ts(record.get("started_at"), now), now, _dumps(record)),
+            (record["id"], _call_id(record), record.get("generation", 1), status, _ts(record.get("started_at"), now), now, _dumps(record)),
         )
+
+    def latest_key(self, call_id: str) -> str | None:
+        """The record key of the newest call under the runtime's ``call_id``."""
+        row = self.db.execute(
+            "SELECT id FROM calls WHERE call_id = ? ORDER BY generation DESC LIMIT 1", (call_id,)
+        ).fetchone()
+        return row[0] if row else None
 
     def end_call(self, record: dict[str, Any], steps: Iterable[tuple[str, str, list[str]]]) -> bool:
         """In one transaction: mark the call ended with its final record and add one
@@ -241,11 +260,14 @@ class Storage:
             if row is not None and row[0] == "ended":
                 return False
             self.db.execute(
-                "INSERT INTO calls (id, status, end_reason, started_at, ended_at, updated_at, record) "
-                "VALUES (?, 'ended', ?, ?, ?, ?, ?) "
+                "INSERT INTO calls (id, call_id, generation, status, end_reason, started_at, ended_at, updated_at, record) "
+                "VALUES (?, ?, ?, 'ended', ?, ?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET status = 'ended', end_reason = excluded.end_reason, "
                 "ended_at = excluded.ended_at, updated_at = excluded.updated_at, record = excluded.record",
-                (call_id, record.get("end_reason"), _ts(record.get("started_at"), now), _ts(record.get("ended_at"), now), now, _dumps(record)),
+                (
+                    call_id, _call_id(record), record.get("generation", 1), record.get("end_reason"),
+                    _ts(record.get("started_at"), now), _ts(record.get("ended_at"), now), now, _dumps(record),
+                ),
             )
             self.db.executemany(
                 "INSERT OR IGNORE INTO jobs (call_id, step, kind, after, status, next_at, idempotency_key, created_at, updated_at) "
@@ -446,6 +468,11 @@ class _Transaction:
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _call_id(record: dict[str, Any]) -> str:
+    """The runtime's call id of a record (its key, for records without one)."""
+    return record.get("call_id") or record["id"]
 
 
 def _ts(value: Any, default: float) -> float:

@@ -37,11 +37,12 @@ def transaction(conv: Conversation) -> dict[str, Any]:
     duration_ms = round((ended - started).total_seconds() * 1000) if isinstance(started, datetime) and isinstance(ended, datetime) else None
     turns = record.get("turns") or []
     meta = conv.metadata
+    caller = meta.get("caller_number") or meta.get("callerNumber", "")
     call_meta = {
-        "instanceId": meta.get("instanceId", conv.id),
+        "instanceId": meta.get("runtime_call_id") or meta.get("instanceId", conv.id),
         "callId": conv.id,
-        "callerId": meta.get("callerNumber", ""),
-        "calleeId": meta.get("calleeNumber", ""),
+        "callerId": caller,
+        "calleeId": meta.get("callee_number") or meta.get("calleeNumber", ""),
         "sessionId": meta.get("channelId", conv.id),
     }
     errors = [t.get("error") for t in turns if t.get("error")]
@@ -51,7 +52,7 @@ def transaction(conv: Conversation) -> dict[str, Any]:
         "responseTime": (turns[-1].get("duration_ms") if turns else None),
         "userContextId": conv.id,
         "releaseId": f"callgate-{__version__}",
-        "requesterId": meta.get("callerNumber", ""),
+        "requesterId": caller,
         "intent": {"name": "CALLGATE.EndConversation", "handled": "locally", "explicitlyHandled": conv.end_reason != "idle_timeout"},
         "meta": {"errors": {"occurrences": len(errors), "affectedSteps": errors}, "warnings": {"occurrences": 0, "affectedSteps": []}},
         "variables": [{"name": k, "value": v} for k, v in conv.state.items() if k != "tool_calls"],

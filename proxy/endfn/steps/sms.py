@@ -4,7 +4,8 @@ The text is ``template`` with ``{dotted.path}`` placeholders filled from the cal
 context (``call_id``, ``end_reason``, ``state.*``, ``metadata.*``, ``summary.*``,
 ``results.*``), or, when ``llm`` is set, written by that model to mirror the call's
 tone (prompt ``prompts/sms.md``; the template is the fallback). ``to`` is a
-template too (default ``{metadata.callerNumber}``, the IMS caller number).
+template too (default ``{metadata.caller_number}``, the normalized caller number every
+profile fills when the runtime sends it).
 
 Presets: ``generic`` POSTs JSON ``{"to", "from", "text", "call_id"}``; ``twilio``
 POSTs the form ``To``, ``From``, ``Body`` with basic auth (account SID, auth token)

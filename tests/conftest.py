@@ -126,14 +126,15 @@ class Receiver:
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """``await stack(replies, **config)`` starts a scripted upstream and callgate in
-    front of it; returns an object with ``upstream``, ``url`` (callgate),
-    ``app`` and ``registry``."""
+    """``await stack(replies, strict=False, **config)`` starts a scripted upstream
+    (``strict``: it rejects unknown request fields as api.openai.com does) and
+    callgate in front of it; returns an object with ``upstream``, ``url``
+    (callgate), ``app`` and ``registry``."""
     exits = contextlib.AsyncExitStack()
     dbs: list[str] = []
 
-    async def start(replies: list[ScriptedReply | RawReply], upstream_url: str | None = None, **cfg: Any) -> Any:
-        upstream = ScriptedUpstream(list(replies))
+    async def start(replies: list[ScriptedReply | RawReply], upstream_url: str | None = None, strict: bool = False, **cfg: Any) -> Any:
+        upstream = ScriptedUpstream(list(replies), strict=strict)
         if upstream_url is None:
             upstream_url = await exits.enter_async_context(serve_app(upstream.app())) + "/v1"
         data: dict[str, Any] = {

@@ -99,17 +99,18 @@ class CallRegistry:
 
     # -- finding calls ---------------------------------------------------------------
 
-    def get(self, call_id: str) -> Call | None:
-        """The call if it is in memory (the newest under ``call_id``, or the record
-        key ``call_id``)."""
-        return self._calls.get(self._latest.get(call_id, call_id))
+    def get(self, call_id: str, *, exact: bool = False) -> Call | None:
+        """The call if it is in memory: the newest under the runtime's ``call_id``,
+        else the one whose record key it is (only that with ``exact``)."""
+        return self._calls.get(call_id if exact else self._latest.get(call_id, call_id))
 
-    def find(self, call_id: str) -> Call | None:
+    def find(self, call_id: str, *, exact: bool = False) -> Call | None:
         """The call from memory, else from the database; ``None`` when unknown.
-        ``call_id`` is the runtime's id (its newest call) or a record key."""
-        call = self.get(call_id)
+        ``call_id`` is the runtime's id (its newest call) or a record key (only that
+        with ``exact``)."""
+        call = self.get(call_id, exact=exact)
         if call is None and self.store is not None:
-            key = self.store.latest_key(call_id) or call_id
+            key = call_id if exact else self.store.latest_key(call_id) or call_id
             stored = self.store.call_record(key)
             if stored is not None:
                 call = self._remember(Call.from_record(stored))
@@ -122,10 +123,10 @@ class CallRegistry:
         call = None if anonymous else self.find(call_id)
         return call if call is not None else self._remember(Call(call_id, anonymous=anonymous))
 
-    def record(self, call_id: str) -> dict[str, Any] | None:
+    def record(self, call_id: str, *, exact: bool = False) -> dict[str, Any] | None:
         """The call record as ``GET /v1/calls/{id}`` shows it: a live call from memory,
         an ended one from the database with its steps and deliveries."""
-        call = self.find(call_id)
+        call = self.find(call_id, exact=exact)
         if call is None:
             return None
         if not call.ended:

@@ -79,12 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"callgate: {e}", file=sys.stderr)
         return 2
     if args.command == "check":
-        c = config
-        print(
-            f"ok: {args.config}: upstream {c.upstream.base_url}, output {c.commands.output}, "
-            f"{len(c.commands.function_map)} FunctionMap entries, {len(c.end_function.steps)} end-function steps"
-        )
-        return 0
+        return _check(args.config, config)
     if args.command in ("calls", "jobs"):
         return _ops(args, config)
     if args.command == "end-function":
@@ -101,6 +96,24 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"callgate: cannot listen on {config.server.host}:{config.server.port}: {e.strerror}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _check(path: str, config: Config) -> int:
+    """``callgate check``: the config is valid; the effective settings of each profile."""
+    from ..profiles import resolve_profiles
+    from . import ops
+
+    try:
+        profiles = resolve_profiles(config)
+    except ConfigError as e:
+        print(f"callgate: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"ok: {path}: upstream {config.upstream.base_url}, default profile {config.default_profile}, "
+        f"{len(config.end_function.steps)} end-function steps"
+    )
+    print(ops.profiles_text(profiles, config.default_profile))
     return 0
 
 

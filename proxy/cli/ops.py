@@ -12,9 +12,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from ..core.profile import Profile
 from ..storage import Storage
 
-__all__ = ["calls_list", "calls_show", "jobs_list", "parse_since"]
+__all__ = ["calls_list", "calls_show", "jobs_list", "parse_since", "profiles_text"]
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 
@@ -76,4 +77,21 @@ def jobs_list(storage: Storage, *, failed: bool, limit: int = 200) -> str:
     for j in jobs:
         out.append(f"{j.id:>6} {j.call_id:<36} {j.step:<16} {j.kind:<10} {j.status:<8} {j.attempts:>5}  {j.last_error or ''}")
     out.append(f"({len(jobs)} job(s))")
+    return "\n".join(out)
+
+
+def profiles_text(profiles: dict[str, Profile], default: str) -> str:
+    """Each profile's effective settings (``callgate check``)."""
+    out = []
+    for name, profile in profiles.items():
+        d = profile.describe()
+        path = "/v1 and /" + name + "/v1" if name == default else "/" + name + "/v1"
+        out.append(f"profile {name}  (base URL {path})")
+        out.append(f"  output {d['output']}, speak_closing {d['speak_closing']}")
+        out.append(f"  call id from: {', '.join(d['call_id']) or '-'}")
+        out.append(f"  never upstream: {', '.join(d['drop_fields']) or '-'}")
+        for key, sources in d["metadata"].items():
+            out.append(f"  metadata.{key} from: {', '.join(sources) or '-'}")
+        for entry in d["function_map"]:
+            out.append(f"  FunctionMap: {json.dumps(entry, ensure_ascii=False)}")
     return "\n".join(out)

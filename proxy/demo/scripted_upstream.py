@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["RawReply", "ScriptedReply", "ScriptedUpstream", "chunks", "completion"]
+__all__ = ["OPENAI_FIELDS", "RawReply", "ScriptedReply", "ScriptedUpstream", "chunks", "completion"]
 
 
 @dataclass
@@ -40,11 +40,26 @@ class RawReply:
     hang_after: bool = False  # keep the connection open after the body, sending nothing
 
 
+# The top-level fields of OpenAI's chat completion request (API reference, "Create
+# chat completion"); api.openai.com answers 400 for any other.
+OPENAI_FIELDS = frozenset(
+    """messages model audio frequency_penalty function_call functions logit_bias logprobs
+    max_completion_tokens max_tokens metadata modalities n parallel_tool_calls prediction
+    presence_penalty prompt_cache_key prompt_cache_retention reasoning_effort response_format
+    safety_identifier seed service_tier stop store stream stream_options temperature
+    tool_choice tools top_logprobs top_p user verbosity web_search_options""".split()
+)
+
+
 @dataclass
 class ScriptedUpstream:
+    """``strict``: reject unknown top-level request fields as api.openai.com does
+    (400, "Unrecognized request argument supplied: ...")."""
+
     replies: list[ScriptedReply | RawReply]
     requests: list[dict[str, Any]] = field(default_factory=list)
     models: list[str] = field(default_factory=lambda: ["scripted-1"])
+    strict: bool = False
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -58,6 +73,11 @@ class ScriptedUpstream:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append({"headers": dict(request.headers), "body": body})
+        unknown = sorted(set(body) - OPENAI_FIELDS) if self.strict else []
+        if unknown:
+            message = f"Unrecognized request argument supplied: {', '.join(unknown)}"
+            error = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
+            return web.json_response({"error": error}, status=400)
         reply = self.replies[min(len(self.requests), len(self.replies)) - 1]
         if isinstance(reply, RawReply):
             return await self._raw(request, reply)

@@ -15,7 +15,9 @@
   ``conv.state``. 409 once the call has ended.
 * ``GET /v1/calls/{call_id}``: the call record; a live call from memory, an ended
   one from the database with its end-function steps (also after a restart). 404 in
-  the OpenAI error shape when unknown.
+  the OpenAI error shape when unknown. A call id whose call ended and came back
+  names the newest call; ``?generation=1`` (2, ...) reads the earlier ones, also
+  at their record keys (``{call_id}~2``).
 
 Every call is found through the registry (:meth:`~proxy.calls.registry.CallRegistry.open`:
 memory, else the database, else a new call).
@@ -101,7 +103,14 @@ async def patch_state(request: web.Request) -> web.Response:
 async def get_call(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
     call_id = request.match_info["call_id"]
-    record = s.registry.record(call_id)
+    generation = request.query.get("generation", "")
+    if generation and (not generation.isdigit() or int(generation) < 1):
+        raise RequestError("'generation' must be a positive integer", param="generation")
+    if generation:
+        key = call_id if generation == "1" else f"{call_id}~{int(generation)}"
+        record = s.registry.record(key, exact=True)
+    else:
+        record = s.registry.record(call_id)
     if record is None:
         return _error(f"no call {call_id!r}", "call_not_found", 404)
     return _json(record)

@@ -185,9 +185,11 @@ class ControlWebhookConfig(_Model):
     url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(5.0, gt=0)
-    attempts: int = Field(4, ge=1, description="tries per event, the first included")
-    backoff_s: float = Field(0.5, ge=0, description="wait before the 2nd try; doubles after each")
-    max_age_s: float = Field(60.0, gt=0, description="after a restart, older undelivered events are recorded as failed")
+    backoff_s: float = Field(0.5, ge=0, description="wait before the 2nd try; doubles after each, with jitter")
+    max_backoff_s: float = Field(10.0, ge=0, description="the longest wait between tries (s)")
+    max_age_s: float = Field(
+        120.0, gt=0, description="an event is retried while younger than this; then it is a dead letter (failed) (s)"
+    )
 
 
 class ControlConfig(_Model):
@@ -291,7 +293,10 @@ class EndFunctionConfig(_Model):
     after_hangup_s: float = Field(
         3.0, ge=0, description="after a hangup, the call ends once no request has come for this long (s)"
     )
-    record_ttl_s: float = Field(300.0, ge=0, description="how long an ended call stays in memory (s); the database keeps it")
+    sweep_s: float = Field(
+        5.0, gt=0, description="how often every instance recovers what stopped processes left and ends due calls (s)"
+    )
+    lease_s: float = Field(30.0, gt=0, description="a claimed step or delivery is this process's for this long; renewed (s)")
     shutdown_grace_s: float = Field(10.0, ge=0, description="on SIGTERM, running steps get this long to finish (s)")
     poll_s: float = Field(1.0, gt=0, description="how often the database is checked for due steps (s)")
     max_concurrent_per_step: int = Field(32, ge=1, description="tries of one step running at once, over all calls")
@@ -323,6 +328,9 @@ class EndFunctionConfig(_Model):
 
 class StorageConfig(_Model):
     path: str = Field("./callgate.db", description="SQLite database (WAL); created when missing")
+    cache_calls: int = Field(10_000, ge=1, description="active calls kept in memory; ended calls leave it at once")
+    max_turn_chars: int = Field(32_768, ge=256, description="a turn's stored raw and spoken text are cut here (chars)")
+    wal_max_bytes: int = Field(16 << 20, ge=1 << 20, description="the SQLite WAL is truncated past this size (bytes)")
 
 
 class LogMaskConfig(_Model):

@@ -10,6 +10,8 @@
     └── UpstreamError             the LLM upstream failed
         ├── UpstreamUnreachable   connect failed (HTTP 502)
         ├── UpstreamTimeout       no first byte within ``upstream.timeout_s`` (HTTP 504)
+        ├── UpstreamBadReply      a body the request's client cannot read: not SSE to a
+        │                         streaming request, not JSON otherwise (HTTP 502)
         └── UpstreamStatus        upstream answered 4xx/5xx; status and body are relayed
 
 Every error that reaches a client is rendered by :func:`openai_error_body` as the
@@ -26,6 +28,7 @@ __all__ = [
     "ConfigError",
     "NotFound",
     "RequestError",
+    "UpstreamBadReply",
     "UpstreamError",
     "UpstreamStatus",
     "UpstreamTimeout",
@@ -105,6 +108,12 @@ class UpstreamTimeout(UpstreamError):
 
     status = 504
     code = "upstream_timeout"
+
+
+class UpstreamBadReply(UpstreamError):
+    """The upstream answered with a body the runtime could not read (HTTP 502)."""
+
+    code = "upstream_bad_reply"
 
 
 class UpstreamStatus(UpstreamError):

@@ -224,6 +224,7 @@ def _build(config: Config, name: str, p: ProfileConfig) -> Profile:
         speak_closing=cc.speak_closing if p.speak_closing is None else p.speak_closing,
         max_command_chars=cc.max_command_chars,
         transfer_allow=tuple(cc.transfer_allow),
+        max_recorded_chars=config.storage.max_turn_chars,
     )
     top = _pairs(config.call_id)
     return Profile(

@@ -158,7 +158,17 @@ async def stack(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         s.upstream, s.url, s.app = upstream, url, app  # type: ignore[attr-defined]
         s.registry = app[SERVICES].registry  # type: ignore[attr-defined]
         s.pipeline = app[SERVICES].pipeline  # type: ignore[attr-defined]
-        s.storage = app[SERVICES].storage  # type: ignore[attr-defined]
+        s.store = app[SERVICES].store  # type: ignore[attr-defined]
+        s.delivery = app[SERVICES].delivery  # type: ignore[attr-defined]
+
+        async def record(call_id: str) -> dict[str, Any]:
+            """The call record once the lifecycle work in flight is done."""
+            await s.registry.drain()
+            rec = await s.registry.record(call_id)
+            assert rec is not None, f"no call {call_id!r}"
+            return rec
+
+        s.record = record  # type: ignore[attr-defined]
         return s
 
     async with exits:

@@ -82,7 +82,7 @@ def test_findings_at_random_splits_equal_whole(cuts: list[int]) -> None:
 def test_plain_text_is_the_hot_path() -> None:
     an = analyzer()
     assert an.content("no command here") is None
-    assert an.raw == ["no command here"]
+    assert an.raw.text() == "no command here"
 
 
 def test_second_command_after_a_hangup_is_rejected() -> None:

@@ -1,6 +1,7 @@
 """kill -9 in the middle of the end function loses nothing.
 
-A subprocess `callgate serve` ends 100 calls with two webhook steps each; one
+A subprocess `callgate serve` serves a turn of 100 calls and ends them, with two
+webhook steps each; one
 receiver holds every request of the slow step. The process is killed with SIGKILL
 while it waits; after a restart every step of every call arrives, the held ones
 again with the same idempotency key, and `callgate calls show` reports them done.
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream
 
 from .conftest import Receiver, serve_app
 
@@ -50,11 +53,12 @@ async def start(cfg: Path) -> tuple[asyncio.subprocess.Process, str, asyncio.Tas
 async def test_kill_9_while_a_step_is_held_loses_nothing(tmp_path: Path) -> None:
     recv = Receiver()
     release = recv.hold["slow"] = asyncio.Event()
-    async with serve_app(recv.app()) as hooks:
+    llm = ScriptedUpstream([ScriptedReply(content=["Hello."])])
+    async with serve_app(recv.app()) as hooks, serve_app(llm.app()) as up:
         cfg = tmp_path / "callgate.yaml"
         cfg.write_text(
             f"""
-upstream: {{base_url: "http://127.0.0.1:9/v1"}}
+upstream: {{base_url: "{up}/v1"}}
 storage: {{path: "{tmp_path / 'callgate.db'}"}}
 end_function:
   poll_s: 0.1
@@ -66,7 +70,10 @@ end_function:
         )
         proc, url, drain = await start(cfg)
         async with aiohttp.ClientSession() as http:
-            async def end(i: int) -> None:
+            async def end(i: int) -> None:  # one turn, then the call layer ends the call
+                turn = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+                async with http.post(f"{url}/v1/chat/completions", json=turn, headers={"X-Call-Id": f"call-{i}"}) as r:
+                    assert r.status == 200 and b"Hello." in await r.read()
                 async with http.post(f"{url}/v1/calls/call-{i}/end", json={"reason": "caller_hangup"}) as r:
                     assert r.status == 200
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from proxy.cli import main
 from proxy.cli.ops import parse_since
 from proxy.logs import MaskingFilter, mask, mask_text
-from proxy.storage import Storage
+from proxy.storage import SqliteStore, ops
 
 RECORD = {
     "id": "rec-1",
@@ -74,13 +75,14 @@ def test_calls_and_jobs_commands(tmp_path: Path, capsys: pytest.CaptureFixture[s
     cfg = write_config(tmp_path)
     assert main(["calls", "list", "--config", str(cfg)]) == 2  # no database yet
     assert "no database" in capsys.readouterr().err
-    db = Storage(tmp_path / "cg.db")
-    db.save_call({"id": "live-1", "started_at": "2026-11-20T11:00:00+00:00"})
-    db.end_call(RECORD, [("crm", "webhook", []), ("after", "webhook", ["crm"])])
-    crm, after = db.jobs_for_call("rec-1")
-    db.finish_job(crm.id, "failed", error="HTTP 500", response_code=500)
-    db.finish_job(after.id, "blocked", error="after: step 'crm' failed")
-    db.close()
+    db = SqliteStore(tmp_path / "cg.db")
+    now = time.time()
+    live = {"id": "live-1", "call_id": "live-1", "generation": 1, "anonymous": False, "owner": None, "profile": None, "started_at": now}
+    db.run_sync(ops.begin_turn, live, {"request_id": "r-1", "instance": "t", "started_at": now, "stream": True, "user_text": "hi"}, None, now)
+    db.run_sync(ops.put_record, RECORD, [("crm", "webhook", []), ("after", "webhook", ["crm"])], now)
+    db.run_sync(lambda c: c.execute("UPDATE jobs SET status = 'failed', last_error = 'HTTP 500', response_code = 500 WHERE step = 'crm'"))
+    db.run_sync(lambda c: c.execute("UPDATE jobs SET status = 'blocked', last_error = 'after: step ''crm'' failed' WHERE step = 'after'"))
+    db.close_sync()
 
     assert main(["calls", "list", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
@@ -107,9 +109,9 @@ def test_calls_and_jobs_commands(tmp_path: Path, capsys: pytest.CaptureFixture[s
     capsys.readouterr()
     assert main(["jobs", "retry", "--all-failed", "--config", str(cfg)]) == 0
     assert "2 job(s) back to pending" in capsys.readouterr().out
-    db = Storage(tmp_path / "cg.db")
-    assert [j.status for j in db.jobs_for_call("rec-1")] == ["pending", "pending"]
-    db.close()
+    db = SqliteStore(tmp_path / "cg.db")
+    assert [j.status for j in db.run_sync(ops.jobs_for_call, "rec-1")] == ["pending", "pending"]
+    db.close_sync()
 
 
 def test_parse_since() -> None:

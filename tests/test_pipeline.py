@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -18,15 +19,20 @@ from standardwebhooks.webhooks import Webhook
 from proxy.config import parse_config
 from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream
 from proxy.server.app import running
-from proxy.storage import Storage
+from proxy.storage import SqliteStore, ops
 
 from .conftest import Receiver, serve_app
 
 FAST = {"attempts": 3, "backoff_s": 0.01, "max_backoff_s": 0.05}
 HANGUP = ScriptedReply(content=["Thanks! ", '<imsagent_hangup endword="Bye." outcome="lead_collected"/>'])
+PLAIN = ScriptedReply(content=["Sure."])
 
 
-async def end_call(url: str, call_id: str, reason: str = "caller_hangup", state: dict | None = None) -> None:
+async def end_call(url: str, call_id: str, reason: str = "caller_hangup", state: dict | None = None, *, talk_first: bool = False) -> None:
+    """The call layer reports the end (``talk_first``: after one turn, as a call that
+    never had a turn does not exist)."""
+    if talk_first:
+        await talk(url, call_id)
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{url}/v1/calls/{call_id}/end", json={"reason": reason, "state": state or {}}) as r:
             assert r.status == 200
@@ -57,8 +63,8 @@ async def test_independent_steps_run_concurrently_and_after_waits(stack: Any, re
     receiver.hold["a"] = both_arrived
     receiver.hold["b"] = both_arrived
     steps = [hook("a", receiver), hook("b", receiver), hook("c", receiver, after=["a", "b"])]
-    s = await stack([HANGUP], end_function={"steps": steps})
-    await end_call(s.url, "dag-1")
+    s = await stack([PLAIN], end_function={"steps": steps})
+    await end_call(s.url, "dag-1", talk_first=True)
     # a and b are both in flight at once: neither is answered before the other arrived
     await receiver.wait(lambda r: {"a", "b"} <= {g["path"] for g in r.got})
     assert receiver.on("c") == []
@@ -70,8 +76,8 @@ async def test_independent_steps_run_concurrently_and_after_waits(stack: Any, re
 
 async def test_retries_keep_the_idempotency_key(stack: Any, receiver: Receiver) -> None:
     receiver.script["crm"] = [500, 503]
-    s = await stack([HANGUP], end_function={"steps": [hook("crm", receiver)]})
-    await end_call(s.url, "retry-1")
+    s = await stack([PLAIN], end_function={"steps": [hook("crm", receiver)]})
+    await end_call(s.url, "retry-1", talk_first=True)
     [job] = await s.pipeline.wait_call("retry-1")
     assert (job.status, job.attempts, job.response_code) == ("done", 3, 200)
     keys = [g["headers"]["Idempotency-Key"] for g in receiver.on("crm")]
@@ -82,13 +88,13 @@ async def test_retries_keep_the_idempotency_key(stack: Any, receiver: Receiver) 
 async def test_dead_letter_blocks_dependents_others_go_on_and_retry_revives(stack: Any, receiver: Receiver) -> None:
     receiver.script["crm"] = [500, 500, 500]
     steps = [hook("crm", receiver), hook("after_crm", receiver, after=["crm"]), hook("tickets", receiver)]
-    s = await stack([HANGUP], end_function={"steps": steps})
-    await end_call(s.url, "dead-1")
+    s = await stack([PLAIN], end_function={"steps": steps})
+    await end_call(s.url, "dead-1", talk_first=True)
     jobs = {j.step: j for j in await s.pipeline.wait_call("dead-1")}
     assert (jobs["crm"].status, jobs["crm"].attempts, jobs["crm"].last_error) == ("failed", 3, "HTTP 500")
     assert jobs["after_crm"].status == "blocked" and "crm" in jobs["after_crm"].last_error
     assert jobs["tickets"].status == "done"
-    assert s.storage.retry(None) == 2  # the failed step and the one blocked behind it
+    assert await s.store.write(ops.retry_jobs, None, time.time()) == 2  # the failed step and the one blocked behind it
     s.pipeline.kick()
     jobs = {j.step: j for j in await s.pipeline.wait_call("dead-1")}
     assert jobs["crm"].status == "done" and jobs["after_crm"].status == "done"
@@ -97,16 +103,16 @@ async def test_dead_letter_blocks_dependents_others_go_on_and_retry_revives(stac
 
 async def test_refusal_is_not_retried(stack: Any, receiver: Receiver) -> None:
     receiver.script["crm"] = [422]
-    s = await stack([HANGUP], end_function={"steps": [hook("crm", receiver)]})
-    await end_call(s.url, "refused-1")
+    s = await stack([PLAIN], end_function={"steps": [hook("crm", receiver)]})
+    await end_call(s.url, "refused-1", talk_first=True)
     [job] = await s.pipeline.wait_call("refused-1")
     assert (job.status, job.attempts, job.response_code) == ("failed", 1, 422)
 
 
 async def test_timeout(stack: Any, receiver: Receiver) -> None:
     receiver.hold["slow"] = asyncio.Event()  # never answers
-    s = await stack([HANGUP], end_function={"steps": [hook("slow", receiver, timeout_s=0.2, retry={"attempts": 2, "backoff_s": 0.01})]})
-    await end_call(s.url, "slow-1")
+    s = await stack([PLAIN], end_function={"steps": [hook("slow", receiver, timeout_s=0.2, retry={"attempts": 2, "backoff_s": 0.01})]})
+    await end_call(s.url, "slow-1", talk_first=True)
     [job] = await s.pipeline.wait_call("slow-1")
     assert job.status == "failed" and job.attempts == 2 and "HTTP" not in (job.last_error or "")
     receiver.hold["slow"].set()
@@ -119,13 +125,13 @@ async def test_when_conditions(stack: Any, receiver: Receiver) -> None:
         hook("vip", receiver, when={"state": {"customer.tier": "gold"}}),
         hook("not_vip", receiver, when={"state_set": ["customer.tier"], "not_end_reason": ["agent_hangup"]}),
     ]
-    s = await stack([HANGUP], end_function={"steps": steps})
+    s = await stack([HANGUP, PLAIN], end_function={"steps": steps})
     await talk(s.url, "when-1")  # the model hangs up with outcome="lead_collected"
     jobs = {j.step: j for j in await s.pipeline.wait_call("when-1")}
     assert jobs["on_hangup"].status == "done" and jobs["on_lead"].status == "done"
     assert jobs["vip"].status == "skipped" and "customer.tier" in jobs["vip"].last_error
     assert jobs["not_vip"].status == "skipped"
-    await end_call(s.url, "when-2", state={"customer": {"tier": "gold"}})
+    await end_call(s.url, "when-2", state={"customer": {"tier": "gold"}}, talk_first=True)
     jobs = {j.step: j for j in await s.pipeline.wait_call("when-2")}
     assert [jobs[n].status for n in ("on_hangup", "on_lead", "vip", "not_vip")] == ["skipped", "skipped", "done", "done"]
 
@@ -196,11 +202,12 @@ async def test_sms_presets_and_analytics_jsonl(stack: Any, receiver: Receiver, t
         {"name": "nobody", "kind": "sms", "url": f"{receiver.url}/sms2", "to": "{state.missing}", "retry": FAST},
         {"name": "analytics", "kind": "analytics", "path": str(tmp_path / "tx.jsonl")},
     ]
-    s = await stack([HANGUP], end_function={"steps": steps})
+    s = await stack([PLAIN, HANGUP], end_function={"steps": steps})
+    await talk(s.url, "sms-1", extra_body={"extendData": {"callerNumber": "+8613800138000", "instanceId": "sms-1"}})
     async with aiohttp.ClientSession() as http:  # the call layer sets state mid-call
         async with http.patch(f"{s.url}/v1/calls/sms-1/state", json={"callback": "+8613900000000"}) as r:
             assert r.status == 200
-    await talk(s.url, "sms-1", extra_body={"extendData": {"callerNumber": "+8613800138000", "instanceId": "sms-1"}})
+    await talk(s.url, "sms-1", "that's all")
     jobs = {j.step: j for j in await s.pipeline.wait_call("sms-1")}
     [generic] = receiver.on("sms")
     assert json.loads(generic["body"]) == {"to": "+8613800138000", "from": "+100", "text": "Hi, ref sms-1 (agent_hangup)", "call_id": "sms-1"}
@@ -235,9 +242,9 @@ async def test_records_and_steps_survive_a_restart(tmp_path: Path, receiver: Rec
             from proxy.server.services import SERVICES
 
             s = app[SERVICES]
-            [job] = s.storage.jobs_for_call("restart-1")
+            [job] = await s.store.read(ops.jobs_for_call, "restart-1")
             assert job.status == "pending" and job.attempts == 1  # resumed from the database
-            s.storage.db.execute("UPDATE jobs SET next_at = 0")  # as if its 30 s backoff had passed
+            await s.store.write(lambda c: c.execute("UPDATE jobs SET next_at = 0"))  # as if its 30 s backoff had passed
             s.pipeline.kick()
             [job] = await s.pipeline.wait_call("restart-1")
             assert job.status == "done"
@@ -259,8 +266,14 @@ async def test_shutdown_lets_steps_finish_within_grace_and_leaves_the_rest(tmp_p
     quick, stuck = asyncio.Event(), asyncio.Event()
     receiver.hold["quick"] = quick
     receiver.hold["stuck"] = stuck
+    upstream = ScriptedUpstream([PLAIN])
+    async with serve_app(upstream.app()) as up:
+        await _shutdown_with_a_stuck_step(tmp_path, receiver, f"{up}/v1", quick, stuck)
+
+
+async def _shutdown_with_a_stuck_step(tmp_path: Path, receiver: Receiver, upstream: str, quick: asyncio.Event, stuck: asyncio.Event) -> None:
     cfg = parse_config({
-        "upstream": {"base_url": "http://127.0.0.1:9/v1"},
+        "upstream": {"base_url": upstream},
         "storage": {"path": str(tmp_path / "cg.db")},
         "end_function": {"poll_s": 0.05, "shutdown_grace_s": 0.5, "steps": [hook("quick", receiver), hook("stuck", receiver)]},
     })
@@ -275,11 +288,11 @@ async def test_shutdown_lets_steps_finish_within_grace_and_leaves_the_rest(tmp_p
             await stop(grace_s)
 
         pipeline.stop = stop_while_quick_answers  # type: ignore[method-assign]
-        await end_call(url, "grace-1")
+        await end_call(url, "grace-1", talk_first=True)
         await receiver.wait(lambda r: {"quick", "stuck"} <= {g["path"] for g in r.got})
-    db = Storage(tmp_path / "cg.db")
-    assert {j.step: j.status for j in db.jobs_for_call("grace-1")} == {"quick": "done", "stuck": "running"}
-    db.close()
+    db = SqliteStore(tmp_path / "cg.db")
+    assert {j.step: j.status for j in db.run_sync(ops.jobs_for_call, "grace-1")} == {"quick": "done", "stuck": "running"}
+    db.close_sync()
     stuck.set()
     async with running(cfg, port=0) as (app, _):
         from proxy.server.services import SERVICES

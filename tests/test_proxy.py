@@ -98,14 +98,15 @@ async def test_strip_mode_end_to_end(stack: Any) -> None:
     heard, tools, finish = await speak(client(s.url, "call-strip"))
     assert heard == "好的，感谢您的耐心。再见！"
     assert tools == [] and finish == "stop"
-    call = s.registry.get("call-strip")
-    assert [e.type for e in call.events] == ["hangup", "call.ended"]
-    assert call.events[0].endword == "再见！" and call.events[0].closing_text == "再见！"
-    assert call.events[1].reason == "agent_hangup" and call.events[1].source == "text_command"
-    turn = call.turns[0]
-    assert turn.raw_text == "".join(HANGUP.content)
-    assert turn.spoken_text == heard and turn.user_text == "hi" and turn.status == "ok"
-    assert turn.ttft_ms is not None and turn.duration_ms >= turn.ttft_ms
+    call = await s.record("call-strip")
+    events = call["events"]
+    assert [e["type"] for e in events] == ["hangup", "call.ended"]
+    assert events[0]["endword"] == "再见！" and events[0]["closing_text"] == "再见！"
+    assert events[1]["reason"] == "agent_hangup" and events[1]["source"] == "text_command"
+    turn = call["turns"][0]
+    assert turn["raw_text"] == "".join(HANGUP.content)
+    assert turn["spoken_text"] == heard and turn["user_text"] == "hi" and turn["status"] == "ok"
+    assert turn["ttft_ms"] is not None and turn["duration_ms"] >= turn["ttft_ms"]
 
 
 async def test_tool_calls_mode_end_to_end(stack: Any) -> None:
@@ -124,15 +125,15 @@ async def test_text_mode_end_to_end_from_a_tool_call(stack: Any) -> None:
     heard, tools, finish = await speak(client(s.url, "call-text"))
     assert heard == '<imsagent_transfer_call callee="1001" msg="转接中"/>'
     assert tools == [] and finish == "stop"
-    ev = s.registry.get("call-text").events[0]
-    assert (ev.type, ev.source, ev.callee, ev.tool_call_id) == ("transfer", "tool_call", "1001", "call_1")
+    ev = (await s.record("call-text"))["events"][0]
+    assert (ev["type"], ev["source"], ev["callee"], ev["tool_call_id"]) == ("transfer", "tool_call", "1001", "call_1")
 
 
 async def test_passthrough_mode_end_to_end(stack: Any) -> None:
     s = await stack([HANGUP], commands={"output": "passthrough"})
     heard, _, _ = await speak(client(s.url, "call-pt"))
     assert heard == "".join(HANGUP.content)
-    assert [e.type for e in s.registry.get("call-pt").events][:1] == ["hangup"]
+    assert [e["type"] for e in (await s.record("call-pt"))["events"]][:1] == ["hangup"]
 
 
 @pytest.mark.parametrize("mode", ["strip", "passthrough", "tool_calls", "text"])
@@ -144,7 +145,7 @@ async def test_non_streamed_every_mode_parses(stack: Any, mode: str) -> None:
         assert msg.tool_calls[0].function.name == "transfer_call"
     elif mode == "strip":
         assert msg.content == "Let me get a colleague. Transferring now..."
-    assert [e.type for e in s.registry.get(f"call-ns-{mode}").events] == ["transfer"]
+    assert [e["type"] for e in (await s.record(f"call-ns-{mode}"))["events"]] == ["transfer"]
 
 
 # -- calls, events, end function ------------------------------------------------------
@@ -152,17 +153,17 @@ async def test_non_streamed_every_mode_parses(stack: Any, mode: str) -> None:
 async def test_call_id_from_ims_extend_data(stack: Any) -> None:
     s = await stack([PLAIN])
     await speak(client(s.url), extra_body={"extendData": {"instanceId": "ims-42", "channelId": "c"}})
-    assert s.registry.get("ims-42") is not None
+    assert (await s.record("ims-42"))["metadata"]["runtime_call_id"] == "ims-42"
 
 
 async def test_anonymous_request_is_its_own_call(stack: Any) -> None:
     s = await stack([PLAIN], end_function={"steps": [{"name": "r", "kind": "python", "function": "tests.hooks:record"}]})
     before = len(hooks.CALLS)
     raw = await client(s.url).chat.completions.with_raw_response.create(model="m", messages=[{"role": "user", "content": "x"}])
-    [call] = [c for c in s.registry._calls.values()]
-    assert raw.headers["x-call-id"] == call.id  # the id callgate gave the request
-    await s.pipeline.wait_call(call.id, 5)
-    assert call.anonymous and call.end_reason == "response_finished"
+    call_id = raw.headers["x-call-id"]  # the id callgate gave the request
+    await s.pipeline.wait_call(call_id, 5)
+    call = await s.record(call_id)
+    assert call["anonymous"] and call["end_reason"] == "response_finished"
     assert len(hooks.CALLS) == before + 1
 
 
@@ -198,7 +199,7 @@ async def test_live_subscriber_sees_events_as_they_happen(stack: Any) -> None:
 
     task = asyncio.create_task(subscribe())
     await asyncio.wait_for(subscribed.wait(), 5)
-    assert s.registry.get("call-live") is not None  # the subscription created the call
+    assert s.registry.get("call-live") is None  # subscribing creates nothing
     await speak(client(s.url, "call-live"))
     status, _ = await raw_post(s.url, "/v1/calls/call-live/end", json.dumps({"reason": "caller_hangup"}).encode())
     assert status == 200
@@ -253,9 +254,9 @@ async def test_idle_timeout_ends_the_call(stack: Any) -> None:
     s = await stack([PLAIN], end_function={"idle_timeout_s": 0.2, "steps": steps})
     await speak(client(s.url, "call-idle"))
     [job] = await s.pipeline.wait_call("call-idle")
-    call = s.registry.get("call-idle")
-    assert call.end_reason == "idle_timeout"
-    assert call.events[-1].source == "idle_timeout"
+    call = await s.record("call-idle")
+    assert call["end_reason"] == "idle_timeout"
+    assert call["events"][-1]["source"] == "idle_timeout"
     assert job.status == "done" and job.output == {"tags": ["idle_timeout"]}
 
 
@@ -266,7 +267,7 @@ async def test_one_hangup_per_call_however_often_repeated(stack: Any) -> None:
     await speak(c)
     heard, _, _ = await speak(c)
     assert heard == "好的，感谢您的耐心。"
-    types = [e.type for e in s.registry.get("call-dup").events]
+    types = [e["type"] for e in (await s.record("call-dup"))["events"]]
     assert types == ["hangup", "command.rejected"]
 
 
@@ -281,8 +282,9 @@ async def test_control_webhook_gets_every_event_in_order_with_retries(stack: Any
         assert [b["type"] for b in bodies] == ["transfer", "hangup", "call.ended"]
         assert [b["seq"] for b in bodies] == [1, 2, 3]
         assert [h["Idempotency-Key"] for h in recv.headers] == [b["id"] for b in bodies]
-        await s.registry.sinks[0].drain(5)
-        assert [(d["seq"], d["status"], d["attempts"]) for d in s.storage.deliveries("call-hook")] == [
+        await s.registry.drain()
+        await s.delivery.settled()
+        assert [(d["seq"], d["status"], d["attempts"]) for d in (await s.record("call-hook"))["control_deliveries"]] == [
             (1, "done", 3), (2, "done", 1), (3, "done", 1)
         ]
 
@@ -292,11 +294,12 @@ async def test_control_webhook_failure_is_recorded(stack: Any) -> None:
     async with serve_app(recv.app()) as hook:
         s = await stack([TRANSFER], control={"webhook": {"url": f"{hook}/events", "backoff_s": 0.01}})
         await speak(client(s.url, "call-hookfail"))
-        call = s.registry.get("call-hookfail")
-        await s.registry.sinks[0].drain(5)
-        assert call.delivery_failures[0]["error"] == "HTTP 400" and call.delivery_failures[0]["attempts"] == 1
-        [delivery] = s.storage.deliveries("call-hookfail")
-        assert (delivery["status"], delivery["last_error"]) == ("failed", "HTTP 400")
+        await s.registry.drain()
+        await s.delivery.settled()
+        call = await s.record("call-hookfail")
+        [delivery] = call["control_deliveries"]
+        assert (delivery["status"], delivery["last_error"], delivery["attempts"]) == ("failed", "refused: HTTP 400", 1)
+        assert call["delivery_failures"] == [delivery]
 
 
 async def test_inject_prompt_and_tools(stack: Any) -> None:
@@ -388,8 +391,8 @@ async def test_upstream_failure_mid_stream_sends_error_event_then_done(stack: An
     error_event = got[len(first):-len(b"data: [DONE]\n\n")]
     assert error_event.startswith(b"data: ")
     assert json.loads(error_event[6:])["error"]["code"] == "upstream_stream_error"
-    turn = s.registry.get("call-mid").turns[0]
-    assert turn.status == "upstream_error" and "0.3" in turn.error
+    turn = (await s.record("call-mid"))["turns"][0]
+    assert turn["status"] == "upstream_error" and "0.3" in turn["error"]
     with pytest.raises(openai.APIError):
         await speak(client(s.url))
 
@@ -423,7 +426,7 @@ async def test_client_disconnect_cancels_the_upstream_request(stack: Any) -> Non
             resp.close()  # the runtime hangs up on us
         await asyncio.wait_for(upstream_gone.wait(), 5)
         await asyncio.wait_for(saved.wait(), 5)  # the relay hands the finished turn to the registry
-        assert s.registry.get("call-gone").turns[0].status == "client_disconnected"
+        assert (await s.record("call-gone"))["turns"][0]["status"] == "client_disconnected"
 
 
 async def test_healthz(stack: Any) -> None:
@@ -438,15 +441,19 @@ async def test_control_deliveries_pending_at_a_crash_are_sent_or_recorded_stale(
 
     from proxy.config import parse_config
     from proxy.server.app import running
-    from proxy.storage import Storage
+    from proxy.storage import SqliteStore, ops
 
-    db = Storage(tmp_path / "cg.db")
-    fresh = {"id": "evt_fresh", "call_id": "c-1", "seq": 1, "type": "hangup", "source": "text_command"}
-    stale = {"id": "evt_stale", "call_id": "c-2", "seq": 1, "type": "transfer", "source": "text_command"}
-    db.add_delivery(fresh)
-    db.add_delivery(stale)
-    db.db.execute("UPDATE deliveries SET created_at = ? WHERE event_id = 'evt_stale'", (_time.time() - 600,))
-    db.close()
+    db = SqliteStore(tmp_path / "cg.db")
+    now = _time.time()
+    fresh = {"id": "evt_fresh", "call_id": "c-1", "type": "hangup", "source": "text_command"}
+    stale = {"id": "evt_stale", "call_id": "c-2", "type": "transfer", "source": "text_command"}
+    for event in (fresh, stale):  # a process queued them, then died before sending
+        call = {"id": event["call_id"], "call_id": event["call_id"], "generation": 1, "anonymous": False, "started_at": now}
+        turn = {"request_id": f"r-{event['id']}", "instance": "dead", "started_at": now, "stream": True, "user_text": "x"}
+        db.run_sync(ops.begin_turn, call, turn, None, now)
+        db.run_sync(ops.add_events, event["call_id"], [(event, None)], True, now)
+    db.run_sync(lambda c: c.execute("UPDATE deliveries SET created_at = ? WHERE event_id = 'evt_stale'", (now - 600,)))
+    db.close_sync()
     recv = Receiver()
     async with serve_app(recv.app()) as hook:
         cfg = parse_config({
@@ -457,10 +464,12 @@ async def test_control_deliveries_pending_at_a_crash_are_sent_or_recorded_stale(
         async with running(cfg, port=0) as (app, _):
             from proxy.server.services import SERVICES
 
-            storage = app[SERVICES].storage
-            await app[SERVICES].registry.sinks[0].drain(5)
-            assert recv.bodies == [fresh]
-            assert storage.deliveries("c-1")[0]["status"] == "done"
-            [dropped] = storage.deliveries("c-2")
+            s = app[SERVICES]
+            await s.delivery.settled()
+            assert recv.bodies == [{**fresh, "seq": 1}]
+            assert (await s.registry.record("c-1"))["control_deliveries"][0]["status"] == "done"
+            [dropped] = (await s.registry.record("c-2"))["control_deliveries"]
             assert dropped["status"] == "failed" and dropped["last_error"].startswith("stale")
+            # the turns the dead process had in flight were marked interrupted at start
+            assert (await s.registry.record("c-1"))["turns"][0]["status"] == "interrupted"
     assert len(recv.bodies) == 1

@@ -1,4 +1,5 @@
-"""The ``callgate`` command: ``serve``, ``check``, ``demo``, ``calls``, ``jobs``, ``end-function test``.
+"""The ``callgate`` command: ``serve``, ``check``, ``demo``, ``calls``, ``jobs``,
+``deliveries``, ``end-function test``.
 
 ``ops``: the text the operations commands print. May import every layer.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,48 +29,53 @@ def run_event_loop(coro: Any) -> Any:
     return uvloop.run(coro)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callgate", description="OpenAI-compatible streaming proxy for voice agents.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="run the proxy")
     p_serve.add_argument("--config", help="YAML config file (default: built-in defaults)")
     p_serve.add_argument("--host", help="override server.host")
     p_serve.add_argument("--port", type=int, help="override server.port")
-    p_check = sub.add_parser("check", help="validate a config file and exit")
+    p_check = sub.add_parser("check", help="validate a config file and print each profile's settings")
     p_check.add_argument("--config", required=True)
     sub.add_parser("demo", help="a self-contained call: scripted LLM, proxy, openai client")
 
-    p_calls = sub.add_parser("calls", help="calls in the database")
-    calls_sub = p_calls.add_subparsers(dest="action", required=True)
-    p_list = calls_sub.add_parser("list", help="newest first")
-    p_list.add_argument("--config")
+    calls = sub.add_parser("calls", help="calls in the database").add_subparsers(dest="action", required=True)
+    p_list = calls.add_parser("list", help="newest first")
     p_list.add_argument("--since", help="e.g. 30m, 2h, 1d, or an ISO 8601 time")
     p_list.add_argument("--status", choices=["active", "ended"])
     p_list.add_argument("--limit", type=int, default=100)
-    p_show = calls_sub.add_parser("show", help="one call: transcript, events, end-function steps")
+    p_show = calls.add_parser("show", help="one call: transcript, events, end-function steps")
     p_show.add_argument("call_id")
-    p_show.add_argument("--config")
     p_show.add_argument("--json", action="store_true", help="the record as JSON (input for end-function test)")
 
-    p_jobs = sub.add_parser("jobs", help="end-function steps in the database")
-    jobs_sub = p_jobs.add_subparsers(dest="action", required=True)
-    p_jlist = jobs_sub.add_parser("list")
-    p_jlist.add_argument("--config")
+    jobs = sub.add_parser("jobs", help="end-function steps in the database").add_subparsers(dest="action", required=True)
+    p_jlist = jobs.add_parser("list")
     p_jlist.add_argument("--failed", action="store_true", help="only dead letters")
-    p_retry = jobs_sub.add_parser("retry", help="run failed steps again (and the steps blocked behind them)")
+    p_retry = jobs.add_parser("retry", help="run failed steps again (and the steps blocked behind them)")
     p_retry.add_argument("job_id", nargs="?", type=int)
     p_retry.add_argument("--all-failed", action="store_true")
-    p_retry.add_argument("--config")
 
-    p_ef = sub.add_parser("end-function", help="the end function")
-    ef_sub = p_ef.add_subparsers(dest="action", required=True)
-    p_test = ef_sub.add_parser("test", help="run the steps against a recorded call, side effects recorded")
+    dels = sub.add_parser("deliveries", help="control-event deliveries to the webhook").add_subparsers(dest="action", required=True)
+    p_dlist = dels.add_parser("list")
+    p_dlist.add_argument("--failed", action="store_true", help="only dead letters")
+    p_dretry = dels.add_parser("retry", help="send failed deliveries again")
+    p_dretry.add_argument("event_id", nargs="?")
+    p_dretry.add_argument("--all-failed", action="store_true")
+    for p in (p_list, p_show, p_jlist, p_retry, p_dlist, p_dretry):
+        p.add_argument("--config")
+
+    p_ef = sub.add_parser("end-function", help="the end function").add_subparsers(dest="action", required=True)
+    p_test = p_ef.add_parser("test", help="run the steps against a recorded call, side effects recorded")
     p_test.add_argument("--config", required=True)
     p_test.add_argument("--call", required=True, help="a call record (callgate calls show ID --json)")
     p_test.add_argument("--live", action="store_true", help="send for real")
     p_test.add_argument("--json", action="store_true", help="the report as JSON")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.command == "demo":
         from ..demo.run import main as demo_main
 
@@ -80,19 +87,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "check":
         return _check(args.config, config)
-    if args.command in ("calls", "jobs"):
+    if args.command in ("calls", "jobs", "deliveries"):
         return _ops(args, config)
     if args.command == "end-function":
         return _sandbox(args, config)
+    return _serve(args, config)
+
+
+def _serve(args: argparse.Namespace, config: Config) -> int:
     if args.host:
         config.server.host = args.host
     if args.port is not None:
         config.server.port = args.port
     logs.setup(config.log_level, config.log_mask.fields, config.log_mask.phone_numbers)
     from ..server.app import serve
+    from ..storage import StoreLocked
 
     try:
         run_event_loop(serve(config))
+    except StoreLocked as e:
+        print(f"callgate: {e}; one server per SQLite database (use PostgreSQL for more)", file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"callgate: cannot listen on {config.server.host}:{config.server.port}: {e.strerror}", file=sys.stderr)
         return 1
@@ -118,41 +133,97 @@ def _check(path: str, config: Config) -> int:
 
 
 def _ops(args: argparse.Namespace, config: Config) -> int:
-    from ..storage import Storage
-    from . import ops
+    """``calls``, ``jobs`` and ``deliveries``: on the database directly, with or
+    without a server running (a running one picks retries up within ``poll_s``)."""
+    from ..storage import open_store
 
     path = config.storage.path
     if not Path(path).exists():
         print(f"callgate: no database at {path} (storage.path)", file=sys.stderr)
         return 2
-    storage = Storage(path)
+    store = open_store(path)
     try:
-        if args.command == "calls" and args.action == "list":
-            try:
-                since = ops.parse_since(args.since) if args.since else None
-            except ValueError:
-                print(f"callgate: --since {args.since!r}: give 30m, 2h, 1d or an ISO 8601 time", file=sys.stderr)
-                return 2
-            print(ops.calls_list(storage, since=since, status=args.status, limit=args.limit))
-        elif args.command == "calls":
-            record = storage.get_call(args.call_id)
-            if record is None:
-                print(f"callgate: no call {args.call_id!r} in {path}", file=sys.stderr)
-                return 1
-            print(ops.calls_show(record, as_json=args.json))
-        elif args.action == "list":
-            print(ops.jobs_list(storage, failed=args.failed))
-        else:
-            if (args.job_id is None) == (not args.all_failed):
-                print("callgate: give a job id or --all-failed", file=sys.stderr)
-                return 2
-            n = storage.retry(None if args.all_failed else [args.job_id])
-            print(f"{n} job(s) back to pending; a running server picks them up within {config.end_function.poll_s} s")
-            if n == 0 and args.job_id is not None and storage.job(args.job_id) is None:
-                return 1
+        return _OPS[(args.command, args.action)](args, config, store)
+    except ValueError as e:
+        print(f"callgate: {e}", file=sys.stderr)
+        return 2
     finally:
-        storage.close()
+        store.close_sync()
+
+
+def _calls_list(args: argparse.Namespace, config: Config, store: Any) -> int:
+    from ..storage import ops as db
+    from . import ops
+
+    try:
+        since = ops.parse_since(args.since) if args.since else None
+    except ValueError:
+        raise ValueError(f"--since {args.since!r}: give 30m, 2h, 1d or an ISO 8601 time") from None
+    print(ops.calls_list(store.run_sync(db.list_calls, since=since, status=args.status, limit=args.limit)))
     return 0
+
+
+def _calls_show(args: argparse.Namespace, config: Config, store: Any) -> int:
+    from ..storage import ops as db
+    from . import ops
+
+    row = store.run_sync(db.find_call, args.call_id, False)
+    record = store.run_sync(db.call_record, row.id) if row is not None else None
+    if record is None:
+        print(f"callgate: no call {args.call_id!r} in {config.storage.path}", file=sys.stderr)
+        return 1
+    print(ops.calls_show(record, as_json=args.json))
+    return 0
+
+
+def _jobs_list(args: argparse.Namespace, config: Config, store: Any) -> int:
+    from ..storage import ops as db
+    from . import ops
+
+    print(ops.jobs_list(store.run_sync(db.list_jobs, status="failed" if args.failed else None)))
+    return 0
+
+
+def _one_or_all(args: argparse.Namespace, name: str) -> None:
+    if (getattr(args, name) is None) == (not args.all_failed):
+        raise ValueError(f"give a {name.replace('_', ' ')} or --all-failed")
+
+
+def _jobs_retry(args: argparse.Namespace, config: Config, store: Any) -> int:
+    from ..storage import ops as db
+
+    _one_or_all(args, "job_id")
+    n = store.run_sync(db.retry_jobs, None if args.all_failed else [args.job_id], time.time())
+    print(f"{n} job(s) back to pending; a running server picks them up within {config.end_function.poll_s} s")
+    return 1 if n == 0 and args.job_id is not None and store.run_sync(db.job, args.job_id) is None else 0
+
+
+def _deliveries_list(args: argparse.Namespace, config: Config, store: Any) -> int:
+    from ..storage import ops as db
+    from . import ops
+
+    rows = store.run_sync(db.list_deliveries, status="failed" if args.failed else None)
+    print(ops.deliveries_list(rows, store.run_sync(db.count_deliveries)))
+    return 0
+
+
+def _deliveries_retry(args: argparse.Namespace, config: Config, store: Any) -> int:
+    from ..storage import ops as db
+
+    _one_or_all(args, "event_id")
+    n = store.run_sync(db.retry_deliveries, None if args.all_failed else [args.event_id], time.time())
+    print(f"{n} delivery(ies) back to pending; a running server sends them within {config.end_function.poll_s} s")
+    return 1 if n == 0 and args.event_id is not None else 0
+
+
+_OPS = {
+    ("calls", "list"): _calls_list,
+    ("calls", "show"): _calls_show,
+    ("jobs", "list"): _jobs_list,
+    ("jobs", "retry"): _jobs_retry,
+    ("deliveries", "list"): _deliveries_list,
+    ("deliveries", "retry"): _deliveries_retry,
+}
 
 
 def _sandbox(args: argparse.Namespace, config: Config) -> int:

@@ -1,8 +1,5 @@
-"""Operations on the database, for the CLI: list and show calls, list and retry jobs.
-
-They work on ``storage.path`` directly, so they answer whether or not a server is
-running; a running server picks retried jobs up within ``end_function.poll_s``.
-"""
+"""What the operations commands print: calls, end-function jobs, control-event
+deliveries, and the profiles ``callgate check`` shows. Plain data in, text out."""
 
 from __future__ import annotations
 
@@ -13,9 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..core.profile import Profile
-from ..storage import Storage
+from ..storage import Delivery, Job
 
-__all__ = ["calls_list", "calls_show", "jobs_list", "parse_since", "profiles_text"]
+__all__ = ["calls_list", "calls_show", "deliveries_list", "jobs_list", "parse_since", "profiles_text"]
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 
@@ -37,8 +34,8 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
-def calls_list(storage: Storage, *, since: float | None, status: str | None, limit: int = 100) -> str:
-    rows = storage.list_calls(since=since, status=status, limit=limit)
+def calls_list(rows: list[dict[str, Any]]) -> str:
+    """``calls list``: rows of :func:`proxy.storage.ops.list_calls`."""
     out = [f"{'call id':<36} {'status':<7} {'started (UTC)':<19} {'ended (UTC)':<19} {'end reason':<18} steps"]
     for r in rows:
         steps = ", ".join(f"{n} {st}" for st, n in sorted(r["jobs"].items())) or "-"
@@ -71,12 +68,22 @@ def calls_show(record: dict[str, Any], *, as_json: bool) -> str:
     return "\n".join(out)
 
 
-def jobs_list(storage: Storage, *, failed: bool, limit: int = 200) -> str:
-    jobs = storage.list_jobs(status="failed" if failed else None, limit=limit)
+def jobs_list(jobs: list[Job]) -> str:
+    """``jobs list``."""
     out = [f"{'job':>6} {'call id':<36} {'step':<16} {'kind':<10} {'status':<8} {'tries':>5}  last error"]
     for j in jobs:
         out.append(f"{j.id:>6} {j.call_id:<36} {j.step:<16} {j.kind:<10} {j.status:<8} {j.attempts:>5}  {j.last_error or ''}")
     out.append(f"({len(jobs)} job(s))")
+    return "\n".join(out)
+
+
+def deliveries_list(deliveries: list[Delivery], counts: dict[str, int]) -> str:
+    """``deliveries list``: newest first, then the counts by status."""
+    out = [f"{'event':<30} {'call id':<36} {'seq':>4} {'type':<16} {'status':<8} {'tries':>5}  last error"]
+    for d in deliveries:
+        out.append(f"{d.event_id:<30} {d.call_id:<36} {d.seq:>4} {d.type:<16} {d.status:<8} {d.attempts:>5}  {d.last_error or ''}")
+    totals = ", ".join(f"{n} {st}" for st, n in sorted(counts.items())) or "none"
+    out.append(f"({len(deliveries)} shown; in all: {totals})")
     return "\n".join(out)
 
 

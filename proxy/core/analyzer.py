@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .capped import CappedText
 from .commands import HANGUP, AnyCommand, Command, RejectedCommand, reject, validate
 from .function_map import FunctionMap
 from .parser import CommandParser, ParsedTag, ParserEvent, UnterminatedTag
@@ -105,13 +106,14 @@ class ChoiceAnalyzer:
         policy: HangupPolicy,
         max_command_chars: int = 1024,
         transfer_allow: tuple[str, ...] = (),
+        max_recorded_chars: int = 1 << 30,
     ) -> None:
         self.index = index
         self.parser = CommandParser(tags.values(), max_command_chars)
         self.tools = ToolCallAssembler()
         self.hung_up = False
         self.finished = False
-        self.raw: list[str] = []
+        self.raw = CappedText(max_recorded_chars)  # the content as received, for the record
         self._fmap = fmap
         self._by_tag = {tag: function for function, tag in tags.items()}
         self._allow = transfer_allow

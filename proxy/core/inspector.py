@@ -21,12 +21,18 @@ from typing import Any, Literal
 
 from . import json_codec
 from .analyzer import ChoiceAnalyzer, Finding, Found, HangupPolicy, NoCallPolicy
+from .capped import CappedText
 from .commands import HANGUP, TRANSFER, AnyCommand
 from .function_map import FunctionMap
 from .render import ChoiceOutput, renderer_for
 from .sse import SSEEvent
 
-__all__ = ["InspectorSettings", "OutputMode", "ReplyInspector"]
+__all__ = ["InspectorSettings", "InvalidChunk", "OutputMode", "ReplyInspector"]
+
+
+class InvalidChunk(ValueError):
+    """The upstream sent a ``data:`` line that is not JSON (nor ``[DONE]``): the
+    official client would fail on it, so the relay ends the stream with an error."""
 
 OutputMode = Literal["strip", "passthrough", "tool_calls", "text"]
 
@@ -42,6 +48,7 @@ class InspectorSettings:
     speak_closing: bool = True
     max_command_chars: int = 1024
     transfer_allow: tuple[str, ...] = ()
+    max_recorded_chars: int = 1 << 30  # raw_text/spoken_text keep this much (chars); the stream is never cut
 
     @property
     def tags(self) -> dict[str, str]:
@@ -111,8 +118,10 @@ class ReplyInspector:
     per call); without one every hangup is allowed (but only one per reply).
 
     After :meth:`close`: ``tool_calls`` (every assembled tool call of choice 0),
-    ``raw_text``/``spoken_text`` (choice 0's content as received / as sent),
-    ``upstream_error`` (an ``error`` object the upstream sent in the stream).
+    ``raw_text``/``spoken_text`` (choice 0's content as received / as sent, cut at
+    ``max_recorded_chars``), ``upstream_error`` (an ``error`` object the upstream
+    sent in the stream), ``saw_done`` (``[DONE]`` came), ``saw_finish`` (a choice
+    got its ``finish_reason``).
     """
 
     def __init__(self, settings: InspectorSettings, *, policy: HangupPolicy | None = None) -> None:
@@ -126,21 +135,25 @@ class ReplyInspector:
         self._message = False
         self.upstream_error: Any = None
         self.done = False
+        self.saw_done = False
+        self.saw_finish = False
 
     # -- streamed replies --------------------------------------------------------
 
     def feed(self, event: SSEEvent) -> tuple[bytes, list[AnyCommand]]:
-        """One SSE event in; ``(bytes to send, commands of choice 0 it completed)`` out."""
+        """One SSE event in; ``(bytes to send, commands of choice 0 it completed)`` out.
+        Raises :class:`InvalidChunk` for a ``data:`` line that is not JSON."""
         data = event.data
         if data is None:
             return event.raw, []
         if data == "[DONE]":
+            self.saw_done = True
             tail, cmds = self.close()
             return tail + event.raw, cmds
         try:
             obj = json_codec.loads(data)
         except ValueError:
-            return event.raw, []
+            raise InvalidChunk(f"upstream sent a data: line that is not JSON: {data[:120]!r}") from None
         choices = obj.get("choices") if isinstance(obj, dict) else None
         if not choices or not isinstance(choices, list):
             if isinstance(obj, dict) and "error" in obj:
@@ -210,12 +223,12 @@ class ReplyInspector:
     @property
     def raw_text(self) -> str:
         st = self._choices.get(0)
-        return "".join(st.analyzer.raw) if st else ""
+        return st.analyzer.raw.text() if st else ""
 
     @property
     def spoken_text(self) -> str:
         st = self._choices.get(0)
-        return "".join(st.out.spoken) if st else ""
+        return st.out.spoken.text() if st else ""
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:
@@ -237,8 +250,10 @@ class ReplyInspector:
                 policy=self._policy,
                 max_command_chars=s.max_command_chars,
                 transfer_allow=s.transfer_allow,
+                max_recorded_chars=s.max_recorded_chars,
             )
-            st = self._choices[index] = _Choice(analyzer, ChoiceOutput(message=self._message))
+            out = ChoiceOutput(message=self._message, spoken=CappedText(s.max_recorded_chars))
+            st = self._choices[index] = _Choice(analyzer, out)
         return st
 
     def _choices_out(self, choices: list[Any], key: str, cmds: list[AnyCommand], *, final: bool) -> list[Any] | None:
@@ -265,6 +280,8 @@ class ReplyInspector:
         tools, content = self._delta(st, delta, cmds) if delta else (None, None)
         finish = None
         reason = new_reason = choice.get("finish_reason")
+        if reason is not None:
+            self.saw_finish = True
         if (reason is not None or final) and not st.analyzer.finished:
             finish = self._finish(st, cmds)
             if reason is not None:

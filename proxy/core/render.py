@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .analyzer import Finding, Found, ToolEntry
+from .capped import CappedText
 from .commands import Command, render_text, render_tool_call
 from .function_map import FunctionMap
 
@@ -38,11 +39,11 @@ class ChoiceOutput:
     """What one choice has sent the runtime so far (a renderer's per-choice state).
 
     ``message``: a non-streamed completion (tool calls carry no ``index``);
-    ``spoken``: the content sent, in pieces.
+    ``spoken``: the content sent, for the record.
     """
 
     message: bool = False
-    spoken: list[str] = field(default_factory=list)
+    spoken: CappedText = field(default_factory=CappedText)
     out_index: dict[int, int] = field(default_factory=dict)  # upstream tool index -> index sent
     next_index: int = 0
     kept_tools: bool = False  # an unmapped tool call went to the runtime

@@ -1,26 +1,29 @@
-"""The end-function pipeline: durable, ordered, concurrent, retried.
+"""The end-function pipeline: durable, ordered, concurrent, retried, leased.
 
-The database is the queue. Ending a call writes the call record and one ``pending``
-job per configured step in one transaction (:meth:`Pipeline.end_call`); nothing is
-sent before that. The runner loop takes due jobs whose ``after`` steps are done and
-runs them concurrently: at most ``max_concurrent_per_step`` tries of one step at once
-(so one slow receiver cannot starve the other steps), ``concurrency`` in all. Per try: the job is marked
-``running`` (attempt counted), its ``when:`` is checked (``skipped`` if it does not
-hold), the step runs under its ``timeout_s``, and the outcome is written: ``done``
-with its output (visible to later steps as ``conv.results``); ``pending`` again after
-``retry.backoff_s`` doubling up to ``max_backoff_s``, with jitter, while tries are
-left and the failure may pass; else ``failed`` (dead letter) with the last error.
-Steps after a failed one are ``blocked``; ``jobs retry`` revives both.
+The database is the queue. Ending a call writes its ``call.ended`` event and one
+``pending`` job per configured step in one transaction (see
+:meth:`~proxy.calls.registry.CallRegistry.end`); nothing is sent before that. The
+runner claims due jobs whose ``after`` steps are done, under a lease
+(``end_function.lease_s``) that a heartbeat renews while the step runs: at most
+``max_concurrent_per_step`` tries of one step at once in this process (so one slow
+receiver cannot starve the others), ``concurrency`` in all. Per try: its ``when:``
+is checked (``skipped`` if it does not hold), the step runs under its ``timeout_s``,
+and the outcome is written, only while this process still holds the lease: ``done``
+with its output (visible to later steps as ``conv.results``); ``pending`` again
+after ``retry.backoff_s`` doubling up to ``max_backoff_s``, with jitter, while tries
+are left and the failure may pass; else ``failed`` (a dead letter) with the last
+error. Steps after a failed one are ``blocked``; ``jobs retry`` revives both.
 
-At start, jobs left ``running`` by a process that died go back to ``pending``:
-delivery is at least once, and each step's idempotency key (``{call_id}:{step}``)
-lets receivers deduplicate. On shutdown running steps get ``shutdown_grace_s``; the
-rest stay for the next start.
+A process that dies holding a lease leaves its job ``running``; when the lease runs
+out (or the process is found dead), the sweep makes it ``pending`` again: delivery is
+at least once, and each step's idempotency key (``{call_id}:{step}``) lets receivers
+deduplicate. On shutdown running steps get ``shutdown_grace_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -28,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import EndFunctionConfig, Step
-from ..storage import TERMINAL, Job, JobStatus, Storage
+from ..storage import TERMINAL, Job, JobStatus, Store, ops
 from .conditions import unmet
 from .conversation import Conversation
 from .effects import Effects, current_step
@@ -40,22 +43,25 @@ log = logging.getLogger("callgate.pipeline")
 
 
 class Pipeline:
-    """The runner of one database's jobs; see the module docstring. ``concurrency``:
-    tries at once over all steps; ``jitter``: a random number in [0, 1)."""
+    """The runner of the database's jobs in this process; see the module docstring.
+    ``me``: this process's instance id (the lease holder); ``concurrency``: tries at
+    once over all steps; ``jitter``: a random number in [0, 1)."""
 
     def __init__(
         self,
-        storage: Storage,
+        store: Store,
         cfg: EndFunctionConfig,
         effects: Effects,
         *,
+        me: str = "pipeline",
         concurrency: int = 256,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self.storage = storage
+        self.store = store
         self.cfg = cfg
         self.steps = {s.name: s for s in cfg.steps}
         self.effects = effects
+        self.me = me
         self.concurrency = concurrency
         self._jitter = jitter
         self._wake = asyncio.Event()
@@ -64,38 +70,40 @@ class Pipeline:
         self._per_step: dict[str, int] = {}
         self._stopping = False
 
-    # -- producing ---------------------------------------------------------------------
-
-    def end_call(self, record: dict[str, Any]) -> bool:
-        """Persist an ended call and its steps (one SQLite transaction) and wake the
-        runner. ``False`` when the database already had the call as ended."""
-        created = self.storage.end_call(record, [(s.name, s.kind, list(s.after)) for s in self.steps.values()])
-        if created and self.steps:
-            self._wake.set()
-        return created
+    @property
+    def step_specs(self) -> list[tuple[str, str, list[str]]]:
+        """``(name, kind, after)`` of every configured step: the jobs of an ended call."""
+        return [(s.name, s.kind, list(s.after)) for s in self.steps.values()]
 
     def kick(self) -> None:
-        """Look for due jobs now (after ``jobs retry`` from the API, say)."""
+        """Look for due jobs now (a call ended, ``jobs retry`` ran)."""
         self._wake.set()
 
     # -- running -------------------------------------------------------------------------
 
     async def run(self) -> None:
         """The runner loop; cancel it or call :meth:`stop` to end it."""
-        revived = self.storage.reset_running()
-        if revived:
-            log.warning("resuming %d end-function step(s) interrupted by the last stop", revived)
-        while not self._stopping:
-            self._dispatch()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._wait_s())
-            except TimeoutError:
-                pass
-            self._wake.clear()
+        heart = asyncio.get_running_loop().create_task(self._heartbeat())
+        try:
+            while not self._stopping:
+                try:
+                    await self._dispatch()
+                except Exception:
+                    log.exception("claiming end-function steps failed; trying again")
+                wait_s = await self._wait_s()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), wait_s)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+        finally:
+            heart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heart
 
     async def stop(self, grace_s: float) -> None:
         """Take no more jobs; give running ones ``grace_s`` seconds, cancel the rest
-        (they stay ``running`` in the database and resume at the next start)."""
+        (their leases run out and another start takes them up)."""
         self._stopping = True
         self._wake.set()
         tasks = list(self._running.values())
@@ -114,10 +122,14 @@ class Pipeline:
         deadline = loop.time() + timeout
         while True:
             changed = self._changed
-            jobs = self.storage.jobs_for_call(call_id)
+            jobs = await self.store.read(ops.jobs_for_call, call_id)
             if jobs and all(j.status in TERMINAL for j in jobs):
                 return jobs
-            await asyncio.wait_for(changed.wait(), max(deadline - loop.time(), 0))
+            try:
+                await asyncio.wait_for(changed.wait(), min(max(deadline - loop.time(), 0), self.cfg.poll_s))
+            except TimeoutError:
+                if loop.time() >= deadline:
+                    raise
 
     def _notify(self) -> None:
         """A job changed state: wake :meth:`wait_call` and the runner."""
@@ -125,43 +137,35 @@ class Pipeline:
         self._changed = asyncio.Event()
         self._wake.set()
 
-    def _wait_s(self) -> float:
-        """Until the next retry falls due, at most ``poll_s`` (jobs that wait for
-        their dependencies are woken by those finishing)."""
+    async def _wait_s(self) -> float:
+        """Until the next retry falls due, at most ``poll_s``."""
         now = time.time()
-        nxt = self.storage.next_due(now)
-        return self.cfg.poll_s if nxt is None else min(self.cfg.poll_s, nxt - now)
+        nxt = await self.store.read(ops.next_due, "jobs", now)
+        return self.cfg.poll_s if nxt is None else max(0.0, min(self.cfg.poll_s, nxt - now))
 
-    def _dispatch(self) -> None:
-        if self._stopping:
+    async def _heartbeat(self) -> None:
+        """Renew the leases of the steps running here, three times per lease."""
+        while True:
+            await asyncio.sleep(self.cfg.lease_s / 3)
+            if self._running:
+                await self.store.write(ops.extend_leases, "jobs", self.me, list(self._running), time.time() + self.cfg.lease_s)
+
+    async def _dispatch(self) -> None:
+        free_all = self.concurrency - len(self._running)
+        if self._stopping or free_all <= 0 or not self.steps:
             return
-        free = self.concurrency - len(self._running)
-        if free <= 0:
-            return
-        statuses: dict[str, dict[str, Job]] = {}
-        per_step_limit = self.cfg.max_concurrent_per_step
-        for job in self.storage.due_jobs(time.time(), limit=free + 4 * per_step_limit * max(len(self.steps), 1)):
-            if free <= 0:
-                break
-            if job.id in self._running or self._per_step.get(job.step, 0) >= per_step_limit:
-                continue
-            if job.after:
-                if job.call_id not in statuses:
-                    statuses[job.call_id] = {j.step: j for j in self.storage.jobs_for_call(job.call_id)}
-                deps = [statuses[job.call_id].get(name) for name in job.after]
-                bad = [d for d in deps if d is not None and d.status in (JobStatus.FAILED, JobStatus.BLOCKED)]
-                if bad:
-                    self.storage.finish_job(job.id, JobStatus.BLOCKED, error=f"after: step {bad[0].step!r} {bad[0].status}")
-                    self._notify()
-                    log.error("end-function step blocked call_id=%s step=%s by=%s", job.call_id, job.step, bad[0].step)
-                    continue
-                if not all(d is not None and d.status in (JobStatus.DONE, JobStatus.SKIPPED) for d in deps):
-                    continue  # waits for its dependencies; their end wakes the loop
+        limit = self.cfg.max_concurrent_per_step
+        free = {name: limit - self._per_step.get(name, 0) for name in self.steps}
+        claimed, blocked = await self.store.write(ops.claim_jobs, self.me, time.time(), self.cfg.lease_s, free, free_all)
+        for job in blocked:
+            log.error("end-function step blocked call_id=%s step=%s", job.call_id, job.step)
+        if blocked:
+            self._notify()
+        for job in claimed:
             task = asyncio.get_running_loop().create_task(self._execute(job))
             self._running[job.id] = task
             self._per_step[job.step] = self._per_step.get(job.step, 0) + 1
             task.add_done_callback(lambda t, j=job: self._finished(j))
-            free -= 1
 
     def _finished(self, job: Job) -> None:
         self._running.pop(job.id, None)
@@ -170,44 +174,51 @@ class Pipeline:
     async def _execute(self, job: Job) -> None:
         try:
             await self._try(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("end-function step crashed call_id=%s step=%s", job.call_id, job.step)
         finally:
             self._notify()
+
+    async def _finish(self, job: Job, status: JobStatus, **kw: Any) -> None:
+        held = await self.store.write(ops.finish_job, job.id, self.me, str(status), time.time(), **kw)
+        if not held:
+            log.warning("lost the lease of end-function step call_id=%s step=%s; its result was not written", job.call_id, job.step)
 
     async def _try(self, job: Job) -> None:
         step = self.steps.get(job.step)
         if step is None:
-            self.storage.finish_job(job.id, JobStatus.FAILED, error="step is no longer configured")
+            await self._finish(job, JobStatus.FAILED, error="step is no longer configured")
             return
         current_step.set(job.step)
-        attempt = self.storage.start_job(job.id)
-        record = self.storage.call_record(job.call_id) or {"id": job.call_id}
-        results = {j.step: j.output for j in self.storage.jobs_for_call(job.call_id) if j.status == JobStatus.DONE}
-        conv = Conversation.from_record(
-            record, results, step=job.step, idempotency_key=job.idempotency_key, sandbox=self.effects.sandbox
-        )
+        record = await self.store.read(ops.call_record, job.call_id) or {"id": job.call_id}
+        jobs = await self.store.read(ops.jobs_for_call, job.call_id)
+        results = {j.step: j.output for j in jobs if j.status == JobStatus.DONE}
+        conv = Conversation.from_record(record, results, step=job.step, idempotency_key=job.idempotency_key, sandbox=self.effects.sandbox)
         skip = unmet(step.when, conv.context())
         if skip is not None:
-            self.storage.finish_job(job.id, JobStatus.SKIPPED, error=f"when: {skip}")
+            await self._finish(job, JobStatus.SKIPPED, error=f"when: {skip}")
             return
         started = time.perf_counter()
         result = await run_step(step, conv, self.effects)
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         if result.ok:
-            self.storage.finish_job(job.id, JobStatus.DONE, response_code=result.response_code, duration_ms=duration_ms, output=result.output)
+            await self._finish(job, JobStatus.DONE, response_code=result.response_code, duration_ms=duration_ms, output=result.output)
             return
-        if result.retryable and attempt < step.retry.attempts:
-            delay = min(step.retry.max_backoff_s, step.retry.backoff_s * 2 ** (attempt - 1))
+        if result.retryable and job.attempts < step.retry.attempts:
+            delay = min(step.retry.max_backoff_s, step.retry.backoff_s * 2 ** (job.attempts - 1))
             delay *= 0.5 + self._jitter() / 2
-            self.storage.finish_job(
-                job.id, JobStatus.PENDING, error=result.error, response_code=result.response_code,
+            await self._finish(
+                job, JobStatus.PENDING, error=result.error, response_code=result.response_code,
                 duration_ms=duration_ms, next_at=time.time() + delay,
             )
             log.warning("end-function step failed, retry in %.2fs call_id=%s step=%s attempt=%d error=%s",
-                        delay, job.call_id, job.step, attempt, result.error)
+                        delay, job.call_id, job.step, job.attempts, result.error)
             return
-        self.storage.finish_job(job.id, JobStatus.FAILED, error=result.error, response_code=result.response_code, duration_ms=duration_ms)
+        await self._finish(job, JobStatus.FAILED, error=result.error, response_code=result.response_code, duration_ms=duration_ms)
         log.error("end-function step failed for good call_id=%s step=%s attempts=%d error=%s",
-                  job.call_id, job.step, attempt, result.error)
+                  job.call_id, job.step, job.attempts, result.error)
 
 
 async def run_step(step: Step, conv: Conversation, effects: Effects) -> StepResult:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from ..config import Config
-from ..storage import Storage
+from ..storage import SqliteStore, ops
 from .effects import Effects, Recorder
 from .pipeline import Pipeline
 
@@ -36,9 +37,10 @@ async def run_sandbox(config: Config, record: dict[str, Any], *, live: bool = Fa
     async with aiohttp.ClientSession() as session:
         effects: Effects = Effects(session) if live else Recorder()
         with tempfile.TemporaryDirectory(prefix="callgate-sandbox-") as tmp:
-            storage = Storage(Path(tmp) / "sandbox.db")
-            pipeline = Pipeline(storage, steps_cfg, effects)
-            pipeline.end_call(record)
+            store = SqliteStore(Path(tmp) / "sandbox.db")
+            await store.start()
+            pipeline = Pipeline(store, steps_cfg, effects, me="sandbox")
+            await store.write(ops.put_record, record, pipeline.step_specs, time.time())
             runner = asyncio.create_task(pipeline.run())
             try:
                 jobs = await pipeline.wait_call(record["id"], timeout_s) if steps_cfg.steps else []
@@ -46,7 +48,7 @@ async def run_sandbox(config: Config, record: dict[str, Any], *, live: bool = Fa
                 await pipeline.stop(0)
                 runner.cancel()
                 await asyncio.gather(runner, return_exceptions=True)
-                storage.close()
+                await store.close()
     recorded = effects.records if isinstance(effects, Recorder) else []
     return {
         "call_id": record["id"],

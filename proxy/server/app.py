@@ -23,7 +23,7 @@ from ..endfn.effects import Effects
 from ..endfn.pipeline import Pipeline
 from ..errors import CallgateError, UpstreamStatus, openai_error_body
 from ..profiles import resolve_profiles
-from ..storage import Storage
+from ..storage import open_store
 from . import call_api, relay
 from .delivery import EventDelivery
 from .services import SERVICES, Services
@@ -100,45 +100,54 @@ async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
     # No cookie jar: a proxy must not carry one caller's cookies into another's requests.
     session = aiohttp.ClientSession(connector=connector, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar())
-    storage = Storage(config.storage.path)
-    storage.start_checkpointer()
-    pipeline = Pipeline(storage, config.end_function, Effects(session))
+    ef = config.end_function
+    store = open_store(config.storage.path, wal_max_bytes=config.storage.wal_max_bytes)
+    if not store.shared:
+        store.lock()  # one server per SQLite file
+    await store.start()
     registry = CallRegistry(
-        idle_timeout_s=config.end_function.idle_timeout_s,
-        record_ttl_s=config.end_function.record_ttl_s,
-        after_hangup_s=config.end_function.after_hangup_s,
-        store=storage,
-        on_end=pipeline.end_call,
+        store,
+        idle_timeout_s=ef.idle_timeout_s,
+        after_hangup_s=ef.after_hangup_s,
+        sweep_s=ef.sweep_s,
+        cache_calls=config.storage.cache_calls,
+        steps=[(s.name, s.kind, list(s.after)) for s in ef.steps],
+        deliver=bool(config.control.webhook.url),
     )
-    webhook = None
+    pipeline = Pipeline(store, ef, Effects(session), me=registry.instance)
+    registry.on_end = pipeline.kick
+    delivery = None
     if config.control.webhook.url:
-        webhook = EventDelivery(config.control.webhook, session, storage, on_failure=registry.delivery_failed)
-        registry.sinks.append(webhook)
-        webhook.resume()
+        delivery = EventDelivery(config.control.webhook, session, store, me=registry.instance, lease_s=ef.lease_s, poll_s=ef.poll_s)
+        registry.on_events = delivery.kick
     app[SERVICES] = Services(
         config=config,
         profiles=resolve_profiles(config),
         registry=registry,
         session=session,
-        storage=storage,
+        store=store,
         pipeline=pipeline,
+        delivery=delivery,
     )
+    await registry.start()
     loop = asyncio.get_running_loop()
-    sweeper = loop.create_task(registry.run_sweeper())
-    runner = loop.create_task(pipeline.run())
+    tasks = [loop.create_task(registry.run_sweeper()), loop.create_task(pipeline.run())]
+    if delivery is not None:
+        tasks.append(loop.create_task(delivery.run()))
     try:
         yield
     finally:
-        sweeper.cancel()
-        await pipeline.stop(config.end_function.shutdown_grace_s)
-        runner.cancel()
-        for task in (sweeper, runner):
+        tasks[0].cancel()
+        await registry.drain(timeout=ef.shutdown_grace_s)
+        await pipeline.stop(ef.shutdown_grace_s)
+        if delivery is not None:
+            await delivery.drain(timeout=ef.shutdown_grace_s)
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if webhook is not None:
-            await webhook.drain(timeout=config.end_function.shutdown_grace_s)
         await session.close()
-        storage.close()
+        await store.close()
 
 
 @contextlib.asynccontextmanager

@@ -5,22 +5,22 @@
   the aiohttp-sse wire format). A late subscriber gets the call's earlier events
   first; ``Last-Event-ID`` resumes after that seq. A ``: keep-alive`` comment goes
   out every ``control.sse_keepalive_s``. The stream closes after ``call.ended``.
-  Subscribing to a call callgate has not seen yet creates it, so a call layer can
-  subscribe before the first LLM request.
+  Events are read from the database as they commit (any instance's). A call layer
+  can subscribe before the first LLM request; that creates nothing.
 * ``POST /v1/calls/{call_id}/end`` with ``{"reason": "...", "state": {...}}``: the
   call layer reports the end. Idempotent: a second report changes nothing and
-  answers ``already_ended: true``.
+  answers ``already_ended: true``. 404 for a call that never had a turn.
 * ``PATCH /v1/calls/{call_id}/state``: a JSON merge patch (RFC 7386: ``null``
   removes a key) into the call's ``state``, which every end-function step reads as
-  ``conv.state``. 409 once the call has ended.
+  ``conv.state``. 409 once the call has ended; 404 for a call that never had a turn.
 * ``GET /v1/calls/{call_id}``: the call record; a live call from memory, an ended
   one from the database with its end-function steps (also after a restart). 404 in
   the OpenAI error shape when unknown. A call id whose call ended and came back
   names the newest call; ``?generation=1`` (2, ...) reads the earlier ones, also
   at their record keys (``{call_id}~2``).
 
-Every call is found through the registry (:meth:`~proxy.calls.registry.CallRegistry.open`:
-memory, else the database, else a new call).
+Every call is found through the registry (:meth:`~proxy.calls.registry.CallRegistry.find`:
+memory, else the database).
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from typing import Any
 
 from aiohttp import web
 
-from ..calls.events import CallEndedEvent
 from ..calls.model import Call, EndReason
+from ..calls.registry import CallRegistry, Signal
 from ..core.sse import encode_event
-from ..errors import RequestError, openai_error_body
+from ..errors import NotFound, RequestError, openai_error_body
 from .bodies import read_json_object
-from .services import SERVICES
+from .services import SERVICES, Services
 
 __all__ = ["call_events", "end_call", "get_call", "patch_state"]
 
@@ -52,29 +52,43 @@ async def call_events(request: web.Request) -> web.StreamResponse:
     s = request.app[SERVICES]
     last_id = request.headers.get("Last-Event-ID", "").strip()
     seen = int(last_id) if last_id.isdigit() else 0
-    call = s.registry.open(request.match_info["call_id"])
+    key = await s.registry.key_of(request.match_info["call_id"])
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
+    signal = s.registry.subscribe(key)
     try:
-        await _follow(response, call, seen, s.config.control.sse_keepalive_s)
+        await _follow(response, s.registry, signal, seen, s.config.control.sse_keepalive_s)
     except ConnectionError:
         pass  # the subscriber left
+    finally:
+        s.registry.unsubscribe(signal)
     return response
 
 
-async def _follow(response: web.StreamResponse, call: Call, seen: int, keepalive_s: float) -> None:
-    """Write the call's events after ``seen`` as they come, until ``call.ended``."""
+async def _follow(response: web.StreamResponse, registry: CallRegistry, signal: Signal, seen: int, keepalive_s: float) -> None:
+    """Write the call's events after ``seen`` from the database as they commit,
+    until ``call.ended``; a keep-alive comment (and a fresh read) when idle."""
     while True:
-        for event in call.events[seen:]:
-            seen = event.seq
-            await response.write(encode_event(event.model_dump_json(), event=event.type, id=str(event.seq)))
-            if isinstance(event, CallEndedEvent):
+        signal.event.clear()
+        for event in await registry.events_after(signal.key, seen):
+            seen = event["seq"]
+            await response.write(encode_event(json.dumps(event, ensure_ascii=False), event=event["type"], id=str(seen)))
+            if event["type"] == "call.ended":
                 await response.write_eof()
                 return
-        if not await call.wait_for_events(seen, keepalive_s):
+        if not await signal.wait(keepalive_s):
             await response.write(b": keep-alive\n\n")
+
+
+async def _call(s: Services, call_id: str) -> Call:
+    """The call, or :class:`~proxy.errors.NotFound` (404): a call that never had a
+    turn does not exist, whatever its id."""
+    call = await s.registry.find(call_id)
+    if call is None:
+        raise NotFound(f"no call {call_id!r}", code="call_not_found")
+    return call
 
 
 async def end_call(request: web.Request) -> web.Response:
@@ -86,18 +100,20 @@ async def end_call(request: web.Request) -> web.Response:
         raise RequestError("'reason' must be a non-empty string", param="reason")
     if not isinstance(state, dict):
         raise RequestError("'state' must be an object", param="state")
-    call = s.registry.open(request.match_info["call_id"])
-    ended = s.registry.end(call, reason, "call_layer", state)
-    return _json({"call_id": call.id, "already_ended": not ended, "end_reason": call.end_reason, "end_source": call.end_source})
+    call = await _call(s, request.match_info["call_id"])
+    ended = await s.registry.end(call, reason, "call_layer", state)
+    record = await s.registry.record(call.id, exact=True) or {}
+    return _json({"call_id": call.id, "already_ended": not ended, "end_reason": record.get("end_reason"), "end_source": record.get("end_source")})
 
 
 async def patch_state(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
     patch = await read_json_object(request, s.config.server.max_body_bytes)
-    call = s.registry.open(request.match_info["call_id"])
-    if call.ended:
+    call = await _call(s, request.match_info["call_id"])
+    state = None if call.ended else await s.registry.patch_state(call, patch)
+    if state is None:
         return _error(f"call {call.id!r} has ended; its state is final", "call_ended", 409)
-    return _json({"call_id": call.id, "state": s.registry.patch_state(call, patch)})
+    return _json({"call_id": call.id, "state": state})
 
 
 async def get_call(request: web.Request) -> web.Response:
@@ -108,9 +124,9 @@ async def get_call(request: web.Request) -> web.Response:
         raise RequestError("'generation' must be a positive integer", param="generation")
     if generation:
         key = call_id if generation == "1" else f"{call_id}~{int(generation)}"
-        record = s.registry.record(key, exact=True)
+        record = await s.registry.record(key, exact=True)
     else:
-        record = s.registry.record(call_id)
+        record = await s.registry.record(call_id)
     if record is None:
         return _error(f"no call {call_id!r}", "call_not_found", 404)
     return _json(record)

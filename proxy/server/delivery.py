@@ -1,28 +1,31 @@
-"""Control-event delivery to the call layer's webhook, besides the per-call SSE stream.
+"""Control-event delivery to the call layer's webhook, durable.
 
-:class:`EventDelivery` is a registry sink: it POSTs each control event (the JSON of
-its pydantic model) to ``control.webhook.url``, in order per call, with an
-``Idempotency-Key`` (the event id), retrying with backoff. Each delivery is
-recorded in the database before the first try and marked done or failed after; an
-event that cannot be delivered is logged and reported to ``on_failure`` (the
-registry notes it in the call record's ``delivery_failures``).
+Every control event is queued in the database in the transaction that stores it
+(``deliveries``; see :func:`proxy.storage.ops.add_events`). :class:`EventDelivery`
+claims due deliveries under a lease, each only when no earlier delivery of its call
+is pending (each call's events go in order), and POSTs the event's JSON to
+``control.webhook.url`` with ``Idempotency-Key`` (the event id). A delivery that
+fails is tried again with doubling backoff (``backoff_s`` .. ``max_backoff_s``, with
+jitter) for as long as the event is fresh (``max_age_s``); a refused one (a 4xx but
+408/429) or one no longer fresh becomes a dead letter, ``failed`` with its reason,
+listed and resent by ``callgate deliveries``. Nothing is dropped silently: a
+crash leaves the row ``pending`` and another start (or instance) sends it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable
-from typing import Any
 
 import aiohttp
 
-from ..calls.events import ControlEvent
-from ..calls.model import Call
 from ..config import ControlWebhookConfig
 from ..outbound import post_json
-from ..storage import DeliveryStatus, Storage
+from ..storage import Delivery, DeliveryStatus, Store, ops
 
 __all__ = ["EventDelivery"]
 
@@ -30,80 +33,138 @@ log = logging.getLogger("callgate.delivery")
 
 
 class EventDelivery:
-    """Call it with ``(call, event)``; delivery happens in background tasks."""
+    """The delivery worker of this process; :meth:`run` until cancelled, :meth:`kick`
+    when events were stored. ``me``: the lease holder's name."""
 
     def __init__(
         self,
         cfg: ControlWebhookConfig,
         session: aiohttp.ClientSession,
-        storage: Storage | None = None,
-        on_failure: Callable[[str, dict[str, Any]], None] | None = None,
+        store: Store,
+        *,
+        me: str = "delivery",
+        lease_s: float = 30.0,
+        poll_s: float = 1.0,
+        concurrency: int = 64,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         assert cfg.url
         self.cfg = cfg
         self.url = cfg.url
         self.session = session
-        self.storage = storage
-        self.on_failure = on_failure
-        self._tails: dict[str, asyncio.Task[None]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.store = store
+        self.me = me
+        self.lease_s = max(lease_s, cfg.timeout_s * 2)
+        self.poll_s = poll_s
+        self.concurrency = concurrency
+        self._jitter = jitter
+        self._wake = asyncio.Event()
+        self._running: dict[str, asyncio.Task[None]] = {}
 
-    def __call__(self, call: Call, event: ControlEvent) -> None:
-        payload = event.model_dump(mode="json")
-        if self.storage is not None:
-            self.storage.add_delivery(payload)
-        self._schedule(call.id, event.id, payload)
+    def kick(self, *_: object) -> None:
+        """Look for due deliveries now."""
+        self._wake.set()
 
-    def resume(self) -> None:
-        """Send what a previous process left pending; record the stale as failed."""
-        if self.storage is None:
-            return
-        now = time.time()
-        for payload, created_at in self.storage.pending_deliveries():
-            if now - created_at > self.cfg.max_age_s:
-                reason = f"stale: not delivered within {self.cfg.max_age_s} s (callgate was down)"
-                self.storage.finish_delivery(payload["id"], DeliveryStatus.FAILED, 0, reason)
-                log.error("control event dropped as stale call_id=%s event=%s type=%s", payload["call_id"], payload["id"], payload["type"])
-            else:
-                self._schedule(payload["call_id"], payload["id"], payload)
-
-    def _schedule(self, call_id: str, event_id: str, payload: dict[str, Any]) -> None:
-        prev = self._tails.get(call_id)
-        task = asyncio.get_running_loop().create_task(self._deliver(call_id, event_id, payload, prev))
-        self._tails[call_id] = task
-        self._tasks.add(task)
-        task.add_done_callback(lambda t, cid=call_id: self._done(cid, t))
-
-    def _done(self, call_id: str, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if self._tails.get(call_id) is task:
-            del self._tails[call_id]
-
-    async def _deliver(self, call_id: str, event_id: str, payload: dict[str, Any], prev: asyncio.Task[None] | None) -> None:
-        if prev is not None:
-            await asyncio.gather(prev, return_exceptions=True)  # keep each call's events in order
-        cfg = self.cfg
-        result = await post_json(
-            self.session,
-            self.url,
-            payload,
-            headers={"Idempotency-Key": event_id, **cfg.headers},
-            timeout_s=cfg.timeout_s,
-            attempts=cfg.attempts,
-            backoff_s=cfg.backoff_s,
-        )
-        if self.storage is not None:
-            status = DeliveryStatus.DONE if result.ok else DeliveryStatus.FAILED
-            self.storage.finish_delivery(event_id, status, result.attempts, result.error)
-        if not result.ok:
-            log.error(
-                "control event not delivered call_id=%s event=%s type=%s attempts=%d error=%s",
-                call_id, event_id, payload.get("type"), result.attempts, result.error,
-            )
-            if self.on_failure is not None:
-                self.on_failure(call_id, {"event_id": event_id, "sink": "webhook", "attempts": result.attempts, "error": result.error})
+    async def run(self) -> None:
+        heart = asyncio.get_running_loop().create_task(self._heartbeat())
+        try:
+            while True:
+                try:
+                    await self._dispatch()
+                except Exception:
+                    log.exception("claiming control-event deliveries failed; trying again")
+                wait_s = await self._wait_s()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), wait_s)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+        finally:
+            heart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heart
 
     async def drain(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for deliveries in flight (shutdown)."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+        """Wait up to ``timeout`` s for the deliveries in flight (shutdown; tests)."""
+        if self._running:
+            await asyncio.wait(set(self._running.values()), timeout=timeout)
+
+    async def settled(self, timeout: float = 10.0) -> None:
+        """Wait until no delivery is pending: each is done or a dead letter (tests).
+        ``TimeoutError`` after ``timeout`` s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (await self.store.read(ops.count_deliveries)).get(DeliveryStatus.PENDING, 0):
+            if loop.time() > deadline:
+                raise TimeoutError("deliveries still pending")
+            self.kick()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed(), min(self.poll_s, max(0.0, deadline - loop.time())))
+
+    async def _changed(self) -> None:
+        """Until a delivery in flight finishes, or the next one falls due."""
+        await asyncio.sleep(0)
+        if self._running:
+            await asyncio.wait(set(self._running.values()))
+        else:
+            await asyncio.sleep(await self._wait_s())
+
+    async def _wait_s(self) -> float:
+        now = time.time()
+        nxt = await self.store.read(ops.next_due, "deliveries", now)
+        return self.poll_s if nxt is None else max(0.0, min(self.poll_s, nxt - now))
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            if self._running:
+                await self.store.write(ops.extend_leases, "deliveries", self.me, list(self._running), time.time() + self.lease_s)
+
+    async def _dispatch(self) -> None:
+        free = self.concurrency - len(self._running)
+        if free <= 0:
+            return
+        claimed = await self.store.write(ops.claim_deliveries, self.me, time.time(), self.lease_s, free)
+        for d in claimed:
+            if d.event_id in self._running:
+                continue
+            task = asyncio.get_running_loop().create_task(self._deliver(d))
+            self._running[d.event_id] = task
+            task.add_done_callback(lambda t, eid=d.event_id: self._done(eid))
+
+    def _done(self, event_id: str) -> None:
+        self._running.pop(event_id, None)
+        self._wake.set()  # the call's next event may be due now
+
+    async def _deliver(self, d: Delivery) -> None:
+        now = time.time()
+        if now - d.created_at > self.cfg.max_age_s:
+            await self._finish(d, DeliveryStatus.FAILED, error=self._stale(d.last_error))
+            return
+        cfg = self.cfg
+        result = await post_json(
+            self.session, self.url, d.payload, headers={"Idempotency-Key": d.event_id, **cfg.headers}, timeout_s=cfg.timeout_s
+        )
+        if result.ok:
+            await self._finish(d, DeliveryStatus.DONE, code=result.status)
+            return
+        delay = min(cfg.max_backoff_s, cfg.backoff_s * 2 ** d.attempts) * (0.5 + self._jitter() / 2)
+        if not result.retryable:
+            await self._finish(d, DeliveryStatus.FAILED, error=f"refused: {result.error}", code=result.status)
+        elif time.time() + delay - d.created_at > cfg.max_age_s:
+            await self._finish(d, DeliveryStatus.FAILED, error=self._stale(result.error), code=result.status)
+        else:
+            await self._finish(d, DeliveryStatus.PENDING, error=result.error, code=result.status, next_at=time.time() + delay)
+            return
+        log.error(
+            "control event not delivered (dead letter) call_id=%s event=%s type=%s attempts=%d error=%s",
+            d.call_id, d.event_id, d.type, d.attempts + 1, result.error,
+        )
+
+    def _stale(self, error: str | None) -> str:
+        return f"stale: not delivered within {self.cfg.max_age_s} s" + (f"; last error: {error}" if error else "")
+
+    async def _finish(self, d: Delivery, status: DeliveryStatus, *, error: str | None = None, code: int | None = None, next_at: float | None = None) -> None:
+        held = await self.store.write(ops.finish_delivery, d.event_id, self.me, str(status), time.time(), error=error, response_code=code, next_at=next_at)
+        if not held:
+            log.warning("lost the lease of a control-event delivery event=%s; its result was not written", d.event_id)

@@ -31,11 +31,12 @@ from multidict import CIMultiDict
 from ..calls.model import Call, Turn, TurnOutcome, TurnStatus
 from ..core.commands import AnyCommand
 from ..core.function_map import FunctionMap
-from ..core.inspector import ReplyInspector
+from ..core.inspector import InvalidChunk, ReplyInspector
 from ..core.profile import Profile
 from ..core.sse import DONE, SSEDecodeError, SSEDecoder, SSEEvent, encode_data
 from ..errors import (
     RequestError,
+    UpstreamBadReply,
     UpstreamStatus,
     UpstreamTimeout,
     UpstreamUnreachable,
@@ -59,7 +60,7 @@ _HOP = frozenset(
     )
 )
 
-_UPSTREAM_FAILURES = (aiohttp.ClientError, TimeoutError, SSEDecodeError)
+_UPSTREAM_FAILURES = (aiohttp.ClientError, TimeoutError, SSEDecodeError, InvalidChunk)
 _GONE = "the client closed the connection"
 
 
@@ -167,11 +168,17 @@ class _Reply:
     def settle(self, status: TurnStatus, error: str | None = None) -> None:
         """How the reply ended (the first word stands)."""
         if self.status is None:
-            self.status, self.error = status, error
+            self.status = status
+            self.error = error if error is not None else self.error
+
+    def note(self, error: str) -> None:
+        """Something worth recording about a reply that still went well."""
+        self.error = error
 
     def outcome(self) -> TurnOutcome:
         ins = self.inspector
-        status, error = self.status or TurnStatus.ERROR, self.error if self.status else "callgate failed mid-reply"
+        status = self.status or TurnStatus.ERROR
+        error = self.error if self.status else (self.error or "callgate failed mid-reply")
         if ins.upstream_error is not None and status == TurnStatus.OK:
             status, error = TurnStatus.UPSTREAM_ERROR, json.dumps(ins.upstream_error, ensure_ascii=False)
         return TurnOutcome(
@@ -206,11 +213,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = parse_request(raw)
     upstream, metadata = profile.split(body, request.headers)
     raw = _upstream_body(s, profile, raw, body, upstream)
-    call, turn = s.registry.begin_turn(
+    stream = body.get("stream") is True
+    call, turn = await s.registry.begin_turn(
         profile.call_id_of(request.headers, body),
-        stream=body.get("stream") is True,
+        stream=stream,
         user_text=last_user_text(body["messages"]),
         metadata=metadata,
+        profile=profile.name,
     )
     reply = _Reply(s, profile, call, turn)
     try:
@@ -225,6 +234,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             if resp.content_type == "text/event-stream":
                 return await _stream(request, resp, reply)
             reply.first_byte()
+            if stream:  # a streaming request answered with something else
+                reply.settle(TurnStatus.UPSTREAM_ERROR, f"upstream answered {resp.content_type} to a streaming request")
+                raise UpstreamBadReply(f"upstream answered {resp.content_type!r}, not text/event-stream, to a streaming request")
             return await _whole(resp, reply)
     except asyncio.CancelledError:
         reply.settle(TurnStatus.CLIENT_DISCONNECTED, _GONE)
@@ -242,12 +254,23 @@ async def _whole(resp: aiohttp.ClientResponse, reply: _Reply) -> web.Response:
     except aiohttp.ClientError as e:
         reply.settle(TurnStatus.UPSTREAM_ERROR, str(e))
         raise UpstreamUnreachable(f"upstream failed during the reply: {type(e).__name__}: {e}") from None
+    if not _is_json(data):
+        reply.settle(TurnStatus.UPSTREAM_ERROR, f"upstream answered {resp.content_type} that is not JSON")
+        raise UpstreamBadReply(f"upstream answered {resp.content_type!r} that is not a JSON chat completion")
     out, cmds = reply.inspector.inspect_completion(data)
     reply.commands(cmds)
     reply.settle(TurnStatus.OK)
     headers = downstream_headers(resp.headers)
     headers["X-Call-Id"] = reply.call.id
     return web.Response(body=out, status=resp.status, headers=headers)
+
+
+def _is_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except ValueError:
+        return False
+    return True
 
 
 async def _write(response: web.StreamResponse, data: bytes) -> None:
@@ -269,6 +292,14 @@ async def _relay_events(resp: aiohttp.ClientResponse, response: web.StreamRespon
         if out:
             await _write(response, out)
     out = b"".join([feed(e) for e in decoder.flush()]) + reply.close()
+    ins = reply.inspector
+    if not ins.saw_done and not ins.saw_finish:  # cut off: say so, where the stream still allows it
+        reply.settle(TurnStatus.UPSTREAM_INCOMPLETE, "the upstream's stream ended with no finish_reason and no [DONE]")
+        body = openai_error_body("the upstream's stream ended before the reply was complete", type="upstream_error", code="upstream_incomplete")
+        out += encode_data(json.dumps(body)) + DONE
+    elif not ins.saw_done:  # finished, but without the last line: the runtime gets it
+        reply.note("the upstream sent no [DONE]")
+        out += DONE
     if out:
         await _write(response, out)
 

@@ -12,7 +12,8 @@ from ..config import Config
 from ..core.profile import Profile
 from ..endfn.pipeline import Pipeline
 from ..errors import NotFound
-from ..storage import Storage
+from ..storage import Store
+from .delivery import EventDelivery
 
 __all__ = ["SERVICES", "Services"]
 
@@ -23,8 +24,9 @@ class Services:
     profiles: dict[str, Profile]  # by name; see proxy.profiles
     registry: CallRegistry
     session: aiohttp.ClientSession  # pooled, keep-alive; upstream and webhooks
-    storage: Storage
+    store: Store
     pipeline: Pipeline
+    delivery: EventDelivery | None  # control events to control.webhook.url, when set
 
     def profile(self, request: web.Request) -> Profile:
         """The profile of the request's path (``/<name>/v1/...``; ``/v1/...`` is the

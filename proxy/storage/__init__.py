@@ -1,18 +1,93 @@
-"""Durable storage: call records, end-function jobs and control-event deliveries.
+"""Durable storage: calls, turns, control events, deliveries, end-function jobs.
 
-``sqlite``: the embedded SQLite backend (WAL), the default.
+The database is the source of truth for every call; memory is a cache of it. One
+interface, :class:`Store`, with one engine per module; every operation is written
+once, as SQL in :mod:`~proxy.storage.ops`, and runs in a transaction the engine
+opens:
+
+=============  =====================================================================
+``schema``     the tables and their versioned migrations
+``ops``        every operation (both engines)
+``records``    statuses, jobs, deliveries, the assembled call record
+``db``         the connection surface the operations use (placeholders, locking)
+``sqlite``     the embedded engine: a writer thread, reader threads, WAL
+``legacy``     moving a database of the first layout into the current one
+=============  =====================================================================
 
 May import: ``proxy.core``, ``proxy.errors``. Records go in and out as plain
-JSON-ready dicts; storage knows nothing of calls, steps or HTTP.
+JSON-ready data; storage knows nothing of HTTP, steps or pydantic models.
 """
 
-from .sqlite import (
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from .records import (
     TERMINAL,
+    CallRow,
+    Delivery,
     DeliveryStatus,
     Job,
     JobStatus,
-    Storage,
     end_function_summary,
 )
+from .sqlite import SqliteStore, StoreLocked
 
-__all__ = ["TERMINAL", "DeliveryStatus", "Job", "JobStatus", "Storage", "end_function_summary"]
+__all__ = [
+    "TERMINAL",
+    "CallRow",
+    "Delivery",
+    "DeliveryStatus",
+    "Job",
+    "JobStatus",
+    "SqliteStore",
+    "Store",
+    "StoreLocked",
+    "end_function_summary",
+    "open_store",
+]
+
+
+class Store(Protocol):
+    """What an engine offers. ``op`` is a function of :mod:`~proxy.storage.ops` (or
+    any ``op(conn, *args)``); it runs in a transaction of its own (or a savepoint of
+    a batch).
+
+    ``fifo``: writes take effect in the order they were submitted (otherwise the
+    caller orders the writes of one call itself). ``shared``: several processes may
+    use the database at once.
+    """
+
+    dialect: str
+    fifo: bool
+    shared: bool
+
+    async def start(self) -> None: ...
+
+    def submit(self, op: Callable[..., Any], *args: Any, **kw: Any) -> asyncio.Future[Any]:
+        """Queue a write; the future resolves after the commit (failures are logged)."""
+        ...
+
+    async def write(self, op: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """A write, awaited until committed."""
+        ...
+
+    async def read(self, op: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """A read, off the event loop."""
+        ...
+
+    def run_sync(self, op: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """On the calling thread (the CLI)."""
+        ...
+
+    async def close(self) -> None: ...
+
+    def close_sync(self) -> None: ...
+
+
+def open_store(path: str | Path, *, url: str | None = None, wal_max_bytes: int = 16 << 20) -> Store:
+    """The engine for ``storage.url`` (PostgreSQL) or ``storage.path`` (SQLite)."""
+    return SqliteStore(path, wal_max_bytes=wal_max_bytes)

@@ -288,7 +288,7 @@ async def _relay_events(resp: aiohttp.ClientResponse, response: web.StreamRespon
         if reply.ttft_ms is None:
             reply.first_byte()
         events = decoder.decode(data)
-        out = feed(events[0]) if len(events) == 1 else b"".join([feed(e) for e in events])
+        out = feed(events[0]) if len(events) == 1 else await _feed_all(response, feed, events)
         if out:
             await _write(response, out)
     out = b"".join([feed(e) for e in decoder.flush()]) + reply.close()
@@ -302,6 +302,20 @@ async def _relay_events(resp: aiohttp.ClientResponse, response: web.StreamRespon
         out += DONE
     if out:
         await _write(response, out)
+
+
+async def _feed_all(response: web.StreamResponse, feed: Any, events: list[SSEEvent]) -> bytes:
+    """Several events of one read; when one is bad, what came before it still goes
+    out before the error does."""
+    out: list[bytes] = []
+    try:
+        for event in events:
+            out.append(feed(event))
+    except InvalidChunk:
+        if out:
+            await _write(response, b"".join(out))
+        raise
+    return b"".join(out)
 
 
 async def _upstream_failed(response: web.StreamResponse, reply: _Reply, e: BaseException) -> None:

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench faults install clean
 
 # The venv is (re)built when pyproject.toml changes; the stamp records it.
 $(VENV)/.installed: pyproject.toml
@@ -27,6 +27,11 @@ bench: $(VENV)/.installed
 		--benchmark-columns=min,median,mean,max,rounds --benchmark-sort=name
 	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
 	$(BIN)/python -m tests.bench.end_of_call
+
+# The fault tests at full size (kill -9, a failing webhook, 20,000 calls); their
+# short versions run in `make test`. About 3 minutes.
+faults: $(VENV)/.installed
+	FAULTS=long $(BIN)/python -m pytest -q -s tests/faults
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info

@@ -16,6 +16,8 @@ from proxy.config import parse_config
 from proxy.demo.scripted_upstream import RawReply, ScriptedReply, ScriptedUpstream
 from proxy.server.app import running
 
+from .process import kill_leftovers
+
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "openai-streams"
 
 
@@ -25,6 +27,13 @@ def no_database_left_in_the_working_directory() -> Iterator[None]:
     before = Path("callgate.db").exists()
     yield
     assert before or not Path("callgate.db").exists(), "a test wrote ./callgate.db (set storage.path)"
+
+
+@pytest.fixture(autouse=True)
+def no_server_left_running() -> Iterator[None]:
+    """A test that fails half-way leaves no ``callgate serve`` process behind."""
+    yield
+    kill_leftovers()
 
 
 def fixture_stream(name: str) -> bytes:
@@ -140,7 +149,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         data: dict[str, Any] = {
             "upstream": {"base_url": upstream_url, "timeout_s": 5},
             "storage": {"path": str(tmp_path / f"callgate-{len(dbs)}.db")},
-            "end_function": {"poll_s": 0.05, "after_hangup_s": 0},
+            "end_function": {"poll_s": 0.05, "after_hangup_s": 0, "sweep_s": 0.2},
         }
         dbs.append(data["storage"]["path"])
         for key, value in cfg.items():

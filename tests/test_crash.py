@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -23,31 +22,13 @@ import aiohttp
 from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream
 
 from .conftest import Receiver, serve_app
+from .process import ServeProcess
 
 CALLS = 100
 
 
 def key(request: dict[str, Any]) -> str:
     return request["headers"]["Idempotency-Key"]
-
-
-async def start(cfg: Path) -> tuple[asyncio.subprocess.Process, str, asyncio.Task[None]]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "proxy.cli", "serve", "--config", str(cfg), "--port", "0",
-        stderr=asyncio.subprocess.PIPE,
-    )
-    url = None
-    while url is None:
-        line = await asyncio.wait_for(proc.stderr.readline(), 30)
-        assert line, "callgate serve exited before listening"
-        m = re.search(rb"listening on (http://\S+),", line)
-        url = m and m.group(1).decode()
-
-    async def drain() -> None:  # keep the log pipe from filling up
-        while await proc.stderr.readline():
-            pass
-
-    return proc, url, asyncio.create_task(drain())
 
 
 async def test_kill_9_while_a_step_is_held_loses_nothing(tmp_path: Path) -> None:
@@ -68,7 +49,8 @@ end_function:
     - {{name: slow, kind: webhook, url: "{hooks}/slow", timeout_s: 60}}
 """
         )
-        proc, url, drain = await start(cfg)
+        server = ServeProcess(cfg)
+        url = await server.start()
         async with aiohttp.ClientSession() as http:
             async def end(i: int) -> None:  # one turn, then the call layer ends the call
                 turn = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
@@ -81,19 +63,15 @@ end_function:
         # every fast step delivered, slow ones in flight and held
         await recv.wait(lambda r: len(r.delivered) == CALLS and len(r.on("slow")) >= 10, 30)
         held = {key(g) for g in recv.on("slow")}
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
-        drain.cancel()
+        await server.kill()
         release.set()
 
-        proc, url, drain = await start(cfg)
+        await server.start()
         try:
             keys = {f"call-{i}:{step}" for i in range(CALLS) for step in ("fast", "slow")}
             await recv.wait(lambda r: keys <= {key(g) for g in r.delivered}, 30)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(proc.wait(), 30) == 0
-            drain.cancel()
+            assert await server.stop() == 0
 
     arrived = Counter(key(g) for g in recv.got)
     assert {key(g) for g in recv.delivered} == keys  # every step of every call, nothing else

@@ -78,7 +78,7 @@ class Call:
 
     __slots__ = (
         "id", "call_id", "generation", "anonymous", "owner", "profile", "started_at", "hung_up", "hangup_source",
-        "active_requests", "last_activity", "ended", "last_write",
+        "active_requests", "last_activity", "ended", "last_write", "stored",
     )
 
     def __init__(self, call_id: str, *, anonymous: bool = False, generation: int = 1, owner: str | None = None, profile: str | None = None) -> None:
@@ -95,6 +95,7 @@ class Call:
         self.last_activity = time.monotonic()
         self.ended = False
         self.last_write: asyncio.Future[Any] | None = None
+        self.stored = False  # its row was written (or read): begin_turn need not make it
 
     @classmethod
     def from_row(cls, row: CallRow) -> Call:
@@ -104,6 +105,7 @@ class Call:
         call.hung_up = row.hangup_source is not None
         call.hangup_source = row.hangup_source
         call.ended = row.ended
+        call.stored = True
         return call
 
     def row(self) -> dict[str, Any]:
@@ -116,4 +118,5 @@ class Call:
             "owner": self.owner,
             "profile": self.profile,
             "started_at": self.started_at,
+            "new": not self.stored,
         }

@@ -226,7 +226,8 @@ class CallRegistry:
         call.active_requests += 1
         self._touch(call)
         row = {"request_id": turn.request_id, "instance": self.instance, "started_at": turn.started_at, "stream": stream, "user_text": user_text}
-        self._write(call, ops.begin_turn, call.row(), row, dict(metadata) if metadata else None, time.time())
+        self._post(call, ops.begin_turn, call.row(), row, dict(metadata) if metadata else None, time.time())
+        call.stored = True
         return call, turn
 
     def hangup_policy(self, call: Call) -> HangupPolicy:
@@ -271,7 +272,7 @@ class CallRegistry:
             "ttft_ms": outcome.ttft_ms,
             "duration_ms": outcome.duration_ms,
         }
-        self._write(call, ops.finish_turn, call.id, turn.request_id, row, _recorded_tool_calls(turn, outcome), time.time())
+        self._post(call, ops.finish_turn, call.id, turn.request_id, row, _recorded_tool_calls(turn, outcome), time.time())
         call.active_requests -= 1
         self._touch(call)
         if call.anonymous:
@@ -284,8 +285,7 @@ class CallRegistry:
     async def patch_state(self, call: Call, patch: dict[str, Any]) -> dict[str, Any] | None:
         """RFC 7386 merge patch into the call's ``state``; the new state, or ``None``
         when the call has ended."""
-        await self._settled(call)
-        state = await self.store.write(ops.patch_state, call.id, patch, time.time())
+        state = await self._write(call, ops.patch_state, call.id, patch, time.time())
         self._touch(call)
         return state
 
@@ -295,11 +295,9 @@ class CallRegistry:
         if call.ended:
             return False
         self._cancel_end(call)
-        await self._settled(call)
         event = CallEndedEvent(call_id=call.id, source=source, reason=str(reason))  # type: ignore[arg-type]
-        stored = await self.store.write(
-            ops.end_call, call.id, event.model_dump(mode="json"), state, self.steps, self.deliver, time.time()
-        )
+        # after the call's queued writes (its last turn), in one transaction
+        stored = await self._write(call, ops.end_call, call.id, event.model_dump(mode="json"), state, self.steps, self.deliver, time.time())
         call.ended = True
         self._forget(call)
         if stored is None:
@@ -381,13 +379,16 @@ class CallRegistry:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
         writes = [c.last_write for c in self._calls.values() if c.last_write is not None]
+        if self.store.fifo:
+            writes.append(asyncio.ensure_future(self.store.write(_barrier)))
         if writes:
             await asyncio.wait(writes, timeout=timeout)
 
     # -- internals -------------------------------------------------------------------------------
 
     def _write(self, call: Call, op: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        """Queue a write of ``call``'s, after the ones queued before it."""
+        """Queue a write of ``call``'s, after the ones queued before it; the future
+        resolves after its commit."""
         if self.store.fifo or call.last_write is None or call.last_write.done():
             fut = self.store.submit(op, *args)
         else:
@@ -395,14 +396,26 @@ class CallRegistry:
         call.last_write = fut
         return fut
 
+    def _post(self, call: Call, op: Callable[..., Any], *args: Any) -> None:
+        """A write of ``call``'s nobody waits for (a turn's rows): with an engine that
+        applies writes in order, queued without a future (no wake-up of the loop)."""
+        if self.store.fifo:
+            self.store.post(op, *args)
+            call.last_write = None
+        else:
+            self._write(call, op, *args)
+
     async def _after(self, prev: asyncio.Future[Any], op: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         with contextlib.suppress(Exception):
             await asyncio.shield(prev)
         return await self.store.write(op, *args)
 
     async def _settled(self, call: Call) -> None:
-        """Wait for the writes queued for ``call`` (their failures are logged)."""
-        if call.last_write is not None and not call.last_write.done():
+        """Wait for the writes queued for ``call`` (their failures are logged): with
+        an engine that applies writes in order, a write queued now commits after them."""
+        if self.store.fifo:
+            await self.store.write(_barrier)
+        elif call.last_write is not None and not call.last_write.done():
             with contextlib.suppress(Exception):
                 await asyncio.shield(call.last_write)
 
@@ -467,6 +480,10 @@ class CallRegistry:
         timer = self._end_timers.pop(call.id, None)
         if timer is not None:
             timer.cancel()
+
+
+def _barrier(c: Any) -> None:
+    """A write that does nothing: when it commits, every write queued before it has."""
 
 
 def _rejected(event: ControlEvent) -> dict[str, Any] | None:

@@ -27,6 +27,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +61,8 @@ class Pipeline:
         self.store = store
         self.cfg = cfg
         self.steps = {s.name: s for s in cfg.steps}
+        self._awaited = {name for s in cfg.steps for name in s.after}  # steps others come after
+        self._saturated = False  # the last claim was cut short by the concurrency limits
         self.effects = effects
         self.me = me
         self.concurrency = concurrency
@@ -69,6 +72,7 @@ class Pipeline:
         self._running: dict[int, asyncio.Task[None]] = {}
         self._per_step: dict[str, int] = {}
         self._stopping = False
+        self._records: OrderedDict[str, dict[str, Any]] = OrderedDict()  # ended calls' records, read once
 
     @property
     def step_specs(self) -> list[tuple[str, str, list[str]]]:
@@ -157,6 +161,9 @@ class Pipeline:
         limit = self.cfg.max_concurrent_per_step
         free = {name: limit - self._per_step.get(name, 0) for name in self.steps}
         claimed, blocked = await self.store.write(ops.claim_jobs, self.me, time.time(), self.cfg.lease_s, free, free_all)
+        self._saturated = len(claimed) >= free_all or any(
+            self._per_step.get(j.step, 0) + sum(1 for c in claimed if c.step == j.step) >= limit for j in claimed
+        )
         for job in blocked:
             log.error("end-function step blocked call_id=%s step=%s", job.call_id, job.step)
         if blocked:
@@ -179,7 +186,20 @@ class Pipeline:
         except Exception:
             log.exception("end-function step crashed call_id=%s step=%s", job.call_id, job.step)
         finally:
-            self._notify()
+            self._changed.set()
+            self._changed = asyncio.Event()
+            if self._saturated or job.step in self._awaited:
+                self._wake.set()  # capacity came free, or steps after this one may be due
+
+    async def _record(self, call_id: str) -> dict[str, Any]:
+        """The ended call's record (it no longer changes): read once for its steps."""
+        record = self._records.get(call_id)
+        if record is None:
+            record = await self.store.read(ops.call_record, call_id, full=False) or {"id": call_id}
+            self._records[call_id] = record
+            while len(self._records) > 512:
+                self._records.popitem(last=False)
+        return record
 
     async def _finish(self, job: Job, status: JobStatus, **kw: Any) -> None:
         held = await self.store.write(ops.finish_job, job.id, self.me, str(status), time.time(), **kw)
@@ -192,9 +212,11 @@ class Pipeline:
             await self._finish(job, JobStatus.FAILED, error="step is no longer configured")
             return
         current_step.set(job.step)
-        record = await self.store.read(ops.call_record, job.call_id) or {"id": job.call_id}
-        jobs = await self.store.read(ops.jobs_for_call, job.call_id)
-        results = {j.step: j.output for j in jobs if j.status == JobStatus.DONE}
+        record = await self._record(job.call_id)
+        results = {}
+        if step.after:  # the outputs of the steps it comes after (and any other done by now)
+            jobs = await self.store.read(ops.jobs_for_call, job.call_id)
+            results = {j.step: j.output for j in jobs if j.status == JobStatus.DONE}
         conv = Conversation.from_record(record, results, step=job.step, idempotency_key=job.idempotency_key, sandbox=self.effects.sandbox)
         skip = unmet(step.when, conv.context())
         if skip is not None:

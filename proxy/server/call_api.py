@@ -34,6 +34,7 @@ from ..calls.model import Call, EndReason
 from ..calls.registry import CallRegistry, Signal
 from ..core.sse import encode_event
 from ..errors import NotFound, RequestError, openai_error_body
+from ..storage import ops
 from .bodies import read_json_object
 from .services import SERVICES, Services
 
@@ -102,8 +103,8 @@ async def end_call(request: web.Request) -> web.Response:
         raise RequestError("'state' must be an object", param="state")
     call = await _call(s, request.match_info["call_id"])
     ended = await s.registry.end(call, reason, "call_layer", state)
-    record = await s.registry.record(call.id, exact=True) or {}
-    return _json({"call_id": call.id, "already_ended": not ended, "end_reason": record.get("end_reason"), "end_source": record.get("end_source")})
+    end_reason, end_source = (reason, "call_layer") if ended else await s.store.read(ops.end_of, call.id)
+    return _json({"call_id": call.id, "already_ended": not ended, "end_reason": end_reason, "end_source": end_source})
 
 
 async def patch_state(request: web.Request) -> web.Response:

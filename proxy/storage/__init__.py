@@ -67,6 +67,10 @@ class Store(Protocol):
 
     async def start(self) -> None: ...
 
+    def post(self, op: Callable[..., Any], *args: Any) -> None:
+        """Queue a write nobody waits for (``fifo`` engines); failures are logged."""
+        ...
+
     def submit(self, op: Callable[..., Any], *args: Any, **kw: Any) -> asyncio.Future[Any]:
         """Queue a write; the future resolves after the commit (failures are logged)."""
         ...

@@ -43,6 +43,7 @@ __all__ = [
     "count_deliveries",
     "due_ends",
     "end_call",
+    "end_of",
     "events_after",
     "extend_leases",
     "finish_delivery",
@@ -126,32 +127,47 @@ def find_call(c: Conn, call_id: str, exact: bool = False) -> CallRow | None:
 def begin_turn(c: Conn, call: dict[str, Any], turn: dict[str, Any], metadata: dict[str, Any] | None, now: float) -> int:
     """A turn begins (``in_progress``); the call's row is made when it is the first.
     ``call``: ``id``, ``call_id``, ``generation``, ``anonymous``, ``owner``,
-    ``profile``, ``started_at``; ``turn``: ``request_id``, ``instance``,
+    ``profile``, ``started_at``, and ``new`` when this process made the call (its
+    row most likely does not exist yet); ``turn``: ``request_id``, ``instance``,
     ``started_at``, ``stream``, ``user_text``. Returns the turn's number."""
     key = call["id"]
-    select = f"SELECT metadata FROM calls WHERE id = ?{c.for_update}"
-    row = c.one(select, (key,))
-    if row is None:
-        c.execute(
-            "INSERT INTO calls (id, call_id, generation, status, anonymous, owner, profile, started_at, last_activity, "
-            "state, metadata, updated_at) VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, '{}', '{}', ?) ON CONFLICT DO NOTHING",
-            (key, call["call_id"], call["generation"], int(call["anonymous"]), call.get("owner"), call.get("profile"),
-             call["started_at"], now, now),
-        )
-        row = c.one(select, (key,))
-    meta = loads(row[0], {}) if row else {}
-    if metadata:
-        meta.update(metadata)
-    idx = c.value(
-        "UPDATE calls SET turns = turns + 1, last_activity = ?, metadata = ?, updated_at = ? WHERE id = ? RETURNING turns",
-        (now, dumps(meta), now, key),
-    )
+    idx = _new_call(c, call, metadata, now) if call.get("new") else None
+    if idx is None and not metadata:
+        idx = c.value("UPDATE calls SET turns = turns + 1, last_activity = ?, updated_at = ? WHERE id = ? RETURNING turns", (now, now, key))
+    if idx is None:
+        idx = _turn_with_metadata(c, call, metadata, now)
     c.execute(
         "INSERT INTO turns (call_key, idx, request_id, instance, started_at, stream, status, user_text) "
         "VALUES (?, ?, ?, ?, ?, ?, 'in_progress', ?)",
         (key, idx, turn["request_id"], turn["instance"], turn["started_at"], int(turn["stream"]), turn["user_text"]),
     )
     return int(idx)
+
+
+def _new_call(c: Conn, call: dict[str, Any], metadata: dict[str, Any] | None, now: float) -> int | None:
+    """The call's row with its first turn counted; ``None`` when it exists already."""
+    inserted = c.execute(
+        "INSERT INTO calls (id, call_id, generation, status, anonymous, owner, profile, started_at, last_activity, "
+        "state, metadata, turns, updated_at) VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, '{}', ?, 1, ?) ON CONFLICT DO NOTHING",
+        (call["id"], call["call_id"], call["generation"], int(call["anonymous"]), call.get("owner"), call.get("profile"),
+         call["started_at"], now, dumps(metadata or {}), now),
+    ).rowcount
+    return 1 if inserted else None
+
+
+def _turn_with_metadata(c: Conn, call: dict[str, Any], metadata: dict[str, Any] | None, now: float) -> int:
+    """Count a turn of a call whose row may be missing, merging ``metadata``."""
+    key = call["id"]
+    row = c.one(f"SELECT metadata FROM calls WHERE id = ?{c.for_update}", (key,))
+    if row is None:
+        _new_call(c, {**call, "new": True}, None, now)
+        row = c.one(f"SELECT metadata FROM calls WHERE id = ?{c.for_update}", (key,))
+        c.execute("UPDATE calls SET turns = 0 WHERE id = ?", (key,))
+    meta = {**loads(row[0], {}), **(metadata or {})}
+    return int(c.value(
+        "UPDATE calls SET turns = turns + 1, last_activity = ?, metadata = ?, updated_at = ? WHERE id = ? RETURNING turns",
+        (now, dumps(meta), now, key),
+    ))
 
 
 def finish_turn(c: Conn, key: str, request_id: str, outcome: dict[str, Any], tool_calls: list[dict[str, Any]], now: float) -> None:
@@ -232,6 +248,12 @@ def _queue_delivery(c: Conn, key: str, event: dict[str, Any], now: float) -> Non
     )
 
 
+def end_of(c: Conn, key: str) -> tuple[str | None, str | None]:
+    """``(end_reason, end_source)`` of a call."""
+    row = c.one("SELECT end_reason, end_source FROM calls WHERE id = ?", (key,))
+    return (row[0], row[1]) if row else (None, None)
+
+
 def end_call(
     c: Conn,
     key: str,
@@ -308,9 +330,10 @@ def events_after(c: Conn, key: str, seq: int, limit: int = 1000) -> list[dict[st
     return [loads(r[0]) for r in rows]
 
 
-def call_record(c: Conn, key: str) -> dict[str, Any] | None:
+def call_record(c: Conn, key: str, *, full: bool = True) -> dict[str, Any] | None:
     """The call record: the call, its turns in order, its events, ``transcript``;
-    ``end_function`` (when it has steps or ended) and ``control_deliveries``."""
+    with ``full``, ``end_function`` (when it has steps or ended) and
+    ``control_deliveries`` too."""
     row = c.one(
         "SELECT id, call_id, generation, status, anonymous, owner, profile, started_at, ended_at, end_reason, "
         "end_source, state, metadata, last_activity FROM calls WHERE id = ?",
@@ -328,6 +351,8 @@ def call_record(c: Conn, key: str) -> dict[str, Any] | None:
         "turns": turns,
         "events": events_after(c, key, 0, 1_000_000),
     }
+    if not full:
+        return record
     jobs = jobs_for_call(c, key)
     if jobs or record["status"] == "ended":
         record["end_function"] = end_function_summary(jobs)
@@ -408,7 +433,7 @@ def claim_jobs(c: Conn, me: str, now: float, lease_s: float, free: dict[str, int
     behind a failed or blocked step become ``blocked``. Returns ``(claimed, blocked)``."""
     rows = c.all(
         f"SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'pending' AND next_at <= ? ORDER BY next_at, id LIMIT ?{c.skip_locked}",
-        (now, max(limit * 4, 64)),
+        (now, min(limit, 64) * 2),
     )
     candidates = [Job.from_row(r) for r in rows]
     siblings = _sibling_statuses(c, {j.call_id for j in candidates if j.after})

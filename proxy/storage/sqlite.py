@@ -46,6 +46,10 @@ log = logging.getLogger("callgate.storage")
 Op = Callable[..., Any]
 
 
+class _OpFailed(Exception):
+    """An operation of a batch raised (its exception is the cause)."""
+
+
 class StoreLocked(RuntimeError):
     """Another callgate server holds this SQLite database."""
 
@@ -129,6 +133,13 @@ class SqliteStore:
             self._writer = threading.Thread(target=self._write_loop, name="callgate-sqlite-write", daemon=True)
             self._writer.start()
 
+    def post(self, op: Op, *args: Any) -> None:
+        """Queue a write nobody waits for: no future, no wake-up of the event loop
+        (the hot path: a turn's rows). A failure is logged by the writer."""
+        if self._writer is None:
+            raise RuntimeError("the store is not started")
+        self._queue.put((op, args, None, None))
+
     def submit(self, op: Op, *args: Any, **kw: Any) -> asyncio.Future[Any]:
         """Queue a write; the future resolves after its commit. Nobody needs to await
         it: a failure is logged."""
@@ -169,27 +180,48 @@ class SqliteStore:
             self._trim_wal()
 
     def _commit(self, conn: Conn, items: list[Any]) -> None:
-        results: list[tuple[bool, Any]] = []
-        raw = self._write_conn
+        """The batch in one transaction; when an operation fails, the batch again with
+        each operation in a transaction of its own, so that only that one is undone."""
         try:
-            raw.execute("BEGIN IMMEDIATE")
+            results = self._transaction(conn, items)
+        except _OpFailed:
+            results = [self._alone(conn, item) for item in items]
+        except Exception as e:  # the commit itself failed (disk full, ...): nothing was written
+            results = [(False, e)] * len(items)
+        settle: dict[Any, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for (ok, value), (op, _, fut, loop) in zip(results, items):
+            if fut is not None:
+                settle.setdefault(loop, []).append((fut, ok, value))
+            elif not ok:
+                log.error("a database write failed: %s: %s: %s", getattr(op, "__name__", op), type(value).__name__, value)
+        for loop, done in settle.items():  # one wake-up of each loop per batch
+            loop.call_soon_threadsafe(_settle_all, done)
+
+    def _transaction(self, conn: Conn, items: list[Any]) -> list[tuple[bool, Any]]:
+        raw = self._write_conn
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            results = []
             for op, args, _, _ in items:
-                raw.execute("SAVEPOINT op")
                 try:
                     results.append((True, op(conn, *args)))
-                    raw.execute("RELEASE op")
-                except Exception as e:  # this operation alone is undone
-                    raw.execute("ROLLBACK TO op")
-                    raw.execute("RELEASE op")
-                    results.append((False, e))
+                except Exception as e:
+                    raise _OpFailed() from e
             raw.execute("COMMIT")
             self.commits += 1
-        except Exception as e:  # the commit itself failed (disk full, ...): nothing was written
+            return results
+        except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 raw.execute("ROLLBACK")
-            results = [(False, e)] * len(items)
-        for (ok, value), (_, _, fut, loop) in zip(results, items):
-            loop.call_soon_threadsafe(_settle, fut, ok, value)
+            raise
+
+    def _alone(self, conn: Conn, item: Any) -> tuple[bool, Any]:
+        try:
+            return self._transaction(conn, [item])[0]
+        except _OpFailed as e:
+            return False, e.__cause__
+        except Exception as e:  # the commit itself failed (disk full, ...)
+            return False, e
 
     def _trim_wal(self) -> None:
         try:
@@ -260,13 +292,14 @@ class SqliteStore:
             self._lock_file = None
 
 
-def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if fut.done():
-        return
-    if ok:
-        fut.set_result(value)
-    else:
-        fut.set_exception(value)
+def _settle_all(done: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in done:
+        if fut.done():
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
 
 
 def _log_failure(fut: asyncio.Future[Any]) -> None:

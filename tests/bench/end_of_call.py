@@ -1,10 +1,12 @@
 """Benchmark of the durable end function (part of ``make bench``).
 
-1. End-of-call cost on the request path: ``POST /v1/calls/{id}/end`` at 200 calls a
-   second for ``--seconds``, each call with 4 webhook steps delivered to local
-   receivers while the load runs. Reports the time ``CallRegistry.end`` takes
-   inside the request (event, call record, one SQLite transaction) and the HTTP
-   round trip, p50/p99/max, and whether every step was delivered.
+1. End-of-call cost: calls with one turn each (a local scripted LLM, before the
+   clock starts), then ``POST /v1/calls/{id}/end`` at 200 calls a second for
+   ``--seconds``, with 4 webhook steps
+   delivered to local receivers while the load runs. Reports the time
+   ``CallRegistry.end`` takes (the ``call.ended`` event and the jobs committed by the
+   writer thread; the event loop is free meanwhile) and the HTTP round trip of the
+   end, p50/p99/max, and whether every step was delivered.
 2. 10,000 ended calls in the database: ``calls list`` (the CLI's query and
    formatting) and ``GET /v1/calls/{id}`` over HTTP, p50/p99/max.
 
@@ -28,9 +30,11 @@ from aiohttp import web
 
 from proxy.cli import ops
 from proxy.config import parse_config
+from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream
 from proxy.server.app import running
 from proxy.server.services import SERVICES
-from proxy.storage import Storage
+from proxy.storage import SqliteStore
+from proxy.storage import ops as db_ops
 
 from . import run_process
 
@@ -63,9 +67,12 @@ async def end_of_call(seconds: float, rate: int, tmp: Path) -> None:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     hooks = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    llm = web.AppRunner(ScriptedUpstream([ScriptedReply(content=["Hello."])]).app(), access_log=None)
+    await llm.setup()
+    await web.TCPSite(llm, "127.0.0.1", 0).start()
     steps = [{"name": f"s{i}", "kind": "webhook", "url": f"{hooks}/s{i}"} for i in range(4)]
     cfg = parse_config({
-        "upstream": {"base_url": "http://127.0.0.1:9/v1"},
+        "upstream": {"base_url": f"http://127.0.0.1:{llm.addresses[0][1]}/v1"},
         "storage": {"path": str(tmp / "end.db")},
         "end_function": {"steps": steps, "poll_s": 0.2},
         "log_level": "warning",
@@ -76,15 +83,25 @@ async def end_of_call(seconds: float, rate: int, tmp: Path) -> None:
         registry = app_cg[SERVICES].registry
         real_end = registry.end
 
-        def timed_end(*a: Any, **kw: Any) -> bool:
+        async def timed_end(*a: Any, **kw: Any) -> bool:
             t0 = time.perf_counter()
             try:
-                return real_end(*a, **kw)
+                return await real_end(*a, **kw)
             finally:
                 in_path.append((time.perf_counter() - t0) * 1000)
 
         registry.end = timed_end  # type: ignore[method-assign]
         async with aiohttp.ClientSession() as http:
+            turn = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+            gate = asyncio.Semaphore(50)
+
+            async def talk(i: int) -> None:
+                async with gate, http.post(f"{url}/v1/chat/completions", json=turn, headers={"X-Call-Id": f"bench-{i}"}) as r:
+                    await r.read()
+
+            await asyncio.gather(*(talk(i) for i in range(int(seconds * rate))))  # the calls, before the clock starts
+            await registry.drain()
+
             async def one(i: int) -> None:
                 t0 = time.perf_counter()
                 async with http.post(f"{url}/v1/calls/bench-{i}/end", json={"reason": "caller_hangup", "state": {"n": i}}) as r:
@@ -106,46 +123,56 @@ async def end_of_call(seconds: float, rate: int, tmp: Path) -> None:
             except TimeoutError:
                 pass
     await runner.cleanup()
+    await llm.cleanup()
     print(f"\nend of call: {int(seconds * rate)} calls at {rate}/s, 4 webhook steps each (local receivers)")
-    print(row("CallRegistry.end in the request path", in_path))
+    print(row("CallRegistry.end (committed)", in_path))
     print(row("POST /v1/calls/{id}/end round trip", round_trip))
     print(f"  steps delivered: {received}/{expected}")
 
 
 async def big_database(n: int, tmp: Path) -> None:
     path = tmp / "big.db"
-    db = Storage(path)
+    db = SqliteStore(path)
     t0 = time.perf_counter()
     base = time.time() - n
-    db.db.execute("BEGIN")
-    for i in range(n):
-        record = {
-            "id": f"call-{i:05d}", "started_at": base + i, "ended_at": base + i + 60, "end_reason": "agent_hangup",
-            "state": {"i": i}, "transcript": [{"role": "user", "text": "hello " * 20}, {"role": "assistant", "text": "goodbye " * 20}],
-            "events": [{"type": "hangup", "seq": 1}, {"type": "call.ended", "seq": 2}],
-        }
-        db.db.execute(
-            "INSERT INTO calls (id, status, end_reason, started_at, ended_at, updated_at, record) VALUES (?, 'ended', ?, ?, ?, ?, ?)",
-            (record["id"], "agent_hangup", base + i, base + i + 60, base + i, json.dumps(record)),
-        )
-        db.db.executemany(
-            "INSERT INTO jobs (call_id, step, kind, after, status, attempts, next_at, idempotency_key, created_at, updated_at) "
-            "VALUES (?, ?, 'webhook', '[]', 'done', 1, 0, ?, 0, 0)",
-            [(record["id"], f"s{k}", f"{record['id']}:s{k}") for k in range(4)],
-        )
-    db.db.execute("COMMIT")
+
+    def fill(c: Any) -> None:
+        for i in range(n):
+            key = f"call-{i:05d}"
+            c.execute(
+                "INSERT INTO calls (id, call_id, status, started_at, last_activity, ended_at, end_reason, end_source, "
+                "last_seq, turns, state, updated_at) VALUES (?, ?, 'ended', ?, ?, ?, 'agent_hangup', 'text_command', 2, 1, ?, ?)",
+                (key, key, base + i, base + i + 60, base + i + 60, json.dumps({"i": i}), base + i),
+            )
+            c.execute(
+                "INSERT INTO turns (call_key, idx, request_id, instance, started_at, stream, status, user_text, spoken_text) "
+                "VALUES (?, 1, ?, 'bench', ?, 1, 'ok', ?, ?)",
+                (key, f"r-{key}", base + i, "hello " * 20, "goodbye " * 20),
+            )
+            for seq, kind in ((1, "hangup"), (2, "call.ended")):
+                c.execute(
+                    "INSERT INTO events (call_key, seq, id, type, created_at, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                    (key, seq, f"e-{key}-{seq}", kind, base + i, json.dumps({"type": kind, "seq": seq})),
+                )
+            c.many(
+                "INSERT INTO jobs (call_id, step, kind, after, status, attempts, next_at, idempotency_key, created_at, updated_at) "
+                "VALUES (?, ?, 'webhook', '[]', 'done', 1, 0, ?, 0, 0)",
+                [(key, f"s{k}", f"{key}:s{k}") for k in range(4)],
+            )
+
+    db.run_sync(fill)
     print(f"\n{n} ended calls with 4 steps each written in {time.perf_counter() - t0:.1f} s")
     listing = []
     for _ in range(50):
         t0 = time.perf_counter()
-        ops.calls_list(db, since=None, status=None, limit=100)
+        ops.calls_list(db.run_sync(db_ops.list_calls, limit=100))
         listing.append((time.perf_counter() - t0) * 1000)
     filtered = []
     for _ in range(50):
         t0 = time.perf_counter()
-        ops.calls_list(db, since=base + n / 2, status="ended", limit=100)
+        ops.calls_list(db.run_sync(db_ops.list_calls, since=base + n / 2, status="ended", limit=100))
         filtered.append((time.perf_counter() - t0) * 1000)
-    db.close()
+    db.close_sync()
     cfg = parse_config({"upstream": {"base_url": "http://127.0.0.1:9/v1"}, "storage": {"path": str(path)}, "log_level": "warning"})
     gets = []
     async with running(cfg, port=0) as (_, url):

@@ -210,7 +210,9 @@ class CallRegistry:
     ) -> tuple[Call, Turn]:
         """A chat completion request arrived for ``call_id`` (``None``: a call of its
         own, ending with its reply). An id whose call has ended starts a new call
-        under the same id (the earlier one stays readable under its record key)."""
+        under the same id (the earlier one stays readable under its record key).
+        Waits while the database has too many writes queued (backpressure)."""
+        await self.store.room()
         if call_id is None:
             call = self._remember(Call(new_id("req_"), anonymous=True, owner=owner, profile=profile))
         else:

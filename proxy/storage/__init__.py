@@ -67,6 +67,10 @@ class Store(Protocol):
 
     async def start(self) -> None: ...
 
+    async def room(self) -> None:
+        """Returns when the engine can take more writes (backpressure)."""
+        ...
+
     def post(self, op: Callable[..., Any], *args: Any) -> None:
         """Queue a write nobody waits for (``fifo`` engines); failures are logged."""
         ...

@@ -267,18 +267,21 @@ def end_call(
     level), store its ``call.ended`` event (``ended``: the event without ``seq``)
     and one pending job per ``(step, kind, after)``. ``None`` when it had already
     ended, or does not exist."""
-    won = c.all(
-        "UPDATE calls SET status = 'ended', end_reason = ?, end_source = ?, ended_at = ?, updated_at = ? "
-        "WHERE id = ? AND status = 'active' RETURNING id",
+    seq = c.value(
+        "UPDATE calls SET status = 'ended', end_reason = ?, end_source = ?, ended_at = ?, updated_at = ?, "
+        "last_seq = last_seq + 1 WHERE id = ? AND status = 'active' RETURNING last_seq",
         (ended["reason"], ended["source"], now, now, key),
     )
-    if not won:
+    if seq is None:
         return None
     if state:
         current = loads(c.value(f"SELECT state FROM calls WHERE id = ?{c.for_update}", (key,)), {})
         current.update(state)
         c.execute("UPDATE calls SET state = ? WHERE id = ?", (dumps(current), key))
-    stored = _add_event(c, key, ended, None, deliver, now)
+    stored = {**ended, "seq": seq}
+    _insert_event(c, key, stored, now)
+    if deliver:
+        _queue_delivery(c, key, stored, now)
     c.many(
         "INSERT INTO jobs (call_id, step, kind, after, status, next_at, idempotency_key, created_at, updated_at) "
         "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT DO NOTHING",

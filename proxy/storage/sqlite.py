@@ -65,7 +65,9 @@ class SqliteStore:
     fifo = True  # writes are applied in the order they were submitted
     shared = False  # one server process per database
 
-    def __init__(self, path: str | Path, *, wal_max_bytes: int = 16 << 20, batch: int = 256, readers: int = 2) -> None:
+    def __init__(
+        self, path: str | Path, *, wal_max_bytes: int = 16 << 20, batch: int = 256, readers: int = 2, max_queue: int = 2000
+    ) -> None:
         self.path = str(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.wal_max_bytes = wal_max_bytes
@@ -79,6 +81,9 @@ class SqliteStore:
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock_file: Any = None
         self.commits = 0
+        self.max_queue = max_queue
+        self._room: asyncio.Event | None = None  # set when a full queue has room again
+        self._room_loop: asyncio.AbstractEventLoop | None = None
 
     # -- connections ----------------------------------------------------------------------
 
@@ -133,6 +138,17 @@ class SqliteStore:
             self._writer = threading.Thread(target=self._write_loop, name="callgate-sqlite-write", daemon=True)
             self._writer.start()
 
+    async def room(self) -> None:
+        """Wait while ``max_queue`` writes are queued (backpressure: new turns wait for
+        the writer rather than memory holding an unbounded backlog)."""
+        if self._queue.qsize() < self.max_queue:
+            return
+        if self._room is None:
+            self._room, self._room_loop = asyncio.Event(), asyncio.get_running_loop()
+        while self._queue.qsize() >= self.max_queue:
+            self._room.clear()
+            await self._room.wait()
+
     def post(self, op: Op, *args: Any) -> None:
         """Queue a write nobody waits for: no future, no wake-up of the event loop
         (the hot path: a turn's rows). A failure is logged by the writer."""
@@ -178,6 +194,8 @@ class SqliteStore:
                 items.append(nxt)
             self._commit(conn, items)
             self._trim_wal()
+            if self._room is not None and self._room_loop is not None and self._queue.qsize() < self.max_queue // 2:
+                self._room_loop.call_soon_threadsafe(self._room.set)
 
     def _commit(self, conn: Conn, items: list[Any]) -> None:
         """The batch in one transaction; when an operation fails, the batch again with

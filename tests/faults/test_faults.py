@@ -2,8 +2,8 @@
 
 (a) concurrent two-turn calls while the call layer's webhook fails for a while: once
     it recovers, every hangup is delivered, exactly once, and none is a dead letter;
-(b) kill -9 at random moments during a load of two-turn calls with a slow
-    end-function step: after the last restart every call that had a turn has a
+(b) kill -9 at random moments during a load of concurrent two-turn calls (the
+    caller pausing between turns) with a slow end-function step: after the last restart every call that had a turn has a
     record and ended exactly once, every step ran to ``done`` under one idempotency
     key, and no step ran in two processes at once;
 (c) many short calls at full speed: the WAL stays small and memory returns near
@@ -192,7 +192,7 @@ end_function: {{after_hangup_s: 0.1, sweep_s: 1}}
 
 
 async def test_kill_9_at_random_moments_loses_nothing(tmp_path: Path) -> None:
-    concurrency, kills = scale((8, 2), (200, 5))
+    concurrency, kills, pause = scale((8, 2, 0.05), (200, 5, 0.5))
     rng = random.Random(7)
     layer = CallLayer()
     layer.hold_s["slow"] = 0.2
@@ -203,6 +203,7 @@ end_function:
   after_hangup_s: 0.1
   sweep_s: 0.5
   poll_s: 0.2
+  max_concurrent_per_step: 64
   steps:
     - {{name: fast, kind: webhook, url: "{hooks}/fast", retry: {{attempts: 20, backoff_s: 0.1, max_backoff_s: 0.5}}}}
     - {{name: slow, kind: webhook, url: "{hooks}/slow", timeout_s: 10, retry: {{attempts: 20, backoff_s: 0.1, max_backoff_s: 0.5}}}}
@@ -219,6 +220,7 @@ end_function:
                     for text in ("hello", "bye"):
                         if await turn(http, server.url, call_id, text):
                             had_turn.add(call_id)
+                        await asyncio.sleep(pause)  # noqa: ASYNC110 - the caller speaks between turns
                     i += 1
 
             await server.start()
@@ -232,7 +234,7 @@ end_function:
             await asyncio.gather(*callers)
         keys = {f"{c}:{step}" for c in had_turn for step in ("fast", "slow")}
         done = lambda: keys <= {s["key"] for s in layer.seen if s["status"] == 200 and not s["gone"]}  # noqa: E731
-        await until(done, 120, "every step of every call delivered")
+        await until(done, scale(120, 300), "every step of every call delivered")
         assert await server.stop() == 0
     db = tmp_path / "callgate.db"
     records = {c: db_read(db, ops.call_record, c) for c in had_turn}

@@ -66,6 +66,7 @@ class ServerConfig(_Model):
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0, description="largest request body accepted (bytes)")
     backlog: int = Field(4096, ge=1, description="listen queue for connections not yet accepted")
+    workers: int = Field(1, ge=1, le=64, description="server processes on one port (SO_REUSEPORT); > 1 needs storage.url")
 
 
 class UpstreamConfig(_Model):
@@ -328,6 +329,10 @@ class EndFunctionConfig(_Model):
 
 class StorageConfig(_Model):
     path: str = Field("./callgate.db", description="SQLite database (WAL); created when missing")
+    url: str | None = Field(
+        None, repr=False, pattern=r"^postgres(ql)?://", description="PostgreSQL (postgresql://user:pass@host/db): the shared store; overrides path"
+    )
+    pool_size: int = Field(8, ge=1, description="PostgreSQL connections per process")
     cache_calls: int = Field(10_000, ge=1, description="active calls kept in memory; ended calls leave it at once")
     max_turn_chars: int = Field(32_768, ge=256, description="a turn's stored raw and spoken text are cut here (chars)")
     wal_max_bytes: int = Field(16 << 20, ge=1 << 20, description="the SQLite WAL is truncated past this size (bytes)")

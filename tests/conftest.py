@@ -36,6 +36,24 @@ def no_server_left_running() -> Iterator[None]:
     kill_leftovers()
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A PostgreSQL server for the whole run (see tests/pg.py)."""
+    from .pg import cluster
+
+    with cluster() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A database of its own on the test run's PostgreSQL server."""
+    from .pg import database
+
+    with database(pg_server) as url:
+        yield url
+
+
 def fixture_stream(name: str) -> bytes:
     """A recorded OpenAI stream from ../shared/fixtures/openai-streams/."""
     path = FIXTURES / name

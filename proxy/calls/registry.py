@@ -160,6 +160,32 @@ class CallRegistry:
         call = Call.from_row(row)
         return call if call.ended else self._remember(call)
 
+    async def _current(self, call_id: str) -> Call | None:
+        """The call as it stands: the cache, which one process can trust; with a shared
+        database, what the database says (another instance may have ended it or taken
+        its hangup), kept in the cached object."""
+        cached = self.get(call_id)
+        if cached is not None and not self.store.shared:
+            return cached
+        row = await self.store.read(ops.find_call, call_id, False)
+        cached = self.get(call_id)  # it may have come meanwhile
+        if row is None or (cached is not None and cached.id == row.id):
+            if row is not None and cached is not None:
+                cached.ended = cached.ended or row.ended
+                cached.hangup_source = cached.hangup_source or row.hangup_source
+                cached.hung_up = cached.hung_up or row.hangup_source is not None
+            return cached
+        call = Call.from_row(row)
+        return call if call.ended else self._remember(call)
+
+    def ended_elsewhere(self, key: str) -> None:
+        """Another instance ended the call ``key``: this one forgets it."""
+        call = self.get(key, exact=True)
+        if call is not None:
+            call.ended = True
+            self._cancel_end(call)
+            self._forget(call)
+
     async def key_of(self, call_id: str) -> str:
         """The record key ``call_id`` names now (the call id itself for a call not
         seen yet)."""
@@ -216,7 +242,7 @@ class CallRegistry:
         if call_id is None:
             call = self._remember(Call(new_id("req_"), anonymous=True, owner=owner, profile=profile))
         else:
-            found = await self.find(call_id)
+            found = await self._current(call_id)
             if found is None:
                 call = self._remember(Call(call_id, owner=owner, profile=profile))
             elif found.ended:

@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--config", help="YAML config file (default: built-in defaults)")
     p_serve.add_argument("--host", help="override server.host")
     p_serve.add_argument("--port", type=int, help="override server.port")
+    p_serve.add_argument("--workers", type=int, help="override server.workers: processes on one port (needs storage.url)")
+    p_serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # one of --workers
     p_check = sub.add_parser("check", help="validate a config file and print each profile's settings")
     p_check.add_argument("--config", required=True)
     sub.add_parser("demo", help="a self-contained call: scripted LLM, proxy, openai client")
@@ -99,12 +101,21 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         config.server.host = args.host
     if args.port is not None:
         config.server.port = args.port
+    if args.workers is not None:
+        config.server.workers = args.workers
     logs.setup(config.log_level, config.log_mask.fields, config.log_mask.phone_numbers)
     from ..server.app import serve
+    from ..server.workers import WorkersRefused, run_workers
     from ..storage import StoreLocked
 
+    if config.server.workers > 1 and not args.reuse_port:
+        try:
+            return run_workers(config, args.config, config.server.workers)
+        except WorkersRefused as e:
+            print(f"callgate: {e}", file=sys.stderr)
+            return 2
     try:
-        run_event_loop(serve(config))
+        run_event_loop(serve(config, reuse_port=args.reuse_port))
     except StoreLocked as e:
         print(f"callgate: {e}; one server per SQLite database (use PostgreSQL for more)", file=sys.stderr)
         return 1
@@ -138,10 +149,10 @@ def _ops(args: argparse.Namespace, config: Config) -> int:
     from ..storage import open_store
 
     path = config.storage.path
-    if not Path(path).exists():
+    if not config.storage.url and not Path(path).exists():
         print(f"callgate: no database at {path} (storage.path)", file=sys.stderr)
         return 2
-    store = open_store(path)
+    store = open_store(path, url=config.storage.url, pool_size=2)
     try:
         return _OPS[(args.command, args.action)](args, config, store)
     except ValueError as e:

@@ -101,7 +101,8 @@ async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None
     # No cookie jar: a proxy must not carry one caller's cookies into another's requests.
     session = aiohttp.ClientSession(connector=connector, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar())
     ef = config.end_function
-    store = open_store(config.storage.path, wal_max_bytes=config.storage.wal_max_bytes)
+    st = config.storage
+    store = open_store(st.path, url=st.url, wal_max_bytes=st.wal_max_bytes, pool_size=st.pool_size)
     if not store.shared:
         store.lock()  # one server per SQLite file
     await store.start()
@@ -129,6 +130,7 @@ async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None
         pipeline=pipeline,
         delivery=delivery,
     )
+    store.on_notify = _dispatcher(registry, pipeline, delivery)  # other instances' commits (PostgreSQL)
     await registry.start()
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(registry.run_sweeper()), loop.create_task(pipeline.run())]
@@ -150,8 +152,28 @@ async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None
         await store.close()
 
 
+def _dispatcher(registry: CallRegistry, pipeline: Pipeline, delivery: EventDelivery | None) -> Callable[[str], None]:
+    """What a notification from the database wakes: ``events:<call>`` its followers,
+    ``ended:<call>`` the cache, ``jobs`` the end function, ``deliveries`` the webhook."""
+
+    def on_notify(payload: str) -> None:
+        kind, _, key = payload.partition(":")
+        if kind == "events":
+            registry.wake(key)
+        elif kind == "ended":
+            registry.ended_elsewhere(key)
+        elif kind == "jobs":
+            pipeline.kick()
+        elif kind == "deliveries" and delivery is not None:
+            delivery.kick()
+
+    return on_notify
+
+
 @contextlib.asynccontextmanager
-async def running(config: Config, host: str | None = None, port: int | None = None) -> AsyncIterator[tuple[web.Application, str]]:
+async def running(
+    config: Config, host: str | None = None, port: int | None = None, *, reuse_port: bool = False
+) -> AsyncIterator[tuple[web.Application, str]]:
     """Run callgate in this event loop; yields ``(app, base_url)`` (port 0 picks a free one)."""
     app = build_app(config)
     # handler_cancellation: a runtime that hangs up cancels its upstream request.
@@ -159,7 +181,11 @@ async def running(config: Config, host: str | None = None, port: int | None = No
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5)
     await runner.setup()
     site = web.TCPSite(
-        runner, host or config.server.host, config.server.port if port is None else port, backlog=config.server.backlog
+        runner,
+        host or config.server.host,
+        config.server.port if port is None else port,
+        backlog=config.server.backlog,
+        reuse_port=reuse_port or None,
     )
     await site.start()
     h, p = runner.addresses[0][:2]
@@ -169,8 +195,8 @@ async def running(config: Config, host: str | None = None, port: int | None = No
         await runner.cleanup()
 
 
-async def serve(config: Config) -> None:
-    """Run until SIGINT/SIGTERM."""
+async def serve(config: Config, *, reuse_port: bool = False) -> None:
+    """Run until SIGINT/SIGTERM (``reuse_port``: one of ``--workers``)."""
     import signal
 
     stop = asyncio.Event()
@@ -178,7 +204,7 @@ async def serve(config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    async with running(config) as (_, url):
+    async with running(config, reuse_port=reuse_port) as (_, url):
         log.info("callgate listening on %s, upstream %s", url, config.upstream.base_url)
         await stop.wait()
         log.info("shutting down")

@@ -11,6 +11,7 @@ opens:
 ``records``    statuses, jobs, deliveries, the assembled call record
 ``db``         the connection surface the operations use (placeholders, locking)
 ``sqlite``     the embedded engine: a writer thread, reader threads, WAL
+``postgres``   the shared engine: a connection pool in worker threads, LISTEN/NOTIFY
 ``legacy``     moving a database of the first layout into the current one
 =============  =====================================================================
 
@@ -64,6 +65,8 @@ class Store(Protocol):
     dialect: str
     fifo: bool
     shared: bool
+    path: str  # where it is (a file, or the URL)
+    on_notify: Callable[[str], None] | None  # what other instances' commits wake
 
     async def start(self) -> None: ...
 
@@ -96,6 +99,11 @@ class Store(Protocol):
     def close_sync(self) -> None: ...
 
 
-def open_store(path: str | Path, *, url: str | None = None, wal_max_bytes: int = 16 << 20) -> Store:
-    """The engine for ``storage.url`` (PostgreSQL) or ``storage.path`` (SQLite)."""
+def open_store(path: str | Path, *, url: str | None = None, wal_max_bytes: int = 16 << 20, pool_size: int = 8) -> Store:
+    """The engine for ``storage.url`` (PostgreSQL) when set, else ``storage.path``
+    (SQLite). Raises the driver's error when PostgreSQL cannot be reached."""
+    if url:
+        from .postgres import PostgresStore
+
+        return PostgresStore(url, pool_size=pool_size)
     return SqliteStore(path, wal_max_bytes=wal_max_bytes)

@@ -58,6 +58,12 @@ class Conn:
         else:
             self.raw.executemany(sql, rows)
 
+    def notify(self, payload: str) -> None:
+        """Wake the other instances on commit (PostgreSQL ``NOTIFY callgate``); nothing
+        on SQLite, which one process uses."""
+        if self.dialect == "postgres":
+            self.execute("SELECT pg_notify('callgate', ?)", (payload,))
+
     def marks(self, n: int) -> str:
         """``?, ?, ?`` for an ``IN (...)`` of ``n`` values."""
         return ", ".join("?" * n)

@@ -88,7 +88,7 @@ def recover(c: Conn, me: str, now: float, dead_before: float) -> dict[str, int]:
     their turns in progress become ``interrupted``; their running jobs and claimed
     deliveries (and any whose lease ran out) are free again. Returns the counts."""
     dead = [r[0] for r in c.all("SELECT id FROM instances WHERE heartbeat_at < ? AND id <> ?", (dead_before, me))]
-    alive = [r[0] for r in c.all("SELECT id FROM instances WHERE heartbeat_at >= ? OR id = ?", (dead_before, me))]
+    alive = [me] + [r[0] for r in c.all("SELECT id FROM instances WHERE heartbeat_at >= ? AND id <> ?", (dead_before, me))]
     marks = c.marks(len(alive))
     turns = c.execute(
         f"UPDATE turns SET status = 'interrupted', error = 'the process serving it stopped', finished_at = ? "
@@ -228,6 +228,7 @@ def _add_event(c: Conn, key: str, event: dict[str, Any], alternative: dict[str, 
         c.execute("UPDATE calls SET hangup_at = ?, hangup_source = ? WHERE id = ?", (now, stored.get("source"), key))
     if deliver:
         _queue_delivery(c, key, stored, now)
+    c.notify(f"events:{key}")
     return stored
 
 
@@ -246,6 +247,7 @@ def _queue_delivery(c: Conn, key: str, event: dict[str, Any], now: float) -> Non
         "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT DO NOTHING",
         (event["id"], key, event["seq"], event["type"], dumps(event), now, now, now),
     )
+    c.notify("deliveries")
 
 
 def end_of(c: Conn, key: str) -> tuple[str | None, str | None]:
@@ -282,11 +284,14 @@ def end_call(
     _insert_event(c, key, stored, now)
     if deliver:
         _queue_delivery(c, key, stored, now)
+    c.notify(f"events:{key}")
+    c.notify(f"ended:{key}")
     c.many(
         "INSERT INTO jobs (call_id, step, kind, after, status, next_at, idempotency_key, created_at, updated_at) "
         "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         [(key, name, kind, dumps(after), now, f"{key}:{name}", now, now) for name, kind, after in steps],
     )
+    c.notify("jobs")
     return stored
 
 
@@ -527,6 +532,7 @@ def retry_jobs(c: Conn, job_ids: Iterable[int] | None, now: float) -> int:
         ids,
     )]
     every = sorted(set(ids) | set(blocked))
+    c.notify("jobs")
     c.execute(
         f"UPDATE jobs SET status = 'pending', attempts = 0, next_at = ?, last_error = NULL, locked_by = NULL, "
         f"locked_until = NULL, updated_at = ? WHERE id IN ({c.marks(len(every))})",
@@ -603,6 +609,7 @@ def count_deliveries(c: Conn) -> dict[str, int]:
 def retry_deliveries(c: Conn, event_ids: Iterable[str] | None, now: float) -> int:
     """Failed deliveries (the given ones, or with ``None`` every one) go out again:
     pending now, their age counted from now. Returns how many."""
+    c.notify("deliveries")
     if event_ids is None:
         return c.execute(
             "UPDATE deliveries SET status = 'pending', next_at = ?, created_at = ?, updated_at = ?, last_error = NULL "

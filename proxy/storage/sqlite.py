@@ -82,6 +82,7 @@ class SqliteStore:
         self._lock_file: Any = None
         self.commits = 0
         self.max_queue = max_queue
+        self.on_notify: Callable[[str], None] | None = None  # one process: nobody else to hear from
         self._room: asyncio.Event | None = None  # set when a full queue has room again
         self._room_loop: asyncio.AbstractEventLoop | None = None
 

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from proxy.storage import SqliteStore, ops
 
 from ..conftest import serve_app
+from ..lab import CallLayer, llm_app, turn
 from ..process import ServeProcess
 
 LONG = os.environ.get("FAULTS") == "long"
@@ -36,79 +36,6 @@ LONG = os.environ.get("FAULTS") == "long"
 
 def scale(short: Any, long: Any) -> Any:
     return long if LONG else short
-
-
-# -- the pieces: an LLM, a call layer, callers ---------------------------------------------
-
-
-def llm_app(ttft_s: float = 0.02) -> web.Application:
-    """An upstream that says goodbye with a hangup when the caller says "bye", and
-    answers anything else plainly; first token after ``ttft_s``, like a real LLM."""
-
-    async def chat(request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        bye = body["messages"][-1]["content"] == "bye"
-        pieces = ["Thank you. ", '<imsagent_hangup endword="Goodbye!"/>'] if bye else ["Sure, ", "one moment."]
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        await asyncio.sleep(ttft_s)
-        for i, piece in enumerate([*pieces, None]):
-            delta = {"content": piece} if piece is not None else {}
-            chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                     "choices": [{"index": 0, "delta": delta, "finish_reason": None if piece is not None else "stop"}]}
-            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    return app
-
-
-class CallLayer:
-    """A webhook receiver: ``fail_until`` (monotonic s) answers 500 before then;
-    ``hold_s[path]`` holds each request that long. Records every request with its
-    time span and whether its sender was still there to hear the answer."""
-
-    def __init__(self) -> None:
-        self.fail_until = 0.0
-        self.hold_s: dict[str, float] = {}
-        self.seen: list[dict[str, Any]] = []
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/{path:.*}", self._handle)
-        return app
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        path = request.match_info["path"]
-        seen = {"path": path, "key": request.headers.get("Idempotency-Key"), "status": None,
-                "start": time.monotonic(), "end": None, "gone": False, "body": await request.read()}
-        self.seen.append(seen)
-        try:
-            if path in self.hold_s:
-                await asyncio.sleep(self.hold_s[path])
-        except asyncio.CancelledError:  # the sender died meanwhile: nothing was delivered
-            seen["gone"], seen["end"] = True, time.monotonic()
-            raise
-        seen["status"] = 500 if time.monotonic() < self.fail_until else 200
-        seen["end"] = time.monotonic()
-        return web.json_response({}, status=seen["status"])
-
-    def delivered(self, path: str) -> list[dict[str, Any]]:
-        return [s for s in self.seen if s["path"] == path and s["status"] == 200 and not s["gone"]]
-
-
-async def turn(http: aiohttp.ClientSession, url: str, call_id: str, text: str) -> bool:
-    """One turn of a call; ``True`` when callgate answered it (it had the turn)."""
-    payload = {"model": "m", "stream": True, "messages": [{"role": "user", "content": text}]}
-    try:
-        async with http.post(f"{url}/v1/chat/completions", json=payload, headers={"X-Call-Id": call_id}) as r:
-            began = r.status == 200
-            await r.read()
-            return began
-    except (aiohttp.ClientError, asyncio.TimeoutError):
-        return False
 
 
 def config(tmp: Path, up: str, hooks: str, extra: str = "") -> Path:

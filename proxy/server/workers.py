@@ -1,0 +1,79 @@
+"""``callgate serve --workers N``: N server processes on one port (``SO_REUSEPORT``).
+
+The kernel spreads new connections over the processes; they share the PostgreSQL
+store (``storage.url``), which is what makes a call's turns, events, end and steps
+right whichever process serves them. SQLite serves one process, so N > 1 without
+``storage.url`` is refused. The parent only supervises: it starts the workers,
+restarts one that dies, and on SIGTERM/SIGINT stops them all and exits with 0 when
+they stopped cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import time
+from types import FrameType
+
+from ..config import Config
+
+__all__ = ["WorkersRefused", "run_workers"]
+
+log = logging.getLogger("callgate")
+
+
+class WorkersRefused(ValueError):
+    """``--workers`` cannot be honoured with this config (the message says why)."""
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def run_workers(config: Config, config_path: str | None, n: int) -> int:
+    """Supervise ``n`` workers until a signal; returns the exit code."""
+    if not config.storage.url:
+        raise WorkersRefused(
+            f"--workers {n} needs a database every process can share: set storage.url (PostgreSQL). "
+            "SQLite (storage.path) serves one process: two would each run every end-function step."
+        )
+    host = config.server.host
+    port = config.server.port or _free_port(host)
+    cmd = [sys.executable, "-m", "proxy.cli", "serve", "--host", host, "--port", str(port), "--reuse-port"]
+    if config_path:
+        cmd += ["--config", config_path]
+    procs = [subprocess.Popen(cmd) for _ in range(n)]
+    stop = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    deadline = time.monotonic() + 60
+    while not stop and not _listening(host, port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log.info("callgate listening on http://%s:%d, %d workers, upstream %s", host, port, n, config.upstream.base_url)
+    while not stop:
+        for i, p in enumerate(procs):
+            if p.poll() is not None and not stop:
+                log.error("worker pid=%d exited with %s; starting another", p.pid, p.returncode)
+                procs[i] = subprocess.Popen(cmd)
+        time.sleep(0.2)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    codes = [p.wait() for p in procs]
+    return 0 if all(c == 0 for c in codes) else 1

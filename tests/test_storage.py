@@ -1,0 +1,156 @@
+"""The storage conformance suite: every rule the call lifecycle relies on, run against
+both engines (SQLite, and a real PostgreSQL cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.storage import JobStatus, Store, open_store, ops
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    s = open_store(tmp_path / "cg.db", url=url)
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+NOW = time.time()
+
+
+def call(key: str, *, new: bool = True, anonymous: bool = False) -> dict[str, Any]:
+    return {"id": key, "call_id": key.split("~")[0], "generation": 1, "anonymous": anonymous, "owner": None,
+            "profile": None, "started_at": NOW, "new": new}
+
+
+def turn(request_id: str, instance: str = "me") -> dict[str, Any]:
+    return {"request_id": request_id, "instance": instance, "started_at": NOW, "stream": True, "user_text": "hi"}
+
+
+def event(eid: str, kind: str, **kw: Any) -> dict[str, Any]:
+    return {"id": eid, "type": kind, "call_id": "c", "source": "text_command", **kw}
+
+
+async def test_turns_are_numbered_and_recorded(store: Store) -> None:
+    assert await store.write(ops.begin_turn, call("c1"), turn("r1"), {"callerNumber": "+1"}, NOW) == 1
+    assert await store.write(ops.begin_turn, call("c1", new=False), turn("r2"), None, NOW) == 2
+    assert await store.write(ops.begin_turn, call("c1", new=True), turn("r3"), {"x": 1}, NOW) == 3  # a stale "new" is fine
+    outcome = {"status": "ok", "raw_text": "Hello", "spoken_text": "Hello", "commands": [], "tool_calls": []}
+    await store.write(ops.finish_turn, "c1", "r1", outcome, [{"name": "f", "arguments": {}, "turn": "r1"}], NOW)
+    record = await store.read(ops.call_record, "c1")
+    assert [(t["request_id"], t["status"]) for t in record["turns"]] == [("r1", "ok"), ("r2", "in_progress"), ("r3", "in_progress")]
+    assert record["metadata"] == {"callerNumber": "+1", "x": 1}
+    assert record["state"]["tool_calls"][0]["name"] == "f"
+    assert record["transcript"][:2] == [{"role": "user", "text": "hi"}, {"role": "assistant", "text": "Hello"}]
+
+
+async def test_events_numbered_by_the_database_and_one_hangup_per_call(store: Store) -> None:
+    await store.write(ops.begin_turn, call("c2"), turn("r1"), None, NOW)
+    rejected = event("h2", "command.rejected", function="hangup", reason="duplicate")
+    first = await store.write(ops.add_events, "c2", [(event("t1", "transfer"), None), (event("h1", "hangup"), None)], True, NOW)
+    second = await store.write(ops.add_events, "c2", [(event("h2", "hangup"), rejected)], True, NOW)
+    assert [(e["seq"], e["type"]) for e in first + second] == [(1, "transfer"), (2, "hangup"), (3, "command.rejected")]
+    assert [e["type"] for e in await store.read(ops.events_after, "c2", 1)] == ["hangup", "command.rejected"]
+    row = await store.read(ops.find_call, "c2", False)
+    assert row.hangup_source == "text_command"
+
+
+async def test_a_call_ends_once_with_its_jobs_and_event(store: Store) -> None:
+    await store.write(ops.begin_turn, call("c3"), turn("r1"), None, NOW)
+    ended = {"id": "e-end", "type": "call.ended", "call_id": "c3", "source": "call_layer", "reason": "caller_hangup"}
+    steps = [("crm", "webhook", []), ("sms", "sms", ["crm"])]
+    results = await asyncio.gather(*(store.write(ops.end_call, "c3", {**ended, "id": f"e{i}"}, {"k": i}, steps, True, NOW) for i in range(5)))
+    won = [r for r in results if r is not None]
+    assert len(won) == 1 and won[0]["seq"] == 1
+    record = await store.read(ops.call_record, "c3")
+    assert record["status"] == "ended" and [e["type"] for e in record["events"]] == ["call.ended"]
+    assert [(j["step"], j["status"], j["idempotency_key"]) for j in record["end_function"]["steps"]] == [
+        ("crm", "pending", "c3:crm"), ("sms", "pending", "c3:sms")
+    ]
+    assert await store.write(ops.patch_state, "c3", {"late": 1}, NOW) is None
+    assert await store.read(ops.end_of, "c3") == ("caller_hangup", "call_layer")
+
+
+async def test_state_is_a_merge_patch(store: Store) -> None:
+    await store.write(ops.begin_turn, call("c4"), turn("r1"), None, NOW)
+    assert await store.write(ops.patch_state, "c4", {"a": {"b": 1}, "t": 1}, NOW) == {"a": {"b": 1}, "t": 1}
+    assert await store.write(ops.patch_state, "c4", {"a": {"c": 2}, "t": None}, NOW) == {"a": {"b": 1, "c": 2}}
+
+
+async def test_generations_and_finding_calls(store: Store) -> None:
+    await store.write(ops.begin_turn, call("g"), turn("r1"), None, NOW)
+    await store.write(ops.begin_turn, {**call("g~2"), "call_id": "g", "generation": 2}, turn("r2"), None, NOW)
+    assert (await store.read(ops.find_call, "g", False)).id == "g~2"
+    assert (await store.read(ops.find_call, "g", True)).id == "g"
+    assert await store.read(ops.find_call, "nope", False) is None
+
+
+async def test_recovery_interrupts_dead_turns_and_due_ends_come_from_the_database(store: Store) -> None:
+    await store.write(ops.heartbeat, "dead", "h", 1, NOW - 100)
+    await store.write(ops.heartbeat, "me", "h", 2, NOW)
+    await store.write(ops.begin_turn, call("idle"), turn("r-idle", "dead"), None, NOW - 100)
+    await store.write(ops.begin_turn, call("mine"), turn("r-mine", "me"), None, NOW - 100)
+    found = await store.write(ops.recover, "me", NOW, NOW - 10)
+    assert found["turns"] == 1
+    due = await store.read(ops.due_ends, NOW, 30, 3)
+    assert due == [("idle", "idle_timeout", "idle_timeout")]  # mine has a turn in progress here
+
+
+async def test_jobs_are_claimed_under_a_lease_once_and_in_order(store: Store) -> None:
+    await store.write(ops.begin_turn, call("j"), turn("r"), None, NOW)
+    ended = {"id": "e", "type": "call.ended", "call_id": "j", "source": "call_layer", "reason": "x"}
+    await store.write(ops.end_call, "j", ended, None, [("a", "webhook", []), ("b", "webhook", ["a"])], False, NOW)
+    free = {"a": 10, "b": 10}
+    claims = await asyncio.gather(*(store.write(ops.claim_jobs, f"w{i}", NOW + 1, 30, free, 10) for i in range(4)))
+    claimed = [j for got, _ in claims for j in got]
+    assert [j.step for j in claimed] == ["a"]  # once, by one worker; b waits for a
+    job = claimed[0]
+    assert job.locked_by and job.attempts == 1
+    assert not await store.write(ops.finish_job, job.id, "someone-else", "done", NOW)  # not the holder
+    assert await store.write(ops.finish_job, job.id, job.locked_by, "done", NOW, output={"ok": 1})
+    (b,), _ = await store.write(ops.claim_jobs, "w9", NOW + 2, 30, free, 10)
+    assert b.step == "b"
+    # the holder dies: its lease runs out and another takes the job up
+    found = await store.write(ops.recover, "w10", NOW + 40, NOW + 39)
+    assert found["jobs"] == 1
+    (again,), _ = await store.write(ops.claim_jobs, "w10", NOW + 41, 30, free, 10)
+    assert (again.step, again.attempts) == ("b", 2)
+    assert await store.write(ops.finish_job, again.id, "w10", "failed", NOW, error="HTTP 500")
+    assert await store.write(ops.retry_jobs, None, NOW) == 1
+    jobs = await store.read(ops.jobs_for_call, "j")
+    assert [(j.step, j.status, j.attempts) for j in jobs] == [("a", JobStatus.DONE, 1), ("b", JobStatus.PENDING, 0)]
+
+
+async def test_deliveries_go_in_order_per_call(store: Store) -> None:
+    await store.write(ops.begin_turn, call("d"), turn("r"), None, NOW)
+    await store.write(ops.add_events, "d", [(event("d1", "transfer"), None), (event("d2", "hangup"), None)], True, NOW)
+    first = await store.write(ops.claim_deliveries, "w1", NOW + 1, 30, 10)
+    assert [d.event_id for d in first] == ["d1"]  # d2 waits for d1
+    assert await store.write(ops.claim_deliveries, "w2", NOW + 1, 30, 10) == []
+    assert await store.write(ops.finish_delivery, "d1", "w1", "pending", NOW, error="HTTP 503", next_at=NOW + 5)
+    assert await store.write(ops.claim_deliveries, "w2", NOW + 2, 30, 10) == []  # d1 pending: still first
+    (d1,) = await store.write(ops.claim_deliveries, "w2", NOW + 6, 30, 10)
+    assert (d1.event_id, d1.attempts) == ("d1", 1)
+    assert await store.write(ops.finish_delivery, "d1", "w2", "done", NOW + 6)
+    (d2,) = await store.write(ops.claim_deliveries, "w2", NOW + 7, 30, 10)
+    assert await store.write(ops.finish_delivery, d2.event_id, "w2", "failed", NOW + 7, error="refused")
+    assert await store.read(ops.count_deliveries) == {"done": 1, "failed": 1}
+    assert await store.write(ops.retry_deliveries, None, NOW + 8) == 1
+    assert [d.status for d in await store.read(ops.list_deliveries)] == ["pending", "done"]
+
+
+async def test_listing_calls(store: Store) -> None:
+    for i in range(3):
+        await store.write(ops.begin_turn, {**call(f"l{i}"), "started_at": NOW + i}, turn(f"r{i}"), None, NOW)
+    assert [c["id"] for c in await store.read(ops.list_calls, limit=2)] == ["l2", "l1"]
+    assert [c["id"] for c in await store.read(ops.list_calls, since=NOW + 1, status="active")] == ["l2", "l1"]

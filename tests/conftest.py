@@ -38,8 +38,8 @@ def no_server_left_running() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
-    """A PostgreSQL server for the whole run (see tests/pg.py)."""
-    from .pg import cluster
+    """A PostgreSQL server for the whole run (see proxy/demo/pgtemp.py)."""
+    from proxy.demo.pgtemp import cluster
 
     with cluster() as url:
         yield url
@@ -48,7 +48,7 @@ def pg_server() -> Iterator[str]:
 @pytest.fixture
 def pg_url(pg_server: str) -> Iterator[str]:
     """A database of its own on the test run's PostgreSQL server."""
-    from .pg import database
+    from proxy.demo.pgtemp import database
 
     with database(pg_server) as url:
         yield url

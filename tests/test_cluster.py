@@ -25,9 +25,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from proxy.demo import nginx
 from proxy.storage import open_store, ops
 
-from . import nginx
 from .conftest import serve_app
 from .lab import CallLayer, llm_app, turn
 from .process import ServeProcess

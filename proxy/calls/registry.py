@@ -161,11 +161,13 @@ class CallRegistry:
         return call if call.ended else self._remember(call)
 
     async def _current(self, call_id: str) -> Call | None:
-        """The call as it stands: the cache, which one process can trust; with a shared
-        database, what the database says (another instance may have ended it or taken
-        its hangup), kept in the cached object."""
+        """The call as it stands: the cache, else the database. With a shared database
+        the cache stays true because another instance's end of a call reaches this one
+        (``ended:`` notifications, :meth:`ended_elsewhere`) and a lost connection to
+        them empties it (:meth:`reset_cache`); a hangup another instance accepted is
+        caught by the database's unique index."""
         cached = self.get(call_id)
-        if cached is not None and not self.store.shared:
+        if cached is not None:
             return cached
         row = await self.store.read(ops.find_call, call_id, False)
         cached = self.get(call_id)  # it may have come meanwhile
@@ -177,6 +179,13 @@ class CallRegistry:
             return cached
         call = Call.from_row(row)
         return call if call.ended else self._remember(call)
+
+    def reset_cache(self) -> None:
+        """Forget every call this process is not serving right now (after missing
+        other instances' notifications): they are read again from the database."""
+        for call in list(self._calls.values()):
+            if not call.active_requests and call.id not in self._end_timers:
+                self._forget(call)
 
     def ended_elsewhere(self, key: str) -> None:
         """Another instance ended the call ``key``: this one forgets it."""

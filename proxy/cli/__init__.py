@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # one of --workers
     p_check = sub.add_parser("check", help="validate a config file and print each profile's settings")
     p_check.add_argument("--config", required=True)
-    sub.add_parser("demo", help="a self-contained call: scripted LLM, proxy, openai client")
+    p_demo = sub.add_parser("demo", help="a self-contained call: scripted LLM, proxy, openai client")
+    p_demo.add_argument("--cluster", action="store_true", help="through three instances on PostgreSQL, behind nginx")
 
     calls = sub.add_parser("calls", help="calls in the database").add_subparsers(dest="action", required=True)
     p_list = calls.add_parser("list", help="newest first")
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from ..demo.run import main as demo_main
 
-        return demo_main()
+        return demo_main(cluster=args.cluster)
     try:
         config = load_config(getattr(args, "config", None))
     except ConfigError as e:

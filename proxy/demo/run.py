@@ -25,7 +25,7 @@ from ..server.app import running
 from ..server.services import SERVICES
 from .scripted_upstream import ScriptedReply, ScriptedUpstream
 
-__all__ = ["main", "run_demo", "summarize"]
+__all__ = ["CALL_ID", "SCRIPT", "TURNS", "crm_receiver", "demo_config", "main", "report", "run_demo", "summarize", "talk"]
 
 CALL_ID = "demo-call-1"
 
@@ -75,34 +75,85 @@ async def _subscribe(base: str, out: list[dict[str, Any]], ready: asyncio.Event)
                     out.append(json.loads(line[6:]))
 
 
-async def run_demo() -> int:
-    upstream = ScriptedUpstream(list(SCRIPT))
-    crm_received: list[dict[str, Any]] = []
+def demo_config(up_url: str, crm_url: str, storage: dict[str, Any]) -> dict[str, Any]:
+    """The demo's config: the scripted LLM, two allowed transfer targets, three steps."""
+    return {
+        "storage": storage,
+        "upstream": {"base_url": f"{up_url}/v1", "api_key": "demo-upstream-key"},
+        "commands": {"transfer_allow": ["10086", "+86571*"]},
+        "end_function": {
+            "after_hangup_s": 0.2,  # the call ends this long after the goodbye (default 3 s)
+            "steps": [
+                {"name": "outcome", "kind": "outcome"},
+                {"name": "summary", "kind": "python", "function": "proxy.demo.run:summarize", "after": ["outcome"]},
+                {"name": "crm", "kind": "webhook", "url": f"{crm_url}/calls", "after": ["summary"]},
+            ],
+        },
+    }
+
+
+async def crm_receiver() -> tuple[web.AppRunner, str, list[dict[str, Any]]]:
+    """A small local "CRM" that keeps the call records it receives."""
+    received: list[dict[str, Any]] = []
 
     async def crm(request: web.Request) -> web.Response:
-        crm_received.append(await request.json())
+        received.append(await request.json())
         return web.json_response({"ok": True})
 
-    crm_app = web.Application()
-    crm_app.router.add_post("/calls", crm)
-    up_runner, up_url = await _serve(upstream.app())
-    crm_runner, crm_url = await _serve(crm_app)
-    db_dir = tempfile.TemporaryDirectory(prefix="callgate-demo-")
-    config = parse_config(
-        {
-            "storage": {"path": f"{db_dir.name}/callgate.db"},
-            "upstream": {"base_url": f"{up_url}/v1", "api_key": "demo-upstream-key"},
-            "commands": {"transfer_allow": ["10086", "+86571*"]},
-            "end_function": {
-                "after_hangup_s": 0.2,  # the call ends this long after the goodbye (default 3 s)
-                "steps": [
-                    {"name": "outcome", "kind": "outcome"},
-                    {"name": "summary", "kind": "python", "function": "proxy.demo.run:summarize", "after": ["outcome"]},
-                    {"name": "crm", "kind": "webhook", "url": f"{crm_url}/calls", "after": ["summary"]},
-                ]
-            },
-        }
+    app = web.Application()
+    app.router.add_post("/calls", crm)
+    runner, url = await _serve(app)
+    return runner, url, received
+
+
+async def talk(base: str, served_by: Any = None) -> None:
+    """The runtime's two turns through the official openai client, as the caller hears
+    them. ``served_by(i)``: which instance served turn ``i`` (printed when given)."""
+    client = AsyncOpenAI(base_url=f"{base}/v1", api_key="runtime-key", default_headers={"X-Call-Id": CALL_ID})
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "你是宽带客服。"}]
+    for i, user in enumerate(TURNS, 1):
+        messages.append({"role": "user", "content": user})
+        stream = await client.chat.completions.create(model="scripted-1", messages=messages, stream=True)
+        heard = ""
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                heard += chunk.choices[0].delta.content
+        messages.append({"role": "assistant", "content": heard})
+        print(f"turn {i}  caller says:  {user}")
+        print(f"        caller hears: {heard}")
+        if served_by is not None:
+            print(f"        served by:    {await served_by(i)}")
+        print()
+    await client.close()
+
+
+def report(events: list[dict[str, Any]], steps: list[dict[str, Any]], crm: list[dict[str, Any]]) -> bool:
+    """Print the control events, the end function's steps and what the CRM got;
+    ``True`` when the call went as scripted."""
+    print("control events (GET /v1/calls/{id}/events):")
+    for e in events:
+        detail = {k: e[k] for k in ("callee", "caller", "endword", "closing_text", "reason") if e.get(k)}
+        print(f"  {e['seq']}. {e['type']:<10} source={e['source']:<14} {json.dumps(detail, ensure_ascii=False)}")
+    print("\nend function (steps in the database, idempotency key {call_id}:{step}):")
+    for job in steps:
+        shown = job["output"] if job["kind"] != "webhook" else f"HTTP {job['response_code']}"
+        print(f"  {job['step']} ({job['kind']}): {job['status']}  {json.dumps(shown, ensure_ascii=False)}")
+    print(f"\nthe CRM received {len(crm)} call record(s); transcript:")
+    for line in crm[0]["transcript"] if crm else []:
+        print(f"  {line['role']:>9}: {line['text']}")
+    return (
+        [e["type"] for e in events] == ["transfer", "hangup", "call.ended"]
+        and all(job["status"] == "done" for job in steps)
+        and len(crm) == 1
     )
+
+
+async def run_demo() -> int:
+    upstream = ScriptedUpstream(list(SCRIPT))
+    up_runner, up_url = await _serve(upstream.app())
+    crm_runner, crm_url, crm = await crm_receiver()
+    db_dir = tempfile.TemporaryDirectory(prefix="callgate-demo-")
+    config = parse_config(demo_config(up_url, crm_url, {"path": f"{db_dir.name}/callgate.db"}))
     try:
         async with running(config, host="127.0.0.1", port=0) as (app, base):
             print(f"callgate demo: scripted LLM at {up_url}, callgate at {base}, call id {CALL_ID}\n")
@@ -110,46 +161,23 @@ async def run_demo() -> int:
             ready = asyncio.Event()
             subscriber = asyncio.create_task(_subscribe(base, events, ready))
             await asyncio.wait_for(ready.wait(), 10)
-            client = AsyncOpenAI(base_url=f"{base}/v1", api_key="runtime-key", default_headers={"X-Call-Id": CALL_ID})
-            messages: list[dict[str, Any]] = [{"role": "system", "content": "你是宽带客服。"}]
-            for i, user in enumerate(TURNS, 1):
-                messages.append({"role": "user", "content": user})
-                stream = await client.chat.completions.create(model="scripted-1", messages=messages, stream=True)
-                heard = ""
-                async for chunk in stream:
-                    if chunk.choices and chunk.choices[0].delta.content:
-                        heard += chunk.choices[0].delta.content
-                messages.append({"role": "assistant", "content": heard})
-                print(f"turn {i}  caller says:  {user}")
-                print(f"        caller hears: {heard}\n")
+            await talk(base)
             await asyncio.wait_for(subscriber, 10)
-            print("control events (GET /v1/calls/{id}/events):")
-            for e in events:
-                detail = {k: e[k] for k in ("callee", "caller", "endword", "closing_text", "reason") if e.get(k)}
-                print(f"  {e['seq']}. {e['type']:<10} source={e['source']:<14} {json.dumps(detail, ensure_ascii=False)}")
             jobs = await app[SERVICES].pipeline.wait_call(CALL_ID, 10)
-            print("\nend function (steps in the database, idempotency key {call_id}:{step}):")
-            for job in jobs:
-                shown = job.output if job.kind != "webhook" else f"HTTP {job.response_code}"
-                print(f"  {job.step} ({job.kind}): {job.status}  {json.dumps(shown, ensure_ascii=False)}")
-            print(f"\nthe CRM received {len(crm_received)} call record(s); transcript:")
-            for line in crm_received[0]["transcript"] if crm_received else []:
-                print(f"  {line['role']:>9}: {line['text']}")
-            ok = (
-                [e["type"] for e in events] == ["transfer", "hangup", "call.ended"]
-                and all(job.status == "done" for job in jobs)
-                and len(crm_received) == 1
-            )
-            await client.close()
-            return 0 if ok else 1
+            return 0 if report(events, [j.to_dict() for j in jobs], crm) else 1
     finally:
         await up_runner.cleanup()
         await crm_runner.cleanup()
         db_dir.cleanup()
 
 
-def main() -> int:
+def main(cluster: bool = False) -> int:
+    """``callgate demo`` (``--cluster``: three instances, see :mod:`proxy.demo.cluster`)."""
     try:
+        if cluster:
+            from .cluster import run_cluster_demo
+
+            return asyncio.run(run_cluster_demo())
         return asyncio.run(run_demo())
     except KeyboardInterrupt:
         return 130

@@ -137,10 +137,10 @@ class _Reply:
     """One reply in flight: its inspector, its commands handed to the registry,
     and how it went (:meth:`outcome`)."""
 
-    def __init__(self, s: Services, profile: Profile, call: Call, turn: Turn) -> None:
+    def __init__(self, s: Services, profile: Profile, call: Call, turn: Turn, started: float) -> None:
         self.s, self.call, self.turn = s, call, turn
         self.inspector = ReplyInspector(profile.settings, policy=s.registry.hangup_policy(call))
-        self.started = time.perf_counter()
+        self.started = started  # perf_counter() when the request was read
         self.ttft_ms: float | None = None
         self.status: TurnStatus | None = None
         self.error: str | None = None
@@ -214,19 +214,28 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     upstream, metadata = profile.split(body, request.headers)
     raw = _upstream_body(s, profile, raw, body, upstream)
     stream = body.get("stream") is True
-    call, turn = await s.registry.begin_turn(
-        profile.call_id_of(request.headers, body),
-        stream=stream,
-        user_text=last_user_text(body["messages"]),
-        metadata=metadata,
-        profile=profile.name,
-    )
-    reply = _Reply(s, profile, call, turn)
+    started = time.perf_counter()
+    headers = upstream_headers(request.headers, s.config.upstream.api_key)
+    headers["Content-Type"] = "application/json"
+    # The upstream request and the call's lookup run at once: the model's time to
+    # first token hides the database's answer (a call's first turn reads it).
+    upstream = asyncio.ensure_future(_open_upstream(s, "POST", "/chat/completions", data=raw, headers=headers))
     try:
-        headers = upstream_headers(request.headers, s.config.upstream.api_key)
-        headers["Content-Type"] = "application/json"
+        call, turn = await s.registry.begin_turn(
+            profile.call_id_of(request.headers, body),
+            stream=stream,
+            user_text=last_user_text(body["messages"]),
+            metadata=metadata,
+            profile=profile.name,
+        )
+    except BaseException:
+        upstream.add_done_callback(_discard)
+        upstream.cancel()
+        raise
+    reply = _Reply(s, profile, call, turn, started)
+    try:
         try:
-            resp = await _open_upstream(s, "POST", "/chat/completions", data=raw, headers=headers)
+            resp = await upstream
         except Exception as e:
             reply.settle(TurnStatus.UPSTREAM_ERROR, str(e))
             raise
@@ -240,9 +249,17 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             return await _whole(resp, reply)
     except asyncio.CancelledError:
         reply.settle(TurnStatus.CLIENT_DISCONNECTED, _GONE)
+        upstream.add_done_callback(_discard)
+        upstream.cancel()
         raise
     finally:
         s.registry.finish_turn(call, turn, reply.outcome())
+
+
+def _discard(fut: asyncio.Future[aiohttp.ClientResponse]) -> None:
+    """An upstream request nobody will read: its answer (or error) is let go."""
+    if not fut.cancelled() and fut.exception() is None:
+        fut.result().release()
 
 
 async def _whole(resp: aiohttp.ClientResponse, reply: _Reply) -> web.Response:

@@ -11,6 +11,8 @@ they stopped cleanly.
 from __future__ import annotations
 
 import logging
+import os
+import select
 import signal
 import socket
 import subprocess
@@ -20,7 +22,7 @@ from types import FrameType
 
 from ..config import Config
 
-__all__ = ["WorkersRefused", "run_workers"]
+__all__ = ["WorkersRefused", "run_workers", "tell_ready"]
 
 log = logging.getLogger("callgate")
 
@@ -35,10 +37,25 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def _listening(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
+def _wait_ready(fd: int, n: int, timeout: float) -> None:
+    """Until ``n`` workers said they listen (a byte each on ``fd``), or ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    got = 0
+    while got < n and time.monotonic() < deadline:
+        readable, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if readable:
+            got += len(os.read(fd, n - got))
+
+
+def tell_ready() -> None:
+    """In a worker: tell the parent this process listens (``CALLGATE_READY_FD``)."""
+    fd = os.environ.pop("CALLGATE_READY_FD", None)
+    if fd is not None:
+        try:
+            os.write(int(fd), b"1")
+            os.close(int(fd))
+        except OSError:
+            pass
 
 
 def run_workers(config: Config, config_path: str | None, n: int) -> int:
@@ -53,7 +70,13 @@ def run_workers(config: Config, config_path: str | None, n: int) -> int:
     cmd = [sys.executable, "-m", "proxy.cli", "serve", "--host", host, "--port", str(port), "--reuse-port"]
     if config_path:
         cmd += ["--config", config_path]
-    procs = [subprocess.Popen(cmd) for _ in range(n)]
+    ready_r, ready_w = os.pipe()  # each worker writes a byte once it listens
+    env = {**os.environ, "CALLGATE_READY_FD": str(ready_w)}
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(cmd, pass_fds=(ready_w,), env=env)
+
+    procs = [spawn() for _ in range(n)]
     stop = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -62,15 +85,13 @@ def run_workers(config: Config, config_path: str | None, n: int) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    deadline = time.monotonic() + 60
-    while not stop and not _listening(host, port) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_ready(ready_r, n, timeout=60)
     log.info("callgate listening on http://%s:%d, %d workers, upstream %s", host, port, n, config.upstream.base_url)
     while not stop:
         for i, p in enumerate(procs):
             if p.poll() is not None and not stop:
                 log.error("worker pid=%d exited with %s; starting another", p.pid, p.returncode)
-                procs[i] = subprocess.Popen(cmd)
+                procs[i] = spawn()
         time.sleep(0.2)
     for p in procs:
         if p.poll() is None:

@@ -11,7 +11,8 @@ Writes of one call are ordered by the caller (the registry chains them); the eng
 is not FIFO. A write that stores events, ends a call, or queues jobs and deliveries
 also ``NOTIFY``-s channel ``callgate`` (delivered on commit): one thread per process
 ``LISTEN``-s and hands each payload to ``on_notify`` (``events:<call>``,
-``ended:<call>``, ``jobs``, ``deliveries``). A notification is only a wake-up: every
+``ended:<call>``, ``jobs``, ``deliveries``; ``reset:`` after the listening
+connection was lost and made again). A notification is only a wake-up: every
 reader also polls, so a lost one only delays.
 
 Schema migrations run at start under ``pg_advisory_xact_lock``: N instances starting
@@ -62,7 +63,8 @@ class PostgresStore:
         self.max_queue = max_queue
         with psycopg.connect(url, autocommit=False) as conn:
             _migrate(conn)
-        self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True, name="callgate")
+        self.pool = ConnectionPool(url, min_size=pool_size, max_size=pool_size, open=True, name="callgate")
+        self.pool.wait(timeout=30)  # every connection made before the first request needs one
         self._workers = concurrent.futures.ThreadPoolExecutor(pool_size, thread_name_prefix="callgate-pg")
         self._inflight = 0
         self._room = asyncio.Event()
@@ -124,10 +126,14 @@ class PostgresStore:
     def _listen(self) -> None:
         import psycopg
 
+        first = True
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.url, autocommit=True) as conn:
                     conn.execute("LISTEN callgate")
+                    if not first:
+                        self._deliver("reset:")  # what was said while away is lost: caches start over
+                    first = False
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
                             self._deliver(note.payload)

@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from proxy.demo import nginx
+from proxy.demo.nginx import free_port, wait_for_port
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,12 +59,6 @@ def parse_levels(text: str) -> list[Level]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for_line(path: Path, pattern: str, proc: subprocess.Popen, timeout: float = 20) -> re.Match[str]:
     """Wait until the process's log has a line matching ``pattern``."""
     deadline = time.monotonic() + timeout
@@ -75,17 +71,6 @@ def wait_for_line(path: Path, pattern: str, proc: subprocess.Popen, timeout: flo
             return m
         time.sleep(0.02)
     raise TimeoutError(f"no {pattern!r} in {path}")
-
-
-def wait_for_port(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on {port}")
 
 
 def tree(pid: int) -> list[int]:
@@ -131,33 +116,6 @@ def pct(values: list[int], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] / 1000  # µs -> ms
 
 
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 8192; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp}/body;
-  proxy_temp_path {tmp}/proxy;
-  fastcgi_temp_path {tmp}/fcgi;
-  uwsgi_temp_path {tmp}/uwsgi;
-  scgi_temp_path {tmp}/scgi;
-  upstream llm {{ server 127.0.0.1:{up}; keepalive 512; }}
-  server {{
-    listen 127.0.0.1:{port} backlog=4096;
-    location / {{
-      proxy_pass http://llm;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-      proxy_request_buffering off;
-      proxy_read_timeout 60s;
-    }}
-  }}
-}}
-"""
 
 
 class Target:
@@ -188,16 +146,7 @@ class Target:
             )
             wait_for_port(self.port)
         elif self.kind == "nginx":
-            for d in ("body", "proxy", "fcgi", "uwsgi", "scgi"):
-                (self.tmp / d).mkdir(exist_ok=True)
-            self.port = free_port()
-            conf = self.tmp / "nginx.conf"
-            conf.write_text(NGINX_CONF.format(tmp=self.tmp, up=self.up_port, port=self.port))
-            self.proc = subprocess.Popen(
-                [shutil.which("nginx") or "nginx", "-c", str(conf), "-p", str(self.tmp)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-            wait_for_port(self.port)
+            self.proc, self.port = nginx.start(self.tmp / "nginx", [self.up_port])
 
     def pids(self) -> list[int]:
         return tree(self.proc.pid) if self.proc else []

@@ -1,10 +1,12 @@
 """Benchmark upstream: an OpenAI-compatible server that streams timestamped chunks.
 
 ``POST /v1/chat/completions`` with ``{"bench": {"chunks": N, "interval_ms": X,
-"command": bool}}`` in the body streams N chat completion chunks, one every X ms
-(scheduled from the start, so there is no drift). Each chunk's content starts with
-``t<monotonic_ns at send>`` (``time.monotonic_ns()`` is shared by processes on one
-machine); with ``command`` the last chunk also carries a hangup command.
+"ttft_ms": F, "command": bool}}`` in the body streams N chat completion chunks, the
+first after F ms (the model thinking), then one every X ms (scheduled from the
+start, so there is no drift). Each chunk's content starts with ``t<monotonic_ns at
+send>`` (``time.monotonic_ns()`` is shared by processes on one machine), the first
+also with ``r<monotonic_ns when the request arrived>``; with ``command`` the last
+chunk also carries a hangup command.
 
 Run: ``python -m tests.bench.upstream`` prints ``port N`` once listening.
 """
@@ -30,20 +32,22 @@ COMMAND = b' <imsagent_hangup endword=\\"Goodbye!\\"/>'
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
+    arrived = time.monotonic_ns()
     body = await request.json()
     spec = body.get("bench") or {}
     n = int(spec.get("chunks", 50))
     interval = float(spec.get("interval_ms", 20)) / 1000
     command = bool(spec.get("command"))
+    ttft = float(spec.get("ttft_ms", 0)) / 1000
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
     loop = asyncio.get_running_loop()
-    start = loop.time()
+    start = loop.time() + ttft
     for i in range(n):
         delay = start + i * interval - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        content = b"t%d word" % time.monotonic_ns()
+        content = b"t%d word" % time.monotonic_ns() if i else b"t%d r%d word" % (time.monotonic_ns(), arrived)
         if command and i == n - 1:
             content += COMMAND
         await resp.write(HEAD + content + TAIL)

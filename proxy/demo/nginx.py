@@ -1,4 +1,5 @@
-"""nginx in front of one or more backends, for the benchmarks and the cluster test."""
+"""nginx in front of one or more backends: ``callgate demo --cluster``, the cluster
+test and the benchmarks. Needs the ``nginx`` binary (Debian ``nginx-light``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+
+__all__ = ["available", "free_port", "start", "wait_for_port"]
 
 CONF = """
 worker_processes 1;

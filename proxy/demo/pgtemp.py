@@ -1,10 +1,9 @@
-"""A private PostgreSQL cluster for the tests.
+"""A throwaway PostgreSQL server: ``callgate demo --cluster`` and the tests.
 
 ``CALLGATE_TEST_PG_URL`` (``postgresql://user@host:port``) uses a server you run;
 otherwise a cluster is made in a temporary folder with ``initdb`` and started with
 ``pg_ctl`` on a free port (as the ``postgres`` user when running as root, since
-PostgreSQL refuses root), with ``fsync=off``: fast, and thrown away after the run.
-Each test gets a database of its own.
+PostgreSQL refuses root), with ``fsync=off``: fast, and thrown away afterwards.
 """
 
 from __future__ import annotations
@@ -20,6 +19,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+__all__ = ["available", "cluster", "database"]
+
 
 def _tool(name: str) -> str | None:
     found = shutil.which(name)
@@ -27,6 +28,11 @@ def _tool(name: str) -> str | None:
         return found
     candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     return candidates[-1] if candidates else None
+
+
+def available() -> bool:
+    """Whether ``initdb`` and ``pg_ctl`` are installed (or a server is given)."""
+    return bool(os.environ.get("CALLGATE_TEST_PG_URL") or (_tool("initdb") and _tool("pg_ctl")))
 
 
 def _free_port() -> int:

@@ -1,0 +1,57 @@
+"""``callgate serve --workers N`` on one port, and ``callgate demo --cluster``."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from proxy.storage import open_store, ops
+
+from .conftest import serve_app
+from .lab import llm_app, turn
+from .process import ServeProcess
+
+
+def test_workers_refuse_sqlite(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f'storage: {{path: "{tmp_path / "cg.db"}"}}\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "serve", "--config", str(cfg), "--workers", "2"], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert "needs a database every process can share: set storage.url" in done.stderr
+
+
+async def test_two_workers_share_one_port_and_one_database(tmp_path: Path, pg_url: str) -> None:
+    async with serve_app(llm_app(ttft_s=0.05)) as up:
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(f'upstream: {{base_url: "{up}/v1"}}\nstorage: {{url: "{pg_url}"}}\nend_function: {{after_hangup_s: 0}}\n')
+        server = ServeProcess(cfg, "--workers", "2")
+        url = await server.start()
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+                # fresh connections, many at once: the kernel spreads them over both workers
+                assert all(await asyncio.gather(*(turn(http, url, f"w-{i}", "hello") for i in range(40))))
+                assert all(await asyncio.gather(*(turn(http, url, f"w-{i}", "bye") for i in range(40))))
+        finally:
+            assert await server.stop() == 0
+    store = open_store("", url=pg_url, pool_size=1)
+    try:
+        records = [store.run_sync(ops.call_record, f"w-{i}") for i in range(40)]
+    finally:
+        store.close_sync()
+    pids = {t["instance"].split(":")[1] for r in records for t in r["turns"]}
+    assert len(pids) == 2 and str(server.pid) not in pids  # two workers served; the parent only supervises
+    assert all(r["status"] == "ended" and [e["type"] for e in r["events"]] == ["hangup", "call.ended"] for r in records)
+
+
+def test_demo_cluster_runs_and_exits_0() -> None:
+    done = subprocess.run([sys.executable, "-m", "proxy.cli", "demo", "--cluster"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    served = [line.split("instance ")[1][0] for line in done.stdout.splitlines() if "served by:" in line]
+    assert len(served) == 2 and served[0] != served[1]  # round-robin: the turns landed on two instances
+    assert "3. call.ended" in done.stdout and "crm (webhook): done" in done.stdout

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -55,3 +57,31 @@ def test_demo_cluster_runs_and_exits_0() -> None:
     served = [line.split("instance ")[1][0] for line in done.stdout.splitlines() if "served by:" in line]
     assert len(served) == 2 and served[0] != served[1]  # round-robin: the turns landed on two instances
     assert "3. call.ended" in done.stdout and "crm (webhook): done" in done.stdout
+
+
+def test_operations_work_on_postgresql(tmp_path: Path, pg_url: str, capsys: Any) -> None:
+    from proxy.cli import main
+
+    store = open_store("", url=pg_url, pool_size=1)
+    now = time.time()
+    try:
+        store.run_sync(ops.begin_turn, {"id": "pg-1", "call_id": "pg-1", "generation": 1, "anonymous": False, "started_at": now, "new": True},
+                       {"request_id": "r1", "instance": "x", "started_at": now, "stream": True, "user_text": "hi"}, None, now)
+        ended = {"id": "e1", "type": "call.ended", "call_id": "pg-1", "source": "call_layer", "reason": "caller_hangup"}
+        store.run_sync(ops.end_call, "pg-1", ended, None, [("crm", "webhook", [])], True, now)
+        store.run_sync(lambda c: c.execute("UPDATE jobs SET status = 'failed', last_error = 'HTTP 500'"))
+        store.run_sync(lambda c: c.execute("UPDATE deliveries SET status = 'failed', last_error = 'stale'"))
+    finally:
+        store.close_sync()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f'storage: {{url: "{pg_url}"}}\n')
+    assert main(["calls", "list", "--config", str(cfg)]) == 0
+    assert "pg-1" in capsys.readouterr().out
+    assert main(["calls", "show", "pg-1", "--config", str(cfg)]) == 0
+    assert "crm (webhook): failed" in capsys.readouterr().out
+    assert main(["jobs", "retry", "--all-failed", "--config", str(cfg)]) == 0
+    assert "1 job(s) back to pending" in capsys.readouterr().out
+    assert main(["deliveries", "list", "--failed", "--config", str(cfg)]) == 0
+    assert "call.ended" in capsys.readouterr().out
+    assert main(["deliveries", "retry", "--all-failed", "--config", str(cfg)]) == 0
+    assert "1 delivery(ies) back to pending" in capsys.readouterr().out

@@ -29,6 +29,10 @@ from .errors import ConfigError
 
 __all__ = [
     "BUILTIN_PROFILES",
+    "AuthConfig",
+    "KeyConfig",
+    "LimitsConfig",
+    "Scope",
     "AnalyticsStep",
     "CallIdSource",
     "CommandsConfig",
@@ -65,6 +69,8 @@ class ServerConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0, description="largest request body accepted (bytes)")
+    max_state_bytes: int = Field(64 * 1024, gt=0, description="largest PATCH /state or POST /end body (bytes)")
+    max_json_depth: int = Field(64, ge=4, le=512, description="deepest nesting of a JSON body")
     backlog: int = Field(4096, ge=1, description="listen queue for connections not yet accepted")
     workers: int = Field(1, ge=1, le=64, description="server processes on one port (SO_REUSEPORT); > 1 needs storage.url")
 
@@ -180,6 +186,42 @@ class ProfileConfig(_Model):
     function_map: list[FunctionMapEntry] | None = None
     output: Literal["strip", "passthrough", "tool_calls", "text"] | None = None
     speak_closing: bool | None = None
+
+
+Scope = Literal["relay", "calls:read", "calls:write", "admin"]
+
+
+class KeyConfig(_Model):
+    """An API key: ``relay`` (chat completions, models), ``calls:read`` (call records,
+    events), ``calls:write`` (end, state), ``admin`` (operations, metrics, the page)."""
+
+    name: str = Field(pattern=r"^[\w.-]{1,64}$", description="the key's name: owner of the calls it makes, shown in logs")
+    key: str = Field(min_length=16, repr=False, description="the secret, e.g. ${IMS_KEY}; at least 16 characters")
+    scopes: list[Scope] = Field(min_length=1)
+    calls_of: list[str] | None = Field(None, description="calls:* scopes: only the calls made by these key names")
+
+
+class AuthConfig(_Model):
+    keys: list[KeyConfig] = Field(default_factory=list)
+    allow_unauthenticated: bool = Field(False, description="serve on a non-loopback address with no keys (logged)")
+
+    @model_validator(mode="after")
+    def _unique(self) -> AuthConfig:
+        names = [k.name for k in self.keys]
+        if len(set(names)) != len(names):
+            raise ValueError("key names must be unique")
+        if len({k.key for k in self.keys}) != len(self.keys):
+            raise ValueError("two keys have the same secret")
+        return self
+
+
+class LimitsConfig(_Model):
+    """Bounds on what one reply and one call can cause."""
+
+    max_turns_per_call: int = Field(500, ge=1, description="past this the call is ended (limits_exceeded), the request 429")
+    max_events_per_call: int = Field(200, ge=2, description="past this the call is ended (limits_exceeded)")
+    rejected_events_per_reply: int = Field(3, ge=1, description="more rejected commands in one reply go on one counted event")
+    spoken_rejections_per_reply: int = Field(1, ge=0, description="err_msg of at most this many rejected commands per reply is spoken")
 
 
 class ControlWebhookConfig(_Model):
@@ -336,6 +378,7 @@ class StorageConfig(_Model):
     cache_calls: int = Field(10_000, ge=1, description="active calls kept in memory; ended calls leave it at once")
     max_turn_chars: int = Field(32_768, ge=256, description="a turn's stored raw and spoken text are cut here (chars)")
     wal_max_bytes: int = Field(16 << 20, ge=1 << 20, description="the SQLite WAL is truncated past this size (bytes)")
+    retention_days: float | None = Field(None, gt=0, description="ended calls older than this are deleted (null: kept)")
 
 
 class LogMaskConfig(_Model):
@@ -354,6 +397,8 @@ class Config(_Model):
     default_profile: str = Field("openai", description="the profile of /v1/... (other profiles: /<name>/v1/...)")
     profiles: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")], ProfileConfig] = Field(default_factory=dict)
     control: ControlConfig = Field(default_factory=ControlConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     end_function: EndFunctionConfig = Field(default_factory=EndFunctionConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     log_mask: LogMaskConfig = Field(default_factory=LogMaskConfig)

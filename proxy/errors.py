@@ -6,7 +6,11 @@
     ├── ConfigError               config file unreadable or invalid; message names the field path
     ├── RequestError              the client's request is wrong (HTTP 400)
     │   ├── BodyTooLarge          body over ``server.max_body_bytes`` (HTTP 413)
-    │   └── NotFound              no such call or profile (HTTP 404)
+    │   ├── NotFound              no such call or profile (HTTP 404)
+    │   └── TooManyTurns          the call passed a limit of ``limits:`` (HTTP 429)
+    ├── Unauthorized              no key, or not one of ``auth.keys`` (HTTP 401)
+    │   └── Forbidden             the key lacks the route's scope, or the call is
+    │                             another key's (HTTP 403)
     └── UpstreamError             the LLM upstream failed
         ├── UpstreamUnreachable   connect failed (HTTP 502)
         ├── UpstreamTimeout       no first byte within ``upstream.timeout_s`` (HTTP 504)
@@ -26,8 +30,11 @@ __all__ = [
     "BodyTooLarge",
     "CallgateError",
     "ConfigError",
+    "Forbidden",
     "NotFound",
     "RequestError",
+    "TooManyTurns",
+    "Unauthorized",
     "UpstreamBadReply",
     "UpstreamError",
     "UpstreamStatus",
@@ -87,6 +94,29 @@ class NotFound(RequestError):
 
     status = 404
     code = "not_found"
+
+
+class TooManyTurns(RequestError):
+    """The call passed a limit of ``limits:`` and was ended (HTTP 429)."""
+
+    status = 429
+    code = "call_limits_exceeded"
+
+
+class Unauthorized(CallgateError):
+    """No API key, or one that is not in ``auth.keys`` (HTTP 401)."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(Unauthorized):
+    """The key may not do this: it lacks the route's scope, or the call belongs to
+    another key (HTTP 403)."""
+
+    status = 403
+    code = "insufficient_permissions"
 
 
 class UpstreamError(CallgateError):

@@ -44,6 +44,7 @@ from typing import Any
 from ..core.analyzer import HangupPolicy
 from ..core.commands import AnyCommand, Command
 from ..core.ids import new_id
+from ..errors import Forbidden
 from ..storage import Store, ops
 from .events import (
     CallEndedEvent,
@@ -252,6 +253,8 @@ class CallRegistry:
             call = self._remember(Call(new_id("req_"), anonymous=True, owner=owner, profile=profile))
         else:
             found = await self._current(call_id)
+            if found is not None and found.owner != owner and (found.owner or owner):
+                raise Forbidden(f"call {call_id!r} belongs to another key")
             if found is None:
                 call = self._remember(Call(call_id, owner=owner, profile=profile))
             elif found.ended:

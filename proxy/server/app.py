@@ -26,6 +26,7 @@ from ..errors import CallgateError, UpstreamStatus, openai_error_body
 from ..profiles import resolve_profiles
 from ..storage import open_store
 from . import call_api, relay
+from .auth import Keys, authenticate
 from .delivery import EventDelivery
 from .services import SERVICES, Services
 
@@ -83,7 +84,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 def build_app(config: Config) -> web.Application:
     """The application for ``config``; its services start with the app."""
-    app = web.Application(middlewares=[openai_errors], client_max_size=config.server.max_body_bytes + 1)
+    app = web.Application(
+        middlewares=[openai_errors, authenticate(Keys(config.auth))], client_max_size=config.server.max_body_bytes + 1
+    )
     app.router.add_post("/v1/chat/completions", relay.chat_completions)
     app.router.add_get("/v1/models", relay.models)
     app.router.add_post("/{profile}/v1/chat/completions", relay.chat_completions)

@@ -32,11 +32,13 @@ from aiohttp import web
 
 from ..calls.model import Call, EndReason
 from ..calls.registry import CallRegistry, Signal
+from ..config import KeyConfig
 from ..core.sse import encode_event
 from ..errors import NotFound, RequestError, openai_error_body
 from ..storage import ops
+from .auth import key_of, requires, visible
 from .bodies import read_json_object
-from .services import SERVICES, Services
+from .services import SERVICES
 
 __all__ = ["call_events", "end_call", "get_call", "patch_state"]
 
@@ -49,18 +51,25 @@ def _error(message: str, code: str, status: int) -> web.Response:
     return _json(openai_error_body(message, type="invalid_request_error", code=code), status)
 
 
+@requires("calls:read")
 async def call_events(request: web.Request) -> web.StreamResponse:
     s = request.app[SERVICES]
     last_id = request.headers.get("Last-Event-ID", "").strip()
     seen = int(last_id) if last_id.isdigit() else 0
-    key = await s.registry.key_of(request.match_info["call_id"])
+    call_id = request.match_info["call_id"]
+    key = key_of(request)
+    call = await s.registry.find(call_id)
+    if call is not None and not visible(key, call.owner):
+        raise NotFound(f"no call {call_id!r}", code="call_not_found")
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
-    signal = s.registry.subscribe(key)
+    signal = s.registry.subscribe(call.id if call is not None else call_id)
+    # A call not seen yet may turn out to be another key's: checked at its first event.
+    pending_check = None if call is not None or key is None or key.calls_of is None else key
     try:
-        await _follow(response, s.registry, signal, seen, s.config.control.sse_keepalive_s)
+        await _follow(response, s.registry, signal, seen, s.config.control.sse_keepalive_s, pending_check)
     except ConnectionError:
         pass  # the subscriber left
     finally:
@@ -68,12 +77,22 @@ async def call_events(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _follow(response: web.StreamResponse, registry: CallRegistry, signal: Signal, seen: int, keepalive_s: float) -> None:
+async def _follow(
+    response: web.StreamResponse, registry: CallRegistry, signal: Signal, seen: int, keepalive_s: float, check: KeyConfig | None
+) -> None:
     """Write the call's events after ``seen`` from the database as they commit,
-    until ``call.ended``; a keep-alive comment (and a fresh read) when idle."""
+    until ``call.ended``; a keep-alive comment (and a fresh read) when idle. ``check``:
+    a key limited by ``calls_of`` that may see the call only if it is one of its own."""
     while True:
         signal.event.clear()
-        for event in await registry.events_after(signal.key, seen):
+        events = await registry.events_after(signal.key, seen)
+        if events and check is not None:
+            call = await registry.find(signal.key, exact=True)
+            if call is None or not visible(check, call.owner):
+                await response.write_eof()
+                return
+            check = None
+        for event in events:
             seen = event["seq"]
             await response.write(encode_event(json.dumps(event, ensure_ascii=False), event=event["type"], id=str(seen)))
             if event["type"] == "call.ended":
@@ -83,15 +102,16 @@ async def _follow(response: web.StreamResponse, registry: CallRegistry, signal: 
             await response.write(b": keep-alive\n\n")
 
 
-async def _call(s: Services, call_id: str) -> Call:
+async def _call(request: web.Request, call_id: str) -> Call:
     """The call, or :class:`~proxy.errors.NotFound` (404): a call that never had a
-    turn does not exist, whatever its id."""
-    call = await s.registry.find(call_id)
-    if call is None:
+    turn does not exist, whatever its id, and neither does one the key may not see."""
+    call = await request.app[SERVICES].registry.find(call_id)
+    if call is None or not visible(key_of(request), call.owner):
         raise NotFound(f"no call {call_id!r}", code="call_not_found")
     return call
 
 
+@requires("calls:write")
 async def end_call(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
     payload = await read_json_object(request, s.config.server.max_body_bytes, empty={})
@@ -101,22 +121,24 @@ async def end_call(request: web.Request) -> web.Response:
         raise RequestError("'reason' must be a non-empty string", param="reason")
     if not isinstance(state, dict):
         raise RequestError("'state' must be an object", param="state")
-    call = await _call(s, request.match_info["call_id"])
+    call = await _call(request, request.match_info["call_id"])
     ended = await s.registry.end(call, reason, "call_layer", state)
     end_reason, end_source = (reason, "call_layer") if ended else await s.store.read(ops.end_of, call.id)
     return _json({"call_id": call.id, "already_ended": not ended, "end_reason": end_reason, "end_source": end_source})
 
 
+@requires("calls:write")
 async def patch_state(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
     patch = await read_json_object(request, s.config.server.max_body_bytes)
-    call = await _call(s, request.match_info["call_id"])
+    call = await _call(request, request.match_info["call_id"])
     state = None if call.ended else await s.registry.patch_state(call, patch)
     if state is None:
         return _error(f"call {call.id!r} has ended; its state is final", "call_ended", 409)
     return _json({"call_id": call.id, "state": state})
 
 
+@requires("calls:read")
 async def get_call(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
     call_id = request.match_info["call_id"]
@@ -128,6 +150,6 @@ async def get_call(request: web.Request) -> web.Response:
         record = await s.registry.record(key, exact=True)
     else:
         record = await s.registry.record(call_id)
-    if record is None:
+    if record is None or not visible(key_of(request), record.get("owner")):
         return _error(f"no call {call_id!r}", "call_not_found", 404)
     return _json(record)

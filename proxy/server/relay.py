@@ -43,6 +43,7 @@ from ..errors import (
     openai_error_body,
 )
 from ..prompts import inject_prompt, inject_tools, instructions
+from .auth import key_of, requires
 from .bodies import json_object, read_body
 from .services import SERVICES, Services
 
@@ -68,10 +69,12 @@ class _ClientGone(Exception):
     """The agent runtime closed the connection while we were writing to it."""
 
 
-def upstream_headers(headers: Any, api_key: str) -> CIMultiDict[str]:
+def upstream_headers(headers: Any, api_key: str, *, keep_auth: bool = True) -> CIMultiDict[str]:
     """The runtime's headers minus hop-by-hop ones; ``api_key`` (when set) as the
-    ``Authorization``."""
-    out: CIMultiDict[str] = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in _HOP)
+    ``Authorization``. ``keep_auth`` false (callgate's own keys are in use): the
+    runtime's ``Authorization`` and ``api-key`` never go upstream."""
+    drop = _HOP if keep_auth else _HOP | {"authorization", "api-key"}
+    out: CIMultiDict[str] = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
     if api_key:
         out["Authorization"] = f"Bearer {api_key}"
     return out
@@ -205,6 +208,7 @@ def _upstream_body(s: Services, profile: Profile, raw: bytes, body: dict[str, An
     return json.dumps(upstream, ensure_ascii=False).encode()
 
 
+@requires("relay")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """``POST /v1/chat/completions`` (and ``/<profile>/v1/...``); see the module docstring."""
     s = request.app[SERVICES]
@@ -215,7 +219,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     raw = _upstream_body(s, profile, raw, body, upstream)
     stream = body.get("stream") is True
     started = time.perf_counter()
-    headers = upstream_headers(request.headers, s.config.upstream.api_key)
+    headers = upstream_headers(request.headers, s.config.upstream.api_key, keep_auth=not s.config.auth.keys)
     headers["Content-Type"] = "application/json"
     # The upstream request and the call's lookup run at once: the model's time to
     # first token hides the database's answer (a call's first turn reads it).
@@ -227,6 +231,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             user_text=last_user_text(body["messages"]),
             metadata=metadata,
             profile=profile.name,
+            owner=key.name if (key := key_of(request)) else None,
         )
     except BaseException:
         upstream.add_done_callback(_discard)
@@ -377,11 +382,12 @@ async def _stream(request: web.Request, resp: aiohttp.ClientResponse, reply: _Re
     return response
 
 
+@requires("relay")
 async def models(request: web.Request) -> web.Response:
     """``GET /v1/models`` (and ``/<profile>/v1/models``), relayed as the upstream answers it."""
     s = request.app[SERVICES]
     s.profile(request)  # 404 for an unknown profile
-    headers = upstream_headers(request.headers, s.config.upstream.api_key)
+    headers = upstream_headers(request.headers, s.config.upstream.api_key, keep_auth=not s.config.auth.keys)
     resp = await _open_upstream(s, "GET", "/models", headers=headers)
     async with resp:
         try:

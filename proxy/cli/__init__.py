@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--host", help="override server.host")
     p_serve.add_argument("--port", type=int, help="override server.port")
     p_serve.add_argument("--workers", type=int, help="override server.workers: processes on one port (needs storage.url)")
-    p_serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # one of --workers
+    p_serve.add_argument("--socket-fd", type=int, help=argparse.SUPPRESS)  # one of --workers: the parent's socket
     p_check = sub.add_parser("check", help="validate a config file and print each profile's settings")
     p_check.add_argument("--config", required=True)
     p_demo = sub.add_parser("demo", help="a self-contained call: scripted LLM, proxy, openai client")
@@ -109,14 +109,17 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     from ..server.workers import WorkersRefused, run_workers
     from ..storage import StoreLocked
 
-    if config.server.workers > 1 and not args.reuse_port:
+    if config.server.workers > 1 and args.socket_fd is None:
         try:
             return run_workers(config, args.config, config.server.workers)
         except WorkersRefused as e:
             print(f"callgate: {e}", file=sys.stderr)
             return 2
+        except OSError as e:
+            print(f"callgate: cannot listen on {config.server.host}:{config.server.port}: {e.strerror}", file=sys.stderr)
+            return 1
     try:
-        run_event_loop(serve(config, reuse_port=args.reuse_port))
+        run_event_loop(serve(config, socket_fd=args.socket_fd))
     except StoreLocked as e:
         print(f"callgate: {e}; one server per SQLite database (use PostgreSQL for more)", file=sys.stderr)
         return 1

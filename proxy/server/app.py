@@ -13,6 +13,7 @@ import contextlib
 import gc
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -182,21 +183,20 @@ def _dispatcher(registry: CallRegistry, pipeline: Pipeline, delivery: EventDeliv
 
 @contextlib.asynccontextmanager
 async def running(
-    config: Config, host: str | None = None, port: int | None = None, *, reuse_port: bool = False
+    config: Config, host: str | None = None, port: int | None = None, *, sock: socket.socket | None = None
 ) -> AsyncIterator[tuple[web.Application, str]]:
-    """Run callgate in this event loop; yields ``(app, base_url)`` (port 0 picks a free one)."""
+    """Run callgate in this event loop; yields ``(app, base_url)`` (port 0 picks a free
+    one; ``sock``: accept on this listening socket instead, as ``--workers`` do)."""
     app = build_app(config)
     # handler_cancellation: a runtime that hangs up cancels its upstream request.
     # shutdown_timeout: in-flight replies get a few seconds to finish on stop.
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5)
     await runner.setup()
-    site = web.TCPSite(
-        runner,
-        host or config.server.host,
-        config.server.port if port is None else port,
-        backlog=config.server.backlog,
-        reuse_port=reuse_port or None,
-    )
+    site: web.BaseSite
+    if sock is not None:
+        site = web.SockSite(runner, sock, backlog=config.server.backlog)
+    else:
+        site = web.TCPSite(runner, host or config.server.host, config.server.port if port is None else port, backlog=config.server.backlog)
     await site.start()
     h, p = runner.addresses[0][:2]
     try:
@@ -205,8 +205,8 @@ async def running(
         await runner.cleanup()
 
 
-async def serve(config: Config, *, reuse_port: bool = False) -> None:
-    """Run until SIGINT/SIGTERM (``reuse_port``: one of ``--workers``)."""
+async def serve(config: Config, *, socket_fd: int | None = None) -> None:
+    """Run until SIGINT/SIGTERM (``socket_fd``: one of ``--workers``, on the parent's socket)."""
     import signal
     import sys
 
@@ -219,9 +219,10 @@ async def serve(config: Config, *, reuse_port: bool = False) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    async with running(config, reuse_port=reuse_port) as (_, url):
+    sock = None if socket_fd is None else socket.socket(fileno=socket_fd)
+    async with running(config, sock=sock) as (_, url):
         log.info("callgate listening on %s, upstream %s", url, config.upstream.base_url)
-        if reuse_port:
+        if sock is not None:
             from .workers import tell_ready
 
             tell_ready()

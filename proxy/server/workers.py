@@ -1,6 +1,7 @@
 """``callgate serve --workers N``: N server processes on one port (``SO_REUSEPORT``).
 
-The kernel spreads new connections over the processes; they share the PostgreSQL
+The parent binds one listening socket per worker and hands it over (``--socket-fd``);
+the kernel spreads new connections over them. They share the PostgreSQL
 store (``storage.url``), which is what makes a call's turns, events, end and steps
 right whichever process serves them. SQLite serves one process, so N > 1 without
 ``storage.url`` is refused. The parent only supervises: it starts the workers,
@@ -31,10 +32,17 @@ class WorkersRefused(ValueError):
     """``--workers`` cannot be honoured with this config (the message says why)."""
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def _listen(host: str, port: int, backlog: int, n: int) -> list[socket.socket]:
+    """``n`` listening sockets on one port (``SO_REUSEPORT``: the kernel spreads new
+    connections over them by address hash), one per worker. Bound here, in order and
+    before any worker exists, so nothing races them for the port; the parent keeps
+    them, so a worker that is restarted takes over its socket and its queue."""
+    first = socket.create_server((host, port), backlog=backlog, reuse_port=True)
+    port = first.getsockname()[1]
+    socks = [first] + [socket.create_server((host, port), backlog=backlog, reuse_port=True) for _ in range(n - 1)]
+    for sock in socks:
+        sock.set_inheritable(True)
+    return socks
 
 
 def _wait_ready(fd: int, n: int, timeout: float) -> None:
@@ -66,17 +74,19 @@ def run_workers(config: Config, config_path: str | None, n: int) -> int:
             "SQLite (storage.path) serves one process: two would each run every end-function step."
         )
     host = config.server.host
-    port = config.server.port or _free_port(host)
-    cmd = [sys.executable, "-m", "proxy.cli", "serve", "--host", host, "--port", str(port), "--reuse-port"]
-    if config_path:
-        cmd += ["--config", config_path]
+    socks = _listen(host, config.server.port, config.server.backlog, n)
+    port = socks[0].getsockname()[1]
     ready_r, ready_w = os.pipe()  # each worker writes a byte once it listens
     env = {**os.environ, "CALLGATE_READY_FD": str(ready_w)}
 
-    def spawn() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(cmd, pass_fds=(ready_w,), env=env)
+    def spawn(i: int) -> subprocess.Popen[bytes]:
+        fd = socks[i].fileno()
+        cmd = [sys.executable, "-m", "proxy.cli", "serve", "--host", host, "--port", str(port), "--socket-fd", str(fd)]
+        if config_path:
+            cmd += ["--config", config_path]
+        return subprocess.Popen(cmd, pass_fds=(ready_w, fd), env=env)
 
-    procs = [spawn() for _ in range(n)]
+    procs = [spawn(i) for i in range(n)]
     stop = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -91,10 +101,12 @@ def run_workers(config: Config, config_path: str | None, n: int) -> int:
         for i, p in enumerate(procs):
             if p.poll() is not None and not stop:
                 log.error("worker pid=%d exited with %s; starting another", p.pid, p.returncode)
-                procs[i] = spawn()
+                procs[i] = spawn(i)
         time.sleep(0.2)
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
     codes = [p.wait() for p in procs]
+    for sock in socks:
+        sock.close()
     return 0 if all(c == 0 for c in codes) else 1

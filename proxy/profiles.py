@@ -225,6 +225,7 @@ def _build(config: Config, name: str, p: ProfileConfig) -> Profile:
         max_command_chars=cc.max_command_chars,
         transfer_allow=tuple(cc.transfer_allow),
         max_recorded_chars=config.storage.max_turn_chars,
+        spoken_rejections=config.limits.spoken_rejections_per_reply,
     )
     top = _pairs(config.call_id)
     return Profile(

@@ -79,11 +79,13 @@ class TransferEvent(_Event):
 
 
 class CommandRejectedEvent(_Event):
-    """A control command that was not carried out; ``spoken`` is what was said instead."""
+    """A control command that was not carried out; ``spoken`` is what was said instead.
+    ``count`` > 1: that many commands of one reply, rejected past the first few."""
 
     type: Literal["command.rejected"] = "command.rejected"
     function: str | None = None
     reason: str
+    count: int = 1
     spoken: str = ""
     attrs: dict[str, str] = Field(default_factory=dict)
     raw: str = ""

@@ -53,6 +53,8 @@ class Turn:
     stream: bool
     user_text: str = ""
     commands: list[dict[str, Any]] = field(default_factory=list)
+    rejected: int = 0  # commands rejected in this reply
+    uncounted: int = 0  # of those, the ones past limits.rejected_events_per_reply (one event says how many)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +80,7 @@ class Call:
 
     __slots__ = (
         "id", "call_id", "generation", "anonymous", "owner", "profile", "started_at", "hung_up", "hangup_source",
-        "active_requests", "last_activity", "ended", "last_write", "stored",
+        "active_requests", "last_activity", "ended", "last_write", "stored", "turns", "events",
     )
 
     def __init__(self, call_id: str, *, anonymous: bool = False, generation: int = 1, owner: str | None = None, profile: str | None = None) -> None:
@@ -96,6 +98,8 @@ class Call:
         self.ended = False
         self.last_write: asyncio.Future[Any] | None = None
         self.stored = False  # its row was written (or read): begin_turn need not make it
+        self.turns = 0  # turns and control events so far (limits:)
+        self.events = 0
 
     @classmethod
     def from_row(cls, row: CallRow) -> Call:
@@ -106,6 +110,7 @@ class Call:
         call.hangup_source = row.hangup_source
         call.ended = row.ended
         call.stored = True
+        call.turns, call.events = row.turns, row.events
         return call
 
     def row(self) -> dict[str, Any]:

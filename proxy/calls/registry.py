@@ -41,10 +41,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
+from ..config import LimitsConfig
 from ..core.analyzer import HangupPolicy
 from ..core.commands import AnyCommand, Command
-from ..core.ids import new_id
-from ..errors import Forbidden
+from ..core.ids import new_id, secret_id
+from ..errors import Forbidden, TooManyTurns
 from ..storage import Store, ops
 from .events import (
     CallEndedEvent,
@@ -118,6 +119,7 @@ class CallRegistry:
         after_hangup_s: float = 0.0,
         sweep_s: float = 5.0,
         cache_calls: int = 10_000,
+        limits: LimitsConfig | None = None,
         steps: Iterable[tuple[str, str, list[str]]] = (),
         deliver: bool = False,
         on_events: Callable[[list[dict[str, Any]]], None] | None = None,
@@ -129,6 +131,7 @@ class CallRegistry:
         self.after_hangup_s = after_hangup_s
         self.sweep_s = sweep_s
         self.cache_calls = cache_calls
+        self.limits = limits or LimitsConfig()
         self.steps = list(steps)
         self.deliver = deliver
         self.on_events = on_events
@@ -250,7 +253,7 @@ class CallRegistry:
         Waits while the database has too many writes queued (backpressure)."""
         await self.store.room()
         if call_id is None:
-            call = self._remember(Call(new_id("req_"), anonymous=True, owner=owner, profile=profile))
+            call = self._remember(Call(secret_id("req_"), anonymous=True, owner=owner, profile=profile))
         else:
             found = await self._current(call_id)
             if found is not None and found.owner != owner and (found.owner or owner):
@@ -261,7 +264,11 @@ class CallRegistry:
                 call = self._remember(Call(found.call_id, generation=found.generation + 1, owner=owner, profile=profile))
             else:
                 call = found
+        if call.turns >= self.limits.max_turns_per_call:
+            await self.end(call, EndReason.LIMITS_EXCEEDED, "limits")
+            raise TooManyTurns(f"call {call.id!r} had {call.turns} turns, the most limits.max_turns_per_call allows; it has ended")
         self._cancel_end(call)  # a request inside the hangup window is a turn of the call
+        call.turns += 1
         turn = Turn(request_id=new_id("req_"), started_at=time.time(), stream=stream, user_text=user_text)
         call.active_requests += 1
         self._touch(call)
@@ -276,9 +283,19 @@ class CallRegistry:
 
     def add_commands(self, call: Call, turn: Turn, cmds: list[AnyCommand], reply_text: str) -> list[ControlEvent]:
         """The reply's commands (judged by the inspector and the hangup policy)
-        become control events, stored and numbered by the database."""
-        events = [event_for_command(cmd, call.id, reply_text) for cmd in cmds]
-        for cmd, event in zip(cmds, events):
+        become control events, stored and numbered by the database. Rejected ones past
+        ``rejected_events_per_reply`` are only counted (one event says how many, when
+        the reply ends)."""
+        kept = []
+        for cmd in cmds:
+            if not isinstance(cmd, Command):
+                turn.rejected += 1
+                if turn.rejected > self.limits.rejected_events_per_reply:
+                    turn.uncounted += 1
+                    continue
+            kept.append(cmd)
+        events = [event_for_command(cmd, call.id, reply_text) for cmd in kept]
+        for cmd, event in zip(kept, events):
             accepted = isinstance(cmd, Command)
             if isinstance(event, HangupEvent):
                 call.hangup_source = event.source
@@ -287,16 +304,22 @@ class CallRegistry:
                     "function": cmd.function,
                     "source": cmd.source,
                     "args": dict(cmd.args),
-                    "raw": cmd.raw,
+                    "raw": cmd.raw[:2000],
                     "accepted": accepted,
                     "reason": None if accepted else cmd.reason,
                     "event_id": event.id,
                 }
             )
             log.info("control event call_id=%s type=%s source=%s", call.id, event.type, event.source)
+        self._store_events(call, events)
+        return events
+
+    def _store_events(self, call: Call, events: list[ControlEvent]) -> None:
+        if not events:
+            return
+        call.events += len(events)
         stored = [(e.model_dump(mode="json"), _rejected(e)) for e in events]
         self._publish_after(call.id, self._write(call, ops.add_events, call.id, stored, self.deliver, time.time()))
-        return events
 
     def finish_turn(self, call: Call, turn: Turn, outcome: TurnOutcome) -> None:
         """The reply is over: record how it went; end the call after a hangup (once
@@ -312,10 +335,15 @@ class CallRegistry:
             "ttft_ms": outcome.ttft_ms,
             "duration_ms": outcome.duration_ms,
         }
+        if turn.uncounted:
+            reason = f"{turn.uncounted} more commands rejected in this reply"
+            self._store_events(call, [CommandRejectedEvent(call_id=call.id, source="response_finished", reason=reason, count=turn.uncounted)])
         self._post(call, ops.finish_turn, call.id, turn.request_id, row, _recorded_tool_calls(turn, outcome), time.time())
         call.active_requests -= 1
         self._touch(call)
-        if call.anonymous:
+        if call.events > self.limits.max_events_per_call:
+            self.spawn(self.end(call, EndReason.LIMITS_EXCEEDED, "limits"))
+        elif call.anonymous:
             self.spawn(self.end(call, EndReason.RESPONSE_FINISHED, "response_finished"))
         elif call.hangup_source is not None and not call.active_requests:
             self._after_hangup(call)

@@ -105,6 +105,12 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     if args.workers is not None:
         config.server.workers = args.workers
     logs.setup(config.log_level, config.log_mask.fields, config.log_mask.phone_numbers)
+    from ..server.auth import check_exposure
+
+    refusal = check_exposure(config.server.host, config.auth)
+    if refusal is not None:
+        print(f"callgate: {refusal}", file=sys.stderr)
+        return 2
     from ..server.app import serve
     from ..server.workers import WorkersRefused, run_workers
     from ..storage import StoreLocked

@@ -13,8 +13,10 @@ its end. It answers with findings and never touches JSON:
   choice finishes).
 
 Rules the analysis applies in every output mode: a command after a hangup in the
-same reply is rejected; a hangup asks the :class:`HangupPolicy` (the call domain's
-"one hangup per call") and is rejected when it refuses.
+same reply is rejected, and so is a second transfer; a hangup asks the
+:class:`HangupPolicy` (the call domain's "one hangup per call") and is rejected when
+it refuses; of the rejected commands only the first ``spoken_rejections`` have their
+``err_msg`` spoken.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .capped import CappedText
-from .commands import HANGUP, AnyCommand, Command, RejectedCommand, reject, validate
+from .commands import (
+    HANGUP,
+    TRANSFER,
+    AnyCommand,
+    Command,
+    RejectedCommand,
+    reject,
+    validate,
+)
 from .function_map import FunctionMap
 from .parser import CommandParser, ParsedTag, ParserEvent, UnterminatedTag
 from .tool_calls import ToolCallAssembler
@@ -36,11 +46,13 @@ __all__ = [
     "Found",
     "HangupPolicy",
     "NoCallPolicy",
+    "SECOND_TRANSFER",
     "Silenced",
     "ToolEntry",
 ]
 
 AFTER_HANGUP = "command after a hangup in the same reply"
+SECOND_TRANSFER = "a second transfer in the same reply"
 UNTERMINATED = "command not closed before the reply ended"
 
 
@@ -54,9 +66,11 @@ class Silenced:
 
 @dataclass(frozen=True, slots=True)
 class Found:
-    """A control command the model wrote, valid or rejected."""
+    """A control command the model wrote, valid or rejected. ``spoken``: a rejected
+    command's ``err_msg`` is spoken (only the first few of a reply are)."""
 
     command: AnyCommand
+    spoken: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +109,10 @@ class ChoiceAnalyzer:
     held back as a possible command; ``transfer_allow``: callee patterns.
     """
 
-    __slots__ = ("index", "parser", "tools", "hung_up", "finished", "raw", "_fmap", "_by_tag", "_allow", "_policy")
+    __slots__ = (
+        "index", "parser", "tools", "hung_up", "transferred", "rejections", "finished", "raw", "_fmap", "_by_tag",
+        "_allow", "_policy", "_spoken_rejections",
+    )
 
     def __init__(
         self,
@@ -107,12 +124,16 @@ class ChoiceAnalyzer:
         max_command_chars: int = 1024,
         transfer_allow: tuple[str, ...] = (),
         max_recorded_chars: int = 1 << 30,
+        spoken_rejections: int = 1,
     ) -> None:
         self.index = index
         self.parser = CommandParser(tags.values(), max_command_chars)
         self.tools = ToolCallAssembler()
         self.hung_up = False
+        self.transferred = False
+        self.rejections = 0
         self.finished = False
+        self._spoken_rejections = spoken_rejections
         self.raw = CappedText(max_recorded_chars)  # the content as received, for the record
         self._fmap = fmap
         self._by_tag = {tag: function for function, tag in tags.items()}
@@ -141,7 +162,7 @@ class ChoiceAnalyzer:
         for call in self.tools.calls():
             cmd = self._fmap.command(call, self._allow)
             if cmd is not None:
-                found.append(Found(self._decide(cmd)))
+                found.append(self._found(self._decide(cmd)))
         return found
 
     def tool_calls(self) -> list[dict[str, Any]]:
@@ -151,7 +172,13 @@ class ChoiceAnalyzer:
     def _finding(self, item: ParserEvent) -> Finding:
         if isinstance(item, str):
             return Silenced(item) if self.hung_up else item
-        return Found(self._decide(self._command(item)))
+        return self._found(self._decide(self._command(item)))
+
+    def _found(self, cmd: AnyCommand) -> Found:
+        if isinstance(cmd, Command):
+            return Found(cmd)
+        self.rejections += 1
+        return Found(cmd, spoken=self.rejections <= self._spoken_rejections)
 
     def _command(self, item: ParsedTag | UnterminatedTag) -> AnyCommand:
         function = self._by_tag.get(item.tag)
@@ -163,6 +190,10 @@ class ChoiceAnalyzer:
         """The reply's and the call's rules on top of the command's own validity."""
         if self.hung_up:
             return reject(cmd, AFTER_HANGUP)
+        if isinstance(cmd, Command) and cmd.function == TRANSFER:
+            if self.transferred:
+                return reject(cmd, SECOND_TRANSFER)
+            self.transferred = True
         if isinstance(cmd, Command) and cmd.function == HANGUP:
             self.hung_up = True  # even a refused one: nothing is spoken after it
             refusal = self._policy.refuse_hangup(self.index == 0)

@@ -19,6 +19,7 @@ chunk).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -35,6 +36,7 @@ __all__ = [
     "Command",
     "RejectedCommand",
     "callee_allowed",
+    "callee_shape_ok",
     "new_tool_call_id",
     "normalize_args",
     "ordered_args",
@@ -112,6 +114,16 @@ def normalize_args(args: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+# A callee is a phone number (E.164 digits, an optional +, and * and # for
+# extensions) or a sip:/sips:/tel: URI: never text a call layer could run or inject.
+_CALLEE = re.compile(r"^(?:\+?[0-9*#]{1,32}|(?:sips?|tel):[A-Za-z0-9+*#@._;=%:-]{1,200})$")
+
+
+def callee_shape_ok(callee: str) -> bool:
+    """Whether ``callee`` is a phone number or a ``sip:``/``tel:`` URI."""
+    return bool(_CALLEE.match(callee))
+
+
 def callee_allowed(callee: str, patterns: Sequence[str]) -> bool:
     """``True`` when ``patterns`` is empty or ``callee`` matches one of them
     (exact number or shell-style pattern such as ``+86571*``)."""
@@ -129,13 +141,17 @@ def validate(
 ) -> AnyCommand:
     """Build the command, or reject it with a reason.
 
-    A hangup needs nothing. A transfer needs a non-empty ``callee`` that the
-    allow-list admits.
+    A hangup needs nothing. A transfer needs a ``callee`` that is a phone number or
+    a ``sip:``/``tel:`` URI, and that the allow-list admits.
     """
     if function == TRANSFER:
         callee = args.get("callee", "").strip()
         if not callee:
             return RejectedCommand(function, args, source, raw, "transfer without callee", tool_call_id)
+        if not callee_shape_ok(callee):
+            return RejectedCommand(
+                function, args, source, raw, "callee is not a phone number (E.164: +, digits, * #) or a sip:/tel: URI", tool_call_id
+            )
         if not callee_allowed(callee, transfer_allow):
             return RejectedCommand(
                 function, args, source, raw, f"callee {callee!r} is not in commands.transfer_allow", tool_call_id

@@ -49,6 +49,7 @@ class InspectorSettings:
     max_command_chars: int = 1024
     transfer_allow: tuple[str, ...] = ()
     max_recorded_chars: int = 1 << 30  # raw_text/spoken_text keep this much (chars); the stream is never cut
+    spoken_rejections: int = 1  # the err_msg of at most this many rejected commands per reply is spoken
 
     @property
     def tags(self) -> dict[str, str]:
@@ -251,6 +252,7 @@ class ReplyInspector:
                 max_command_chars=s.max_command_chars,
                 transfer_allow=s.transfer_allow,
                 max_recorded_chars=s.max_recorded_chars,
+                spoken_rejections=s.spoken_rejections,
             )
             out = ChoiceOutput(message=self._message, spoken=CappedText(s.max_recorded_chars))
             st = self._choices[index] = _Choice(analyzer, out)

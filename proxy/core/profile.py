@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .call_id import resolve_call_id
+from .call_id import resolve_call_id, resolve_call_id_from
 from .inspector import InspectorSettings
 
 __all__ = ["NORMALIZED_METADATA", "Profile", "Source"]
@@ -48,7 +48,8 @@ class Profile:
     metadata: Mapping[str, tuple[Source, ...]] = field(default_factory=dict, hash=False)
 
     def call_id_of(self, headers: Mapping[str, str], body: Any) -> str | None:
-        """The call id the request names, or ``None``."""
+        """The call id the request names, or ``None``; raises
+        :class:`~proxy.core.call_id.InvalidCallId` for one callgate will not take."""
         return resolve_call_id(headers, body, self.call_id)
 
     def split(self, body: dict[str, Any], headers: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -66,9 +67,9 @@ class Profile:
         for name in self.json_fields:
             meta[name] = _parsed(meta.get(name))
         for key, sources in self.metadata.items():
-            value = resolve_call_id(headers, body, sources)
-            if value is not None:
-                meta[key] = value
+            found = resolve_call_id_from(headers, body, sources)
+            if found is not None:
+                meta[key] = found[0]
         upstream = {k: v for k, v in body.items() if k not in self.drop_fields} if dropped else body
         return upstream, {k: v for k, v in meta.items() if v is not None}
 

@@ -89,7 +89,8 @@ class Renderer:
             elif isinstance(f, Found):
                 cmd = f.command
                 if not isinstance(cmd, Command):
-                    parts.append(cmd.closing)  # a rejected command: its err_msg, if any
+                    if f.spoken:
+                        parts.append(cmd.closing)  # a rejected command: its err_msg, if any
                     continue
                 text, tool = self.command(cmd, out)
                 parts.append(text)

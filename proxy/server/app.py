@@ -117,6 +117,7 @@ async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None
         after_hangup_s=ef.after_hangup_s,
         sweep_s=ef.sweep_s,
         cache_calls=config.storage.cache_calls,
+        limits=config.limits,
         steps=[(s.name, s.kind, list(s.after)) for s in ef.steps],
         deliver=bool(config.control.webhook.url),
     )

@@ -32,7 +32,7 @@ log = logging.getLogger("callgate.auth")
 
 H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
 
-KEY = "callgate_key"  # request[KEY]: the KeyConfig of the request, or None (no auth)
+KEY = web.RequestKey("callgate_key", object)  # request[KEY]: the KeyConfig of the request, or None (no auth)
 
 
 def requires(scope: str) -> Callable[[H], H]:
@@ -95,7 +95,8 @@ def authenticate(keys: Keys) -> Callable[..., Awaitable[web.StreamResponse]]:
 
 def key_of(request: web.Request) -> KeyConfig | None:
     """The request's key (``None`` when callgate runs without keys)."""
-    return request.get(KEY)
+    found = request.get(KEY)
+    return found if isinstance(found, KeyConfig) else None
 
 
 def visible(key: KeyConfig | None, owner: str | None) -> bool:

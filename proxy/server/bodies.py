@@ -1,6 +1,7 @@
-"""Request bodies: read with a size limit, parsed as JSON objects.
+"""What a request brings, checked: bodies read with a size limit, parsed as JSON
+objects no deeper than ``server.max_json_depth``; call ids.
 
-Errors are :class:`~proxy.errors.RequestError` (400) and
+Errors are :class:`~proxy.errors.RequestError` (400, ``param`` naming where) and
 :class:`~proxy.errors.BodyTooLarge` (413), rendered in OpenAI's error shape by the
 app's middleware.
 """
@@ -8,13 +9,15 @@ app's middleware.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from ..core.call_id import InvalidCallId
 from ..errors import BodyTooLarge, RequestError
 
-__all__ = ["json_object", "read_body", "read_json_object"]
+__all__ = ["checked", "json_object", "read_body", "read_json_object"]
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -31,21 +34,53 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def json_object(raw: bytes) -> dict[str, Any]:
-    """A request body that must be a JSON object (:class:`RequestError`, 400, otherwise)."""
+def json_object(raw: bytes, max_depth: int = 64) -> dict[str, Any]:
+    """A request body that must be a JSON object nested at most ``max_depth`` deep
+    (:class:`RequestError`, 400, otherwise, naming the path that goes too deep)."""
     try:
         body = json.loads(raw)
+    except RecursionError:
+        raise RequestError(f"request body is nested deeper than {max_depth}", code="json_too_deep") from None
     except ValueError as e:
         raise RequestError(f"request body is not valid JSON: {e}") from None
     if not isinstance(body, dict):
         raise RequestError("request body must be a JSON object")
+    too_deep = _too_deep(body, max_depth)
+    if too_deep is not None:
+        raise RequestError(f"request body is nested deeper than {max_depth} at {too_deep}", param=too_deep, code="json_too_deep")
     return body
 
 
-async def read_json_object(request: web.Request, limit: int, *, empty: dict[str, Any] | None = None) -> dict[str, Any]:
+def _too_deep(value: Any, max_depth: int) -> str | None:
+    """The path of the first value deeper than ``max_depth``, or ``None`` (iterative:
+    no recursion however deep the value)."""
+    stack: list[tuple[Any, int, str]] = [(value, 1, "")]
+    while stack:
+        item, depth, path = stack.pop()
+        if depth > max_depth:
+            return path or "$"
+        if isinstance(item, dict):
+            stack += [(v, depth + 1, f"{path}.{k}" if path else str(k)) for k, v in item.items() if isinstance(v, (dict, list))]
+        elif isinstance(item, list):
+            stack += [(v, depth + 1, f"{path}[{i}]") for i, v in enumerate(item) if isinstance(v, (dict, list))]
+    return None
+
+
+def checked(resolve: Callable[[], str | None]) -> str | None:
+    """A call id from ``resolve()``, or :class:`RequestError` (400) naming its source
+    when callgate will not take it (:func:`~proxy.core.call_id.check_call_id`)."""
+    try:
+        return resolve()
+    except InvalidCallId as e:
+        raise RequestError(str(e), param=e.source, code="invalid_call_id") from None
+
+
+async def read_json_object(
+    request: web.Request, limit: int, max_depth: int = 64, *, empty: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """:func:`read_body` then :func:`json_object`; an empty body gives ``empty``
     when it is given (an error otherwise)."""
     raw = await read_body(request, limit)
     if empty is not None and not raw.strip():
         return empty
-    return json_object(raw)
+    return json_object(raw, max_depth)

@@ -33,11 +33,12 @@ from aiohttp import web
 from ..calls.model import Call, EndReason
 from ..calls.registry import CallRegistry, Signal
 from ..config import KeyConfig
+from ..core.call_id import check_call_id
 from ..core.sse import encode_event
 from ..errors import NotFound, RequestError, openai_error_body
 from ..storage import ops
 from .auth import key_of, requires, visible
-from .bodies import read_json_object
+from .bodies import checked, read_json_object
 from .services import SERVICES
 
 __all__ = ["call_events", "end_call", "get_call", "patch_state"]
@@ -56,7 +57,7 @@ async def call_events(request: web.Request) -> web.StreamResponse:
     s = request.app[SERVICES]
     last_id = request.headers.get("Last-Event-ID", "").strip()
     seen = int(last_id) if last_id.isdigit() else 0
-    call_id = request.match_info["call_id"]
+    call_id = _path_id(request)
     key = key_of(request)
     call = await s.registry.find(call_id)
     if call is not None and not visible(key, call.owner):
@@ -102,6 +103,11 @@ async def _follow(
             await response.write(b": keep-alive\n\n")
 
 
+def _path_id(request: web.Request) -> str:
+    """The call id in the path, checked (400 when callgate would not take it)."""
+    return checked(lambda: check_call_id(request.match_info["call_id"], "path")) or ""
+
+
 async def _call(request: web.Request, call_id: str) -> Call:
     """The call, or :class:`~proxy.errors.NotFound` (404): a call that never had a
     turn does not exist, whatever its id, and neither does one the key may not see."""
@@ -114,14 +120,15 @@ async def _call(request: web.Request, call_id: str) -> Call:
 @requires("calls:write")
 async def end_call(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
-    payload = await read_json_object(request, s.config.server.max_body_bytes, empty={})
+    srv = s.config.server
+    payload = await read_json_object(request, srv.max_state_bytes, srv.max_json_depth, empty={})
     reason = payload.get("reason", EndReason.CALL_LAYER)
     state = payload.get("state") or {}
     if not isinstance(reason, str) or not reason:
         raise RequestError("'reason' must be a non-empty string", param="reason")
     if not isinstance(state, dict):
         raise RequestError("'state' must be an object", param="state")
-    call = await _call(request, request.match_info["call_id"])
+    call = await _call(request, _path_id(request))
     ended = await s.registry.end(call, reason, "call_layer", state)
     end_reason, end_source = (reason, "call_layer") if ended else await s.store.read(ops.end_of, call.id)
     return _json({"call_id": call.id, "already_ended": not ended, "end_reason": end_reason, "end_source": end_source})
@@ -130,8 +137,8 @@ async def end_call(request: web.Request) -> web.Response:
 @requires("calls:write")
 async def patch_state(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
-    patch = await read_json_object(request, s.config.server.max_body_bytes)
-    call = await _call(request, request.match_info["call_id"])
+    patch = await read_json_object(request, s.config.server.max_state_bytes, s.config.server.max_json_depth)
+    call = await _call(request, _path_id(request))
     state = None if call.ended else await s.registry.patch_state(call, patch)
     if state is None:
         return _error(f"call {call.id!r} has ended; its state is final", "call_ended", 409)
@@ -141,7 +148,7 @@ async def patch_state(request: web.Request) -> web.Response:
 @requires("calls:read")
 async def get_call(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
-    call_id = request.match_info["call_id"]
+    call_id = _path_id(request)
     generation = request.query.get("generation", "")
     if generation and (not generation.isdigit() or int(generation) < 1):
         raise RequestError("'generation' must be a positive integer", param="generation")

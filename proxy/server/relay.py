@@ -44,7 +44,7 @@ from ..errors import (
 )
 from ..prompts import inject_prompt, inject_tools, instructions
 from .auth import key_of, requires
-from .bodies import json_object, read_body
+from .bodies import checked, json_object, read_body
 from .services import SERVICES, Services
 
 __all__ = ["chat_completions", "downstream_headers", "last_user_text", "models", "parse_request", "upstream_headers"]
@@ -127,9 +127,9 @@ def last_user_text(messages: list[Any]) -> str:
     return ""
 
 
-def parse_request(raw: bytes) -> dict[str, Any]:
+def parse_request(raw: bytes, max_depth: int = 64) -> dict[str, Any]:
     """The JSON body, checked for what a chat completion needs (400 otherwise)."""
-    body = json_object(raw)
+    body = json_object(raw, max_depth)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise RequestError("'messages' is required and must be a non-empty array", param="messages")
@@ -214,10 +214,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     s = request.app[SERVICES]
     profile = s.profile(request)
     raw = await read_body(request, s.config.server.max_body_bytes)
-    body = parse_request(raw)
+    body = parse_request(raw, s.config.server.max_json_depth)
     upstream, metadata = profile.split(body, request.headers)
     raw = _upstream_body(s, profile, raw, body, upstream)
     stream = body.get("stream") is True
+    call_id = checked(lambda: profile.call_id_of(request.headers, body))
     started = time.perf_counter()
     headers = upstream_headers(request.headers, s.config.upstream.api_key, keep_auth=not s.config.auth.keys)
     headers["Content-Type"] = "application/json"
@@ -226,7 +227,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     upstream = asyncio.ensure_future(_open_upstream(s, "POST", "/chat/completions", data=raw, headers=headers))
     try:
         call, turn = await s.registry.begin_turn(
-            profile.call_id_of(request.headers, body),
+            call_id,
             stream=stream,
             user_text=last_user_text(body["messages"]),
             metadata=metadata,

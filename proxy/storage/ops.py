@@ -64,11 +64,11 @@ __all__ = [
     "retry_jobs",
 ]
 
-_CALL_ROW = "id, call_id, generation, status, anonymous, owner, hangup_source, last_activity"
+_CALL_ROW = "id, call_id, generation, status, anonymous, owner, hangup_source, last_activity, turns, last_seq"
 
 
 def _call_row(row: Sequence[Any]) -> CallRow:
-    return CallRow(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7])
+    return CallRow(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7], row[8], row[9])
 
 
 # -- instances and recovery -------------------------------------------------------------

@@ -76,6 +76,8 @@ class CallRow:
     owner: str | None
     hangup_source: str | None
     last_activity: float
+    turns: int = 0
+    events: int = 0
 
     @property
     def ended(self) -> bool:

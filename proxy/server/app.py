@@ -3,7 +3,8 @@
 Routes: ``POST /v1/chat/completions``, ``GET /v1/models`` (and the same under
 ``/<profile>/``, see :mod:`proxy.profiles`), ``GET /healthz``,
 ``GET /v1/calls/{call_id}``, ``GET /v1/calls/{call_id}/events``,
-``POST /v1/calls/{call_id}/end``, ``PATCH /v1/calls/{call_id}/state``.
+``POST /v1/calls/{call_id}/end``, ``PATCH /v1/calls/{call_id}/state``,
+``GET /openapi.json`` (:mod:`.openapi`), and the operations routes of :mod:`.admin`.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from ..endfn.pipeline import Pipeline
 from ..errors import CallgateError, UpstreamStatus, openai_error_body
 from ..profiles import resolve_profiles
 from ..storage import open_store
-from . import call_api, relay
+from . import admin, call_api, relay
 from .auth import Keys, authenticate
 from .delivery import EventDelivery
+from .openapi import openapi
 from .services import SERVICES, Services
 
 __all__ = ["build_app", "running", "serve"]
@@ -97,6 +99,8 @@ def build_app(config: Config) -> web.Application:
     app.router.add_get("/v1/calls/{call_id}/events", call_api.call_events)
     app.router.add_post("/v1/calls/{call_id}/end", call_api.end_call)
     app.router.add_patch("/v1/calls/{call_id}/state", call_api.patch_state)
+    app.router.add_get("/openapi.json", openapi)
+    admin.add_routes(app)
     app.cleanup_ctx.append(lambda app: _lifecycle(app, config))
     return app
 

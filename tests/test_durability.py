@@ -241,3 +241,16 @@ def test_a_database_of_the_first_layout_is_moved_forward(tmp_path: Path) -> None
     assert got["transcript"] == [{"role": "user", "text": "hi"}, {"role": "assistant", "text": "Bye"}]
     assert [e["type"] for e in got["events"]] == ["hangup", "call.ended"]
     assert got["end_function"]["steps"][0]["status"] == "done" and got["control_deliveries"][0]["status"] == "done"
+
+
+async def test_the_sweep_deletes_calls_past_retention(stack: Any) -> None:
+    s = await stack([PLAIN], storage={"retention_days": 1 / 86400})  # one second
+    await post(s.url, "kept")
+    for _ in range(3):
+        await post(s.url, None)  # anonymous calls end with their reply
+    await s.registry.drain()
+    assert len(await s.store.read(ops.list_calls, status="ended")) == 3
+    ended_before = time.time() - 1
+    await s.store.write(lambda c: c.execute("UPDATE calls SET ended_at = ? WHERE status = 'ended'", (ended_before - 1,)))
+    await s.registry.sweep()
+    assert [(c["id"], c["status"]) for c in await s.store.read(ops.list_calls)] == [("kept", "active")]

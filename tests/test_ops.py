@@ -154,3 +154,24 @@ async def test_sandbox_live_sends_for_real(tmp_path: Path) -> None:
     assert report["live"] is True and report["steps"][0]["status"] == "done"
     assert recv.bodies == [{"id": "rec-1", "end_reason": "agent_hangup"}]
     assert recv.headers[0]["Idempotency-Key"] == "rec-1:crm"
+
+
+def test_calls_purge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path)
+    db = SqliteStore(tmp_path / "cg.db")
+    now = time.time()
+    for key in ("a", "b"):
+        row = {"id": key, "call_id": key, "generation": 1, "anonymous": False, "owner": None, "profile": None, "started_at": now}
+        db.run_sync(ops.begin_turn, row, {"request_id": f"r-{key}", "instance": "t", "started_at": now, "stream": True, "user_text": "hi"}, None, now)
+    ended = {"id": "e-a", "type": "call.ended", "call_id": "a", "source": "call_layer", "reason": "x"}
+    db.run_sync(ops.end_call, "a", ended, None, [], False, now - 3 * 86400)
+    db.close_sync()
+    assert main(["calls", "purge", "--config", str(cfg), "--before", "yesterday"]) == 2
+    assert "--before 'yesterday'" in capsys.readouterr().err
+    assert main(["calls", "purge", "--config", str(cfg), "--before", "4d"]) == 0
+    assert capsys.readouterr().out.startswith("0 ended call(s) deleted")
+    assert main(["calls", "purge", "--config", str(cfg), "--before", "2d"]) == 0
+    assert capsys.readouterr().out.startswith("1 ended call(s) deleted")
+    db = SqliteStore(tmp_path / "cg.db")
+    assert [c["id"] for c in db.run_sync(ops.list_calls)] == ["b"]
+    db.close_sync()

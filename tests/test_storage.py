@@ -154,3 +154,26 @@ async def test_listing_calls(store: Store) -> None:
         await store.write(ops.begin_turn, {**call(f"l{i}"), "started_at": NOW + i}, turn(f"r{i}"), None, NOW)
     assert [c["id"] for c in await store.read(ops.list_calls, limit=2)] == ["l2", "l1"]
     assert [c["id"] for c in await store.read(ops.list_calls, since=NOW + 1, status="active")] == ["l2", "l1"]
+
+
+async def test_retention_purges_ended_calls_with_everything_they_hold(store: Store) -> None:
+    steps = [("crm", "webhook", [])]
+    for key, ended_at in (("old", NOW - 100), ("old-busy", NOW - 100), ("new", NOW - 1), ("live", None)):
+        await store.write(ops.begin_turn, call(key), turn(f"r-{key}"), {"callerNumber": "+4915112345678"}, NOW)
+        await store.write(ops.add_events, key, [(event(f"h-{key}", "hangup"), None)], True, NOW)
+        if ended_at is not None:
+            ended = {"id": f"e-{key}", "type": "call.ended", "call_id": key, "source": "call_layer", "reason": "x"}
+            await store.write(ops.end_call, key, ended, None, steps, True, ended_at)
+    # every step and delivery is finished, except old-busy's step: it is still pending
+    await store.write(lambda c: c.execute("UPDATE jobs SET status = 'done' WHERE call_id <> 'old-busy'"))
+    await store.write(lambda c: c.execute("UPDATE deliveries SET status = 'done'"))
+
+    assert await store.write(ops.purge, NOW - 10) == 1
+    assert await store.read(ops.call_record, "old") is None
+    for table, column in (("turns", "call_key"), ("events", "call_key"), ("deliveries", "call_key"), ("jobs", "call_id")):
+        assert await store.read(lambda c: c.value(f"SELECT COUNT(*) FROM {table} WHERE {column} = 'old'")) == 0
+    assert sorted(c["id"] for c in await store.read(ops.list_calls)) == ["live", "new", "old-busy"]
+    assert await store.write(ops.purge, NOW - 10) == 0  # old-busy waits for its step
+    await store.write(lambda c: c.execute("UPDATE jobs SET status = 'failed'"))
+    assert await store.write(ops.purge, NOW) == 2  # old-busy and new; never an active call
+    assert [c["id"] for c in await store.read(ops.list_calls)] == ["live"]

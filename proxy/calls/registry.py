@@ -120,6 +120,7 @@ class CallRegistry:
         sweep_s: float = 5.0,
         cache_calls: int = 10_000,
         limits: LimitsConfig | None = None,
+        retention_s: float | None = None,
         steps: Iterable[tuple[str, str, list[str]]] = (),
         deliver: bool = False,
         on_events: Callable[[list[dict[str, Any]]], None] | None = None,
@@ -132,6 +133,7 @@ class CallRegistry:
         self.sweep_s = sweep_s
         self.cache_calls = cache_calls
         self.limits = limits or LimitsConfig()
+        self.retention_s = retention_s
         self.steps = list(steps)
         self.deliver = deliver
         self.on_events = on_events
@@ -401,8 +403,8 @@ class CallRegistry:
         await self.sweep()
 
     async def sweep(self) -> int:
-        """One round: heartbeat, recover, end due calls, trim memory. Returns how many
-        calls it ended."""
+        """One round: heartbeat, recover, end due calls, delete calls past
+        ``retention_s``, trim memory. Returns how many calls it ended."""
         now = time.time()
         await self.store.write(ops.heartbeat, self.instance, socket.gethostname(), os.getpid(), now)
         if self.store.shared:
@@ -414,6 +416,10 @@ class CallRegistry:
             if live is not None and (live.active_requests or key in self._end_timers):
                 continue  # this process is still on it
             ended += await self.end_key(key, reason, source)
+        if self.retention_s is not None:
+            purged = await self.store.write(ops.purge, now - self.retention_s)
+            if purged:
+                log.info("retention: deleted %d ended calls older than %.0f s", purged, self.retention_s)
         self._trim()
         return ended
 

@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     p_show = calls.add_parser("show", help="one call: transcript, events, end-function steps")
     p_show.add_argument("call_id")
     p_show.add_argument("--json", action="store_true", help="the record as JSON (input for end-function test)")
+    p_purge = calls.add_parser("purge", help="delete ended calls (turns, events, deliveries, steps) older than a time")
+    p_purge.add_argument("--before", required=True, help="e.g. 30d (ago), or an ISO 8601 date or time (UTC unless given)")
 
     jobs = sub.add_parser("jobs", help="end-function steps in the database").add_subparsers(dest="action", required=True)
     p_jlist = jobs.add_parser("list")
@@ -65,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     p_dretry = dels.add_parser("retry", help="send failed deliveries again")
     p_dretry.add_argument("event_id", nargs="?")
     p_dretry.add_argument("--all-failed", action="store_true")
-    for p in (p_list, p_show, p_jlist, p_retry, p_dlist, p_dretry):
+    for p in (p_list, p_show, p_purge, p_jlist, p_retry, p_dlist, p_dretry):
         p.add_argument("--config")
 
     p_ef = sub.add_parser("end-function", help="the end function").add_subparsers(dest="action", required=True)
@@ -197,6 +199,21 @@ def _calls_show(args: argparse.Namespace, config: Config, store: Any) -> int:
     return 0
 
 
+def _calls_purge(args: argparse.Namespace, config: Config, store: Any) -> int:
+    from ..storage import ops as db
+    from . import ops
+
+    try:
+        before = ops.parse_since(args.before)
+    except ValueError:
+        raise ValueError(f"--before {args.before!r}: give 30d, 12h or an ISO 8601 date or time") from None
+    total = 0
+    while (n := store.run_sync(db.purge, before)) > 0:
+        total += n
+    print(f"{total} ended call(s) deleted, with their turns, events, deliveries and steps")
+    return 0
+
+
 def _jobs_list(args: argparse.Namespace, config: Config, store: Any) -> int:
     from ..storage import ops as db
     from . import ops
@@ -240,6 +257,7 @@ def _deliveries_retry(args: argparse.Namespace, config: Config, store: Any) -> i
 _OPS = {
     ("calls", "list"): _calls_list,
     ("calls", "show"): _calls_show,
+    ("calls", "purge"): _calls_purge,
     ("jobs", "list"): _jobs_list,
     ("jobs", "retry"): _jobs_retry,
     ("deliveries", "list"): _deliveries_list,

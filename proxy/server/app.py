@@ -122,6 +122,7 @@ async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None
         sweep_s=ef.sweep_s,
         cache_calls=config.storage.cache_calls,
         limits=config.limits,
+        retention_s=None if st.retention_days is None else st.retention_days * 86400,
         steps=[(s.name, s.kind, list(s.after)) for s in ef.steps],
         deliver=bool(config.control.webhook.url),
     )

@@ -58,6 +58,7 @@ __all__ = [
     "list_jobs",
     "next_due",
     "patch_state",
+    "purge",
     "put_record",
     "recover",
     "retry_deliveries",
@@ -416,6 +417,28 @@ def list_calls(c: Conn, *, since: float | None = None, status: str | None = None
         ):
             by_id[call_id]["jobs"][st] = n
     return out
+
+
+def purge(c: Conn, before: float, limit: int = 500) -> int:
+    """Delete up to ``limit`` calls that ended before ``before`` (Unix s) with their
+    turns, events, deliveries and end-function jobs; returns how many. A call with a
+    step or a delivery still pending or running is kept until it finishes: retention
+    never drops work that is not done. Run it again while it returns ``limit``."""
+    keys = [
+        r[0]
+        for r in c.all(
+            "SELECT id FROM calls WHERE status = 'ended' AND ended_at < ?"
+            " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.call_id = calls.id AND j.status IN ('pending', 'running'))"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.call_key = calls.id AND d.status = 'pending')"
+            " ORDER BY ended_at LIMIT ?",
+            (before, limit),
+        )
+    ]
+    if keys:
+        marks = c.marks(len(keys))
+        for table, column in (("turns", "call_key"), ("events", "call_key"), ("deliveries", "call_key"), ("jobs", "call_id"), ("calls", "id")):
+            c.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", keys)
+    return len(keys)
 
 
 # -- jobs ---------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ reads the reply, control events go out, the call ends, the steps run):
                    JSON. Feed input, get results: no asyncio, aiohttp, sqlite3, config.
 ``proxy.errors``   the exception tree and OpenAI's error shape
 ``proxy.config``   the YAML config as pydantic models; ``proxy.prompts``: prompts/
-                   files; ``proxy.logs``: logging and masking
+                   files; ``proxy.logs``: logging and masking; ``proxy.metrics``:
+                   the Prometheus instruments
 ``proxy.profiles`` the runtime profiles (IMS, Vapi, ElevenLabs, LiveKit, Pipecat), resolved
 ``proxy.storage``  the database: call records, end-function jobs, deliveries
 ``proxy.outbound`` the one outbound HTTP POST helper (control events and steps)
@@ -31,7 +32,7 @@ reads the reply, control events go out, the call ends, the steps run):
 
 The import rule, written once here and enforced by ``tests/test_layers.py``: a
 module imports only from its own package and from layers listed above it in this
-order: core and errors; config, prompts and logs; profiles, storage and outbound; calls;
+order: core and errors; config, prompts, logs and metrics; profiles, storage and outbound; calls;
 endfn; server; demo; cli. ``proxy.core`` imports nothing but the standard
 library (no asyncio, sqlite3), lxml, and itself.
 

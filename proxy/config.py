@@ -73,6 +73,10 @@ class ServerConfig(_Model):
     max_json_depth: int = Field(64, ge=4, le=512, description="deepest nesting of a JSON body")
     backlog: int = Field(4096, ge=1, description="listen queue for connections not yet accepted")
     workers: int = Field(1, ge=1, le=64, description="server processes on one port (SO_REUSEPORT); > 1 needs storage.url")
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="also serve GET /metrics here, without a key (a scraper on a private network)"
+    )
+    metrics_host: str = Field("127.0.0.1", description="the address metrics_port binds to")
 
 
 class UpstreamConfig(_Model):

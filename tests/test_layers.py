@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "config": 1,
     "prompts": 1,
     "logs": 1,
+    "metrics": 1,
     "profiles": 2,
     "storage": 2,
     "outbound": 2,

@@ -14,6 +14,7 @@ import aiohttp
 from proxy.storage import open_store, ops
 
 from .conftest import serve_app
+from .test_metrics import sample
 from .lab import llm_app, turn
 from .process import ServeProcess
 
@@ -39,6 +40,11 @@ async def test_two_workers_share_one_port_and_one_database(tmp_path: Path, pg_ur
                 # fresh connections, many at once: the kernel spreads them over both workers
                 assert all(await asyncio.gather(*(turn(http, url, f"w-{i}", "hello") for i in range(40))))
                 assert all(await asyncio.gather(*(turn(http, url, f"w-{i}", "bye") for i in range(40))))
+                # any worker's /metrics sums both (prometheus-client's multiprocess mode)
+                for _ in range(4):
+                    async with http.get(f"{url}/metrics") as r:
+                        text = await r.text()
+                    assert sample(text, "callgate_requests_total", route="/v1/chat/completions", profile="openai", status="200") == 80
         finally:
             assert await server.stop() == 0
     store = open_store("", url=pg_url, pool_size=1)

@@ -46,6 +46,7 @@ from ..core.analyzer import HangupPolicy
 from ..core.commands import AnyCommand, Command
 from ..core.ids import new_id, secret_id
 from ..errors import Forbidden, TooManyTurns
+from ..metrics import CALLS_ENDED, COMMANDS, CONTROL_EVENTS, end_reason_label, reason_code
 from ..storage import Store, ops
 from .events import (
     CallEndedEvent,
@@ -290,7 +291,10 @@ class CallRegistry:
         the reply ends)."""
         kept = []
         for cmd in cmds:
-            if not isinstance(cmd, Command):
+            accepted = isinstance(cmd, Command)
+            reason = None if accepted else cmd.reason
+            COMMANDS.labels(cmd.function or "unknown", cmd.source, "accepted" if accepted else "rejected", reason_code(reason)).inc()
+            if not accepted:
                 turn.rejected += 1
                 if turn.rejected > self.limits.rejected_events_per_reply:
                     turn.uncounted += 1
@@ -320,6 +324,8 @@ class CallRegistry:
         if not events:
             return
         call.events += len(events)
+        for e in events:
+            CONTROL_EVENTS.labels(e.type).inc()
         stored = [(e.model_dump(mode="json"), _rejected(e)) for e in events]
         self._publish_after(call.id, self._write(call, ops.add_events, call.id, stored, self.deliver, time.time()))
 
@@ -373,6 +379,8 @@ class CallRegistry:
         if stored is None:
             return False
         log.info("call ended call_id=%s reason=%s source=%s", call.id, reason, source)
+        CALLS_ENDED.labels(end_reason_label(str(reason))).inc()
+        CONTROL_EVENTS.labels("call.ended").inc()
         self._published(call.id, [stored])
         if self.on_end is not None:
             self.on_end()

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import EndFunctionConfig, Step
+from ..metrics import STEP_TRIES
 from ..storage import TERMINAL, Job, JobStatus, Store, ops
 from .conditions import unmet
 from .conversation import Conversation
@@ -203,6 +204,7 @@ class Pipeline:
 
     async def _finish(self, job: Job, status: JobStatus, **kw: Any) -> None:
         held = await self.store.write(ops.finish_job, job.id, self.me, str(status), time.time(), **kw)
+        STEP_TRIES.labels(job.step, "retry" if status == JobStatus.PENDING else str(status)).inc()
         if not held:
             log.warning("lost the lease of end-function step call_id=%s step=%s; its result was not written", job.call_id, job.step)
 

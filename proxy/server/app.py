@@ -31,6 +31,7 @@ from . import admin, call_api, relay
 from .auth import Keys, authenticate
 from .delivery import EventDelivery
 from .openapi import openapi
+from .scrape import METRICS_URL, count_requests, metrics, metrics_site
 from .services import SERVICES, Services
 
 __all__ = ["build_app", "running", "serve"]
@@ -88,7 +89,7 @@ async def healthz(request: web.Request) -> web.Response:
 def build_app(config: Config) -> web.Application:
     """The application for ``config``; its services start with the app."""
     app = web.Application(
-        middlewares=[openai_errors, authenticate(Keys(config.auth))], client_max_size=config.server.max_body_bytes + 1
+        middlewares=[count_requests, openai_errors, authenticate(Keys(config.auth))], client_max_size=config.server.max_body_bytes + 1
     )
     app.router.add_post("/v1/chat/completions", relay.chat_completions)
     app.router.add_get("/v1/models", relay.models)
@@ -100,6 +101,7 @@ def build_app(config: Config) -> web.Application:
     app.router.add_post("/v1/calls/{call_id}/end", call_api.end_call)
     app.router.add_patch("/v1/calls/{call_id}/state", call_api.patch_state)
     app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/metrics", metrics)
     admin.add_routes(app)
     app.cleanup_ctx.append(lambda app: _lifecycle(app, config))
     return app
@@ -194,21 +196,25 @@ async def running(
     """Run callgate in this event loop; yields ``(app, base_url)`` (port 0 picks a free
     one; ``sock``: accept on this listening socket instead, as ``--workers`` do)."""
     app = build_app(config)
-    # handler_cancellation: a runtime that hangs up cancels its upstream request.
-    # shutdown_timeout: in-flight replies get a few seconds to finish on stop.
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5)
-    await runner.setup()
-    site: web.BaseSite
-    if sock is not None:
-        site = web.SockSite(runner, sock, backlog=config.server.backlog)
-    else:
-        site = web.TCPSite(runner, host or config.server.host, config.server.port if port is None else port, backlog=config.server.backlog)
-    await site.start()
-    h, p = runner.addresses[0][:2]
-    try:
-        yield app, f"http://{h}:{p}"
-    finally:
-        await runner.cleanup()
+    srv = config.server
+    async with contextlib.AsyncExitStack() as extra:
+        if srv.metrics_port is not None:  # before the app is frozen: it records the URL
+            app[METRICS_URL] = await extra.enter_async_context(metrics_site(app, srv.metrics_host, srv.metrics_port))
+        # handler_cancellation: a runtime that hangs up cancels its upstream request.
+        # shutdown_timeout: in-flight replies get a few seconds to finish on stop.
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5)
+        await runner.setup()
+        site: web.BaseSite
+        if sock is not None:
+            site = web.SockSite(runner, sock, backlog=srv.backlog)
+        else:
+            site = web.TCPSite(runner, host or srv.host, srv.port if port is None else port, backlog=srv.backlog)
+        await site.start()
+        h, p = runner.addresses[0][:2]
+        try:
+            yield app, f"http://{h}:{p}"
+        finally:
+            await runner.cleanup()
 
 
 async def serve(config: Config, *, socket_fd: int | None = None) -> None:

@@ -25,6 +25,7 @@ import aiohttp
 
 from ..config import ControlWebhookConfig
 from ..outbound import post_json
+from ..metrics import DELIVERIES
 from ..storage import Delivery, DeliveryStatus, Store, ops
 
 __all__ = ["EventDelivery"]
@@ -166,5 +167,6 @@ class EventDelivery:
 
     async def _finish(self, d: Delivery, status: DeliveryStatus, *, error: str | None = None, code: int | None = None, next_at: float | None = None) -> None:
         held = await self.store.write(ops.finish_delivery, d.event_id, self.me, str(status), time.time(), error=error, response_code=code, next_at=next_at)
+        DELIVERIES.labels("retry" if status == DeliveryStatus.PENDING else str(status)).inc()
         if not held:
             log.warning("lost the lease of a control-event delivery event=%s; its result was not written", d.event_id)

@@ -43,6 +43,7 @@ from ..errors import (
     openai_error_body,
 )
 from ..prompts import inject_prompt, inject_tools, instructions
+from ..metrics import ADDED_TTFB, CHUNKS, UPSTREAM_ERRORS, UPSTREAM_TTFB
 from .auth import key_of, requires
 from .bodies import checked, json_object, read_body
 from .services import SERVICES, Services
@@ -63,6 +64,7 @@ _HOP = frozenset(
 
 _UPSTREAM_FAILURES = (aiohttp.ClientError, TimeoutError, SSEDecodeError, InvalidChunk)
 _GONE = "the client closed the connection"
+_KINDS: dict[type, str] = {UpstreamTimeout: "timeout", UpstreamUnreachable: "unreachable", UpstreamStatus: "http_status"}
 
 
 class _ClientGone(Exception):
@@ -147,6 +149,11 @@ class _Reply:
         self.ttft_ms: float | None = None
         self.status: TurnStatus | None = None
         self.error: str | None = None
+        self.kind: str | None = None  # how the upstream failed (callgate_upstream_errors_total)
+        self.profile = profile.name
+        self.chunks = CHUNKS.labels(profile.name)
+        self.upstream_first = 0.0  # perf_counter() at the upstream's first byte
+        self.client_first = False  # the client got its first byte
 
     def commands(self, cmds: list[AnyCommand]) -> None:
         if cmds:
@@ -166,13 +173,22 @@ class _Reply:
 
     def first_byte(self) -> None:
         if self.ttft_ms is None:
-            self.ttft_ms = round((time.perf_counter() - self.started) * 1000, 3)
+            self.upstream_first = time.perf_counter()
+            self.ttft_ms = round((self.upstream_first - self.started) * 1000, 3)
+            UPSTREAM_TTFB.labels(self.profile).observe(self.upstream_first - self.started)
 
-    def settle(self, status: TurnStatus, error: str | None = None) -> None:
-        """How the reply ended (the first word stands)."""
+    def sent(self) -> None:
+        """The client got bytes: the first time, what callgate added is measured."""
+        if not self.client_first:
+            self.client_first = True
+            ADDED_TTFB.labels(self.profile).observe(time.perf_counter() - self.upstream_first)
+
+    def settle(self, status: TurnStatus, error: str | None = None, kind: str | None = None) -> None:
+        """How the reply ended (the first word stands); ``kind``: how the upstream failed."""
         if self.status is None:
             self.status = status
             self.error = error if error is not None else self.error
+            self.kind = kind
 
     def note(self, error: str) -> None:
         """Something worth recording about a reply that still went well."""
@@ -184,6 +200,8 @@ class _Reply:
         error = self.error if self.status else (self.error or "callgate failed mid-reply")
         if ins.upstream_error is not None and status == TurnStatus.OK:
             status, error = TurnStatus.UPSTREAM_ERROR, json.dumps(ins.upstream_error, ensure_ascii=False)
+        if status in (TurnStatus.UPSTREAM_ERROR, TurnStatus.UPSTREAM_INCOMPLETE):
+            UPSTREAM_ERRORS.labels(self.kind or "stream_error").inc()
         return TurnOutcome(
             status=status,
             error=error,
@@ -243,14 +261,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         try:
             resp = await upstream
         except Exception as e:
-            reply.settle(TurnStatus.UPSTREAM_ERROR, str(e))
+            reply.settle(TurnStatus.UPSTREAM_ERROR, str(e), _KINDS.get(type(e), "unreachable"))
             raise
         async with resp:
             if resp.content_type == "text/event-stream":
                 return await _stream(request, resp, reply)
             reply.first_byte()
             if stream:  # a streaming request answered with something else
-                reply.settle(TurnStatus.UPSTREAM_ERROR, f"upstream answered {resp.content_type} to a streaming request")
+                reply.settle(TurnStatus.UPSTREAM_ERROR, f"upstream answered {resp.content_type} to a streaming request", "bad_reply")
                 raise UpstreamBadReply(f"upstream answered {resp.content_type!r}, not text/event-stream, to a streaming request")
             return await _whole(resp, reply)
     except asyncio.CancelledError:
@@ -272,17 +290,18 @@ async def _whole(resp: aiohttp.ClientResponse, reply: _Reply) -> web.Response:
     try:
         data = await resp.read()
     except TimeoutError:
-        reply.settle(TurnStatus.UPSTREAM_ERROR, "timeout reading the reply")
+        reply.settle(TurnStatus.UPSTREAM_ERROR, "timeout reading the reply", "timeout")
         raise UpstreamTimeout("upstream stopped sending before the reply was complete") from None
     except aiohttp.ClientError as e:
-        reply.settle(TurnStatus.UPSTREAM_ERROR, str(e))
+        reply.settle(TurnStatus.UPSTREAM_ERROR, str(e), "unreachable")
         raise UpstreamUnreachable(f"upstream failed during the reply: {type(e).__name__}: {e}") from None
     if not _is_json(data):
-        reply.settle(TurnStatus.UPSTREAM_ERROR, f"upstream answered {resp.content_type} that is not JSON")
+        reply.settle(TurnStatus.UPSTREAM_ERROR, f"upstream answered {resp.content_type} that is not JSON", "bad_reply")
         raise UpstreamBadReply(f"upstream answered {resp.content_type!r} that is not a JSON chat completion")
     out, cmds = reply.inspector.inspect_completion(data)
     reply.commands(cmds)
     reply.settle(TurnStatus.OK)
+    reply.sent()
     headers = downstream_headers(resp.headers)
     headers["X-Call-Id"] = reply.call.id
     return web.Response(body=out, status=resp.status, headers=headers)
@@ -311,13 +330,16 @@ async def _relay_events(resp: aiohttp.ClientResponse, response: web.StreamRespon
         if reply.ttft_ms is None:
             reply.first_byte()
         events = decoder.decode(data)
+        reply.chunks.inc(len(events))
         out = feed(events[0]) if len(events) == 1 else await _feed_all(response, feed, events)
         if out:
             await _write(response, out)
+            if not reply.client_first:
+                reply.sent()
     out = b"".join([feed(e) for e in decoder.flush()]) + reply.close()
     ins = reply.inspector
     if not ins.saw_done and not ins.saw_finish:  # cut off: say so, where the stream still allows it
-        reply.settle(TurnStatus.UPSTREAM_INCOMPLETE, "the upstream's stream ended with no finish_reason and no [DONE]")
+        reply.settle(TurnStatus.UPSTREAM_INCOMPLETE, "the upstream's stream ended with no finish_reason and no [DONE]", "incomplete")
         body = openai_error_body("the upstream's stream ended before the reply was complete", type="upstream_error", code="upstream_incomplete")
         out += encode_data(json.dumps(body)) + DONE
     elif not ins.saw_done:  # finished, but without the last line: the runtime gets it
@@ -325,6 +347,7 @@ async def _relay_events(resp: aiohttp.ClientResponse, response: web.StreamRespon
         out += DONE
     if out:
         await _write(response, out)
+        reply.sent()
 
 
 async def _feed_all(response: web.StreamResponse, feed: Any, events: list[SSEEvent]) -> bytes:
@@ -346,7 +369,7 @@ async def _upstream_failed(response: web.StreamResponse, reply: _Reply, e: BaseE
     error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
     if isinstance(e, TimeoutError):
         error = f"upstream sent nothing for {reply.s.config.upstream.timeout_s} s"
-    reply.settle(TurnStatus.UPSTREAM_ERROR, error)
+    reply.settle(TurnStatus.UPSTREAM_ERROR, error, "timeout" if isinstance(e, TimeoutError) else "stream_error")
     log.warning("upstream failed mid-stream call_id=%s error=%s", reply.call.id, error)
     tail = reply.close()
     body = openai_error_body(f"upstream failed during the stream: {error}", type="upstream_error", code="upstream_stream_error")

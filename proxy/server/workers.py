@@ -1,5 +1,7 @@
 """``callgate serve --workers N``: N server processes on one port (``SO_REUSEPORT``).
 
+Their Prometheus metrics go to one ``PROMETHEUS_MULTIPROC_DIR`` (a temporary
+directory unless set), so a scrape of any worker sums all of them.
 The parent binds one listening socket per worker and hands it over (``--socket-fd``);
 the kernel spreads new connections over them. They share the PostgreSQL
 store (``storage.url``), which is what makes a call's turns, events, end and steps
@@ -14,10 +16,12 @@ from __future__ import annotations
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from types import FrameType
 
@@ -78,6 +82,9 @@ def run_workers(config: Config, config_path: str | None, n: int) -> int:
     port = socks[0].getsockname()[1]
     ready_r, ready_w = os.pipe()  # each worker writes a byte once it listens
     env = {**os.environ, "CALLGATE_READY_FD": str(ready_w)}
+    own_metrics = "PROMETHEUS_MULTIPROC_DIR" not in env
+    if own_metrics:  # the workers' metrics, summed by whichever one is scraped
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="callgate-metrics-")
 
     def spawn(i: int) -> subprocess.Popen[bytes]:
         fd = socks[i].fileno()
@@ -109,4 +116,6 @@ def run_workers(config: Config, config_path: str | None, n: int) -> int:
     codes = [p.wait() for p in procs]
     for sock in socks:
         sock.close()
+    if own_metrics:
+        shutil.rmtree(env["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     return 0 if all(c == 0 for c in codes) else 1

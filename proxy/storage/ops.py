@@ -50,6 +50,7 @@ __all__ = [
     "finish_job",
     "finish_turn",
     "find_call",
+    "gauges",
     "heartbeat",
     "job",
     "jobs_for_call",
@@ -622,6 +623,21 @@ def finish_delivery(
 def list_deliveries(c: Conn, *, status: str | None = None, limit: int = 200) -> list[Delivery]:
     where = "WHERE status = ? ORDER BY updated_at DESC LIMIT ?" if status else "ORDER BY updated_at DESC LIMIT ?"
     return _deliveries(c, where, (status, limit) if status else (limit,))
+
+
+def gauges(c: Conn) -> dict[str, int]:
+    """What the database says now, for ``/metrics``: ``calls_active``,
+    ``steps_failed``, ``steps_pending``, ``deliveries_failed``, ``deliveries_pending``."""
+    calls = c.value("SELECT COUNT(*) FROM calls WHERE status = 'active'", (), 0)
+    jobs = {r[0]: r[1] for r in c.all("SELECT status, COUNT(*) FROM jobs WHERE status IN ('failed', 'pending', 'running') GROUP BY status")}
+    dels = {r[0]: r[1] for r in c.all("SELECT status, COUNT(*) FROM deliveries WHERE status IN ('failed', 'pending') GROUP BY status")}
+    return {
+        "calls_active": int(calls),
+        "steps_failed": int(jobs.get("failed", 0)),
+        "steps_pending": int(jobs.get("pending", 0) + jobs.get("running", 0)),
+        "deliveries_failed": int(dels.get("failed", 0)),
+        "deliveries_pending": int(dels.get("pending", 0)),
+    }
 
 
 def count_deliveries(c: Conn) -> dict[str, int]:

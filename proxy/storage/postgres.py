@@ -27,9 +27,11 @@ import contextlib
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+from ..metrics import STORAGE_WRITE
 from . import schema
 from .db import Conn
 
@@ -77,6 +79,13 @@ class PostgresStore:
         with self.pool.connection() as conn, conn.transaction():
             return op(Conn(conn, "postgres"), *args)
 
+    def _timed(self, op: Op, args: tuple[Any, ...]) -> Any:
+        """A write: the transaction's time, connection checkout to commit, is measured."""
+        began = time.perf_counter()
+        result = self._run(op, args)
+        STORAGE_WRITE.labels("postgres").observe(time.perf_counter() - began)
+        return result
+
     # -- the async interface -------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -91,10 +100,11 @@ class PostgresStore:
             self._room.clear()
             await self._room.wait()
 
-    def _call(self, op: Op, args: tuple[Any, ...], kw: dict[str, Any]) -> asyncio.Future[Any]:
+    def _call(self, op: Op, args: tuple[Any, ...], kw: dict[str, Any], *, write: bool = True) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         self._inflight += 1
-        fut = loop.run_in_executor(self._workers, self._run, functools.partial(op, **kw) if kw else op, args)
+        run = self._timed if write else self._run
+        fut = loop.run_in_executor(self._workers, run, functools.partial(op, **kw) if kw else op, args)
 
         def done(_: asyncio.Future[Any]) -> None:
             self._inflight -= 1
@@ -116,7 +126,7 @@ class PostgresStore:
         return await self._call(op, args, kw)
 
     async def read(self, op: Op, *args: Any, **kw: Any) -> Any:
-        return await self._call(op, args, kw)
+        return await self._call(op, args, kw, write=False)
 
     def run_sync(self, op: Op, *args: Any, **kw: Any) -> Any:
         return self._run(functools.partial(op, **kw) if kw else op, args)

@@ -32,10 +32,12 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..metrics import STORAGE_WRITE
 from . import schema
 from .db import Conn
 
@@ -218,6 +220,7 @@ class SqliteStore:
 
     def _transaction(self, conn: Conn, items: list[Any]) -> list[tuple[bool, Any]]:
         raw = self._write_conn
+        began = time.perf_counter()
         raw.execute("BEGIN IMMEDIATE")
         try:
             results = []
@@ -228,6 +231,7 @@ class SqliteStore:
                     raise _OpFailed() from e
             raw.execute("COMMIT")
             self.commits += 1
+            STORAGE_WRITE.labels("sqlite").observe(time.perf_counter() - began)
             return results
         except BaseException:
             with contextlib.suppress(sqlite3.Error):

@@ -1,0 +1,115 @@
+"""Prometheus metrics: every instrument callgate exports, defined once.
+
+Names follow Prometheus conventions: the ``callgate_`` prefix, base units (seconds),
+``_total`` on counters, ``_seconds`` on histograms. Label values are bounded: routes
+are route templates, profiles are configured names, rejection reasons are the codes
+of :func:`reason_code`, never free text. The gauges that describe the database (calls
+active, dead letters) are read from it at each scrape (:mod:`proxy.server.scrape`),
+so every instance reports the same truth.
+
+``--workers N`` runs N processes: the parent points ``PROMETHEUS_MULTIPROC_DIR`` at a
+fresh directory before they start (``prometheus_client``'s multiprocess mode), and
+one scrape of any worker sums them all.
+"""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client import Counter, Histogram
+
+__all__ = [
+    "ADDED_TTFB",
+    "CALLS_ENDED",
+    "CHUNKS",
+    "COMMANDS",
+    "CONTROL_EVENTS",
+    "DELIVERIES",
+    "REQUESTS",
+    "STEP_TRIES",
+    "STORAGE_WRITE",
+    "UPSTREAM_ERRORS",
+    "UPSTREAM_TTFB",
+    "end_reason_label",
+    "reason_code",
+]
+
+# Where a first byte can land: sub-millisecond (callgate's own share) to seconds (a model).
+_FAST = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_SLOW = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+
+REQUESTS = Counter(
+    "callgate_requests_total", "HTTP requests answered, by route template, runtime profile and status", ["route", "profile", "status"]
+)
+UPSTREAM_TTFB = Histogram(
+    "callgate_upstream_ttfb_seconds", "From reading the request to the upstream's first byte of the reply", ["profile"], buckets=_SLOW
+)
+ADDED_TTFB = Histogram(
+    "callgate_added_ttfb_seconds",
+    "From the upstream's first byte to callgate's first byte to the client (what callgate adds; a held-back command prefix counts)",
+    ["profile"],
+    buckets=_FAST,
+)
+CHUNKS = Counter("callgate_chunks_relayed_total", "SSE events (chat completion chunks) read from the upstream and relayed", ["profile"])
+COMMANDS = Counter(
+    "callgate_commands_total",
+    "Control commands found in replies, by function, source (text_command, tool_call), outcome (accepted, rejected) and reason",
+    ["function", "source", "outcome", "reason"],
+)
+CONTROL_EVENTS = Counter("callgate_control_events_total", "Control events emitted, by type", ["type"])
+DELIVERIES = Counter(
+    "callgate_deliveries_total", "Control-event webhook delivery tries, by outcome (done, retry, failed)", ["outcome"]
+)
+STEP_TRIES = Counter("callgate_step_tries_total", "End-function step tries, by step and outcome (done, retry, failed, skipped)", ["step", "outcome"])
+CALLS_ENDED = Counter("callgate_calls_ended_total", "Calls ended, by end reason", ["reason"])
+STORAGE_WRITE = Histogram(
+    "callgate_storage_write_seconds", "One database write transaction, begin to commit (PostgreSQL: from taking a pooled connection)", ["engine"], buckets=_FAST + (2.5, 5.0)
+)
+UPSTREAM_ERRORS = Counter(
+    "callgate_upstream_errors_total",
+    "Replies the upstream failed, by kind (unreachable, timeout, http_status, bad_reply, stream_error, incomplete)",
+    ["kind"],
+)
+
+# Rejection reasons as label values: a known beginning names the code.
+_REASONS = (
+    ("transfer without callee", "no_callee"),
+    ("callee is not a phone number", "bad_callee"),
+    ("callee ", "not_allowed"),
+    ("command after a hangup", "after_hangup"),
+    ("a second transfer", "second_transfer"),
+    ("command not closed", "unterminated"),
+    ("duplicate hangup", "duplicate_hangup"),
+    ("unknown function", "unknown_function"),
+    ("tool call arguments", "bad_arguments"),
+)
+
+
+def reason_code(reason: str | None) -> str:
+    """A rejection reason as a bounded label value (``""`` for an accepted command,
+    ``other`` for a reason without a code)."""
+    if not reason:
+        return ""
+    for start, code in _REASONS:
+        if reason.startswith(start):
+            return code
+    if "more commands rejected" in reason:
+        return "over_limit"
+    return "other"
+
+
+_END_REASON = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_END_REASONS_MAX = 50
+_end_reasons: set[str] = set()
+
+
+def end_reason_label(reason: str) -> str:
+    """An end reason as a bounded label value: the call layer may report any reason,
+    so past 50 distinct ones, and for anything not ``snake_case`` up to 32 chars,
+    the label is ``other``."""
+    if reason in _end_reasons:
+        return reason
+    if _END_REASON.match(reason) and len(_end_reasons) < _END_REASONS_MAX:
+        _end_reasons.add(reason)
+        return reason
+    return "other"

@@ -407,6 +407,7 @@ class Config(_Model):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     log_mask: LogMaskConfig = Field(default_factory=LogMaskConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line, key=value pairs as fields")
 
     @model_validator(mode="after")
     def _profile_names(self) -> Config:

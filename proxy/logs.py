@@ -2,16 +2,23 @@
 
 ``+4915112345567`` is logged as ``+49151****567`` (first 6 characters, last 3). A
 :class:`MaskingFilter` on a handler rewrites every record that passes through it.
+
+``log_format: json`` writes one JSON object per line (:class:`JsonFormatter`):
+``{"time", "level", "logger", "message", ...}`` plus every ``key=value`` pair of the
+message as a field of its own (``call_id``, ``step``, ``error``...), after masking.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
-__all__ = ["MaskingFilter", "install", "mask", "mask_text", "setup"]
+__all__ = ["JsonFormatter", "MaskingFilter", "install", "mask", "mask_text", "setup"]
 
 _PHONE = re.compile(r"(?<![\w.:+-])\+?\d{7,15}(?![\w.:-])")
 
@@ -63,11 +70,51 @@ def install(fields: Iterable[str], phone_numbers: bool = True) -> MaskingFilter:
     return flt
 
 
-def setup(level: str, fields: Iterable[str] = (), phone_numbers: bool = True) -> None:
-    """Log lines to stderr at ``level`` (``debug``, ``info``, ...), masked."""
+_PAIR = re.compile(r"\b([a-z_][a-z0-9_]*)=(\S+)")
+_RESERVED = {"time", "level", "logger", "message", "exception"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``time`` (ISO 8601 UTC, ms), ``level``, ``logger``,
+    ``message``, ``exception`` (when there is one), and the message's ``key=value``
+    pairs as fields (numbers as numbers)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": message,
+        }
+        for key, value in _PAIR.findall(message):
+            if key not in _RESERVED:
+                out.setdefault(key, _value(value))
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def _value(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text.rstrip("s")) if text[:1].isdigit() else text
+    except ValueError:
+        return text
+
+
+def setup(level: str, fields: Iterable[str] = (), phone_numbers: bool = True, fmt: str = "text") -> None:
+    """Log lines to stderr at ``level`` (``debug``, ``info``, ...), masked; ``fmt``:
+    ``text`` (one line of text) or ``json`` (:class:`JsonFormatter`)."""
     logging.basicConfig(
         level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if fmt == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
     install(fields, phone_numbers)

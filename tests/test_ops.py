@@ -175,3 +175,78 @@ def test_calls_purge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     db = SqliteStore(tmp_path / "cg.db")
     assert [c["id"] for c in db.run_sync(ops.list_calls)] == ["b"]
     db.close_sync()
+
+
+def test_json_log_lines_carry_the_pairs_as_fields_masked() -> None:
+    import io
+
+    from proxy.logs import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(MaskingFilter(["callee"]))
+    logger = logging.getLogger("callgate.test_json")
+    logger.addHandler(handler)
+    try:
+        logger.warning("control event call_id=%s callee=%s attempts=%d retry in %ss", "c-1", "+4915112345567", 3, 0.5)
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logger.exception("step failed step=%s", "crm")
+    finally:
+        logger.removeHandler(handler)
+    first, second = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert first["level"] == "warning" and first["logger"] == "callgate.test_json"
+    assert first["time"].endswith("Z") and "T" in first["time"]
+    assert first["message"] == "control event call_id=c-1 callee=+49151****567 attempts=3 retry in 0.5s"
+    assert (first["call_id"], first["callee"], first["attempts"]) == ("c-1", "+49151****567", 3)
+    assert second["step"] == "crm" and "ValueError: boom" in second["exception"]
+
+
+def _finished_call(db: SqliteStore, key: str, now: float) -> None:
+    row = {"id": key, "call_id": key, "generation": 1, "anonymous": False, "owner": None, "profile": None, "started_at": now}
+    db.run_sync(ops.begin_turn, row, {"request_id": f"r-{key}", "instance": "t", "started_at": now, "stream": True, "user_text": "my number is +4915112345567"}, None, now)
+    outcome = {"status": "ok", "raw_text": 'Bye.<imsagent_hangup endword="Bye."/>', "spoken_text": "Bye.", "commands": [], "tool_calls": [], "ttft_ms": 210.4, "duration_ms": 480.2}
+    db.run_sync(ops.finish_turn, key, f"r-{key}", outcome, [], now + 0.5)
+    hangup = {"id": f"h-{key}", "type": "hangup", "call_id": key, "source": "text_command", "endword": "Bye."}
+    db.run_sync(ops.add_events, key, [(hangup, None)], False, now + 0.5)
+    ended = {"id": f"e-{key}", "type": "call.ended", "call_id": key, "source": "text_command", "reason": "agent_hangup"}
+    db.run_sync(ops.end_call, key, ended, None, [], False, now + 1)
+
+
+def test_calls_tail_of_one_call_prints_it_and_stops_at_its_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path)
+    db = SqliteStore(tmp_path / "cg.db")
+    _finished_call(db, "t-1", time.time() - 60)
+    _finished_call(db, "t-2", time.time() - 30)
+    db.close_sync()
+    assert main(["calls", "tail", "t-1", "--config", str(cfg)]) == 0
+    lines = [line.split(" ", 1)[1] for line in capsys.readouterr().out.splitlines()]  # without the time
+    assert lines == [
+        "t-1 turn 1 ok 210/480 ms 'my number is +49151****567' -> 'Bye.'",
+        "t-1 #1 hangup source='text_command' endword='Bye.'",
+        "t-1 #2 call.ended source='text_command' reason='agent_hangup'",
+    ]
+
+
+async def test_calls_tail_follows_new_calls(tmp_path: Path) -> None:
+    import asyncio
+    import sys
+
+    cfg = write_config(tmp_path)
+    db = SqliteStore(tmp_path / "cg.db")
+    _finished_call(db, "before", time.time() - 60)  # before the tail started: not shown
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "proxy.cli", "calls", "tail", "--config", str(cfg), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        # the tail reads from the moment it starts; this call is stamped after that
+        _finished_call(db, "live", time.time() + 30)
+        got = [(await asyncio.wait_for(proc.stdout.readline(), 20)).decode() for _ in range(3)]
+    finally:
+        proc.kill()
+        await proc.wait()
+        db.close_sync()
+    assert [line.split(" ")[1:3] for line in got] == [["live", "turn"], ["live", "#1"], ["live", "#2"]]

@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     p_show = calls.add_parser("show", help="one call: transcript, events, end-function steps")
     p_show.add_argument("call_id")
     p_show.add_argument("--json", action="store_true", help="the record as JSON (input for end-function test)")
+    p_tail = calls.add_parser("tail", help="follow turns and control events as they happen (one call's: until it ends)")
+    p_tail.add_argument("call_id", nargs="?")
+    p_tail.add_argument("--since", help="start this far back (e.g. 10m) or at an ISO 8601 time (default: now; a call's start)")
     p_purge = calls.add_parser("purge", help="delete ended calls (turns, events, deliveries, steps) older than a time")
     p_purge.add_argument("--before", required=True, help="e.g. 30d (ago), or an ISO 8601 date or time (UTC unless given)")
 
@@ -67,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     p_dretry = dels.add_parser("retry", help="send failed deliveries again")
     p_dretry.add_argument("event_id", nargs="?")
     p_dretry.add_argument("--all-failed", action="store_true")
-    for p in (p_list, p_show, p_purge, p_jlist, p_retry, p_dlist, p_dretry):
+    for p in (p_list, p_show, p_tail, p_purge, p_jlist, p_retry, p_dlist, p_dretry):
         p.add_argument("--config")
 
     p_ef = sub.add_parser("end-function", help="the end function").add_subparsers(dest="action", required=True)
@@ -106,7 +109,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         config.server.port = args.port
     if args.workers is not None:
         config.server.workers = args.workers
-    logs.setup(config.log_level, config.log_mask.fields, config.log_mask.phone_numbers)
+    logs.setup(config.log_level, config.log_mask.fields, config.log_mask.phone_numbers, config.log_format)
     from ..server.auth import check_exposure
 
     refusal = check_exposure(config.server.host, config.auth)
@@ -199,6 +202,48 @@ def _calls_show(args: argparse.Namespace, config: Config, store: Any) -> int:
     return 0
 
 
+def _calls_tail(args: argparse.Namespace, config: Config, store: Any) -> int:
+    """Poll the database (any engine, any instance's calls) every 0.5 s and print
+    what is new, masked as log lines are; with a call id, from its start until it ends."""
+    from ..storage import ops as db
+    from . import ops
+
+    try:
+        since = ops.parse_since(args.since) if args.since else (0.0 if args.call_id else time.time())
+    except ValueError:
+        raise ValueError(f"--since {args.since!r}: give 30m, 2h, 1d or an ISO 8601 time") from None
+    seen: set[tuple[str, str, int]] = set()
+    try:
+        while True:
+            items = store.run_sync(db.tail, since, args.call_id)
+            if _print_new(items, seen, config) and args.call_id is not None:
+                return 0
+            if items:
+                since = items[-1]["at"]  # the items at exactly this time come again: `seen` drops them
+                seen = {_mark(i) for i in items if i["at"] == since}
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _mark(item: dict[str, Any]) -> tuple[str, str, int]:
+    return item["kind"], item["key"], item["seq"] if item["kind"] == "event" else item["idx"]
+
+
+def _print_new(items: list[dict[str, Any]], seen: set[tuple[str, str, int]], config: Config) -> bool:
+    """Print the items not in ``seen``; whether one of them is a ``call.ended``."""
+    from ..logs import mask_text
+    from . import ops
+
+    ended = False
+    for item in items:
+        if _mark(item) in seen:
+            continue
+        print(mask_text(ops.tail_line(item), config.log_mask.fields, config.log_mask.phone_numbers), flush=True)
+        ended = ended or (item["kind"] == "event" and item["event"].get("type") == "call.ended")
+    return ended
+
+
 def _calls_purge(args: argparse.Namespace, config: Config, store: Any) -> int:
     from ..storage import ops as db
     from . import ops
@@ -258,6 +303,7 @@ _OPS = {
     ("calls", "list"): _calls_list,
     ("calls", "show"): _calls_show,
     ("calls", "purge"): _calls_purge,
+    ("calls", "tail"): _calls_tail,
     ("jobs", "list"): _jobs_list,
     ("jobs", "retry"): _jobs_retry,
     ("deliveries", "list"): _deliveries_list,

@@ -12,7 +12,7 @@ from typing import Any
 from ..core.profile import Profile
 from ..storage import Delivery, Job
 
-__all__ = ["calls_list", "calls_show", "deliveries_list", "jobs_list", "parse_since", "profiles_text"]
+__all__ = ["calls_list", "calls_show", "deliveries_list", "jobs_list", "parse_since", "profiles_text", "tail_line"]
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 
@@ -85,6 +85,27 @@ def deliveries_list(deliveries: list[Delivery], counts: dict[str, int]) -> str:
     totals = ", ".join(f"{n} {st}" for st, n in sorted(counts.items())) or "none"
     out.append(f"({len(deliveries)} shown; in all: {totals})")
     return "\n".join(out)
+
+
+_EVENT_FIELDS = ("source", "function", "reason", "count", "endword", "caller", "callee", "msg", "spoken")
+
+
+def _short(text: str, n: int = 80) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def tail_line(item: dict[str, Any]) -> str:
+    """One line of ``calls tail`` for an item of :func:`proxy.storage.ops.tail`
+    (unmasked: the caller masks it as log lines are)."""
+    when = datetime.fromtimestamp(item["at"], UTC).strftime("%H:%M:%S.%f")[:-3]
+    if item["kind"] == "turn":
+        ms = f"{item['ttft_ms']:.0f}/{item['duration_ms']:.0f} ms" if item["ttft_ms"] is not None and item["duration_ms"] is not None else "-"
+        said = f"{_short(item['user_text'], 60)!r} -> {_short(item['spoken_text'])!r}"
+        return f"{when} {item['call_id']} turn {item['idx']} {item['status']} {ms} {said}"
+    event = item["event"]
+    fields = " ".join(f"{k}={_short(event[k], 40)!r}" for k in _EVENT_FIELDS if event.get(k) not in (None, "", {}))
+    return f"{when} {item['call_id']} #{item['seq']} {event.get('type')} {fields}".rstrip()
 
 
 def profiles_text(profiles: dict[str, Profile], default: str) -> str:

@@ -64,6 +64,7 @@ __all__ = [
     "recover",
     "retry_deliveries",
     "retry_jobs",
+    "tail",
 ]
 
 _CALL_ROW = "id, call_id, generation, status, anonymous, owner, hangup_source, last_activity, turns, last_seq"
@@ -338,6 +339,35 @@ def events_after(c: Conn, key: str, seq: int, limit: int = 1000) -> list[dict[st
     """The call's events after ``seq``, in order."""
     rows = c.all("SELECT payload FROM events WHERE call_key = ? AND seq > ? ORDER BY seq LIMIT ?", (key, seq, limit))
     return [loads(r[0]) for r in rows]
+
+
+def tail(c: Conn, since: float, call_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    """What happened at or after ``since`` (Unix s), oldest first: finished turns
+    (``{"kind": "turn", "at", "call_id", "key", "idx", "status", "user_text",
+    "spoken_text", "ttft_ms", "duration_ms"}``) and control events (``{"kind":
+    "event", "at", "call_id", "key", "seq", "event"}``); ``call_id``: one call's
+    (the runtime's id or a record key)."""
+    one = " AND (k.call_id = ? OR k.id = ?)" if call_id is not None else ""
+    args: tuple[Any, ...] = (since, call_id, call_id) if call_id is not None else (since,)
+    turns = c.all(
+        "SELECT t.finished_at, k.call_id, k.id, t.idx, t.status, t.user_text, t.spoken_text, t.ttft_ms, t.duration_ms"
+        f" FROM turns t JOIN calls k ON k.id = t.call_key WHERE t.finished_at >= ?{one} ORDER BY t.finished_at LIMIT ?",
+        (*args, limit),
+    )
+    events = c.all(
+        f"SELECT e.created_at, k.call_id, k.id, e.seq, e.payload FROM events e JOIN calls k ON k.id = e.call_key"
+        f" WHERE e.created_at >= ?{one} ORDER BY e.created_at LIMIT ?",
+        (*args, limit),
+    )
+    out = [
+        {"kind": "turn", "at": r[0], "call_id": r[1], "key": r[2], "idx": r[3], "status": r[4], "user_text": r[5],
+         "spoken_text": r[6], "ttft_ms": r[7], "duration_ms": r[8]}
+        for r in turns
+    ]
+    out += [{"kind": "event", "at": r[0], "call_id": r[1], "key": r[2], "seq": r[3], "event": loads(r[4])} for r in events]
+    full = [rows[-1][0] for rows in (turns, events) if len(rows) == limit]
+    horizon = min(full) if full else None  # past it, one of the two may have more: the next call reads them
+    return sorted((x for x in out if horizon is None or x["at"] <= horizon), key=lambda x: (x["at"], x["kind"] == "event"))
 
 
 def call_record(c: Conn, key: str, *, full: bool = True) -> dict[str, Any] | None:

@@ -32,7 +32,7 @@ __all__ = [
     "event_for_command",
 ]
 
-Source = Literal["text_command", "tool_call", "call_layer", "idle_timeout", "response_finished"]
+Source = Literal["text_command", "tool_call", "call_layer", "idle_timeout", "response_finished", "limits"]
 
 
 def _id() -> str:

@@ -80,7 +80,7 @@ class Call:
 
     __slots__ = (
         "id", "call_id", "generation", "anonymous", "owner", "profile", "started_at", "hung_up", "hangup_source",
-        "active_requests", "last_activity", "ended", "last_write", "stored", "turns", "events",
+        "active_requests", "last_activity", "ending", "ended", "last_write", "stored", "turns", "events",
     )
 
     def __init__(self, call_id: str, *, anonymous: bool = False, generation: int = 1, owner: str | None = None, profile: str | None = None) -> None:
@@ -95,6 +95,7 @@ class Call:
         self.hangup_source: str | None = None  # the source of the call's accepted hangup
         self.active_requests = 0
         self.last_activity = time.monotonic()
+        self.ending = False  # its end is being written: a new request starts the next call
         self.ended = False
         self.last_write: asyncio.Future[Any] | None = None
         self.stored = False  # its row was written (or read): begin_turn need not make it

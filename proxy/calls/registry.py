@@ -263,7 +263,7 @@ class CallRegistry:
                 raise Forbidden(f"call {call_id!r} belongs to another key")
             if found is None:
                 call = self._remember(Call(call_id, owner=owner, profile=profile))
-            elif found.ended:
+            elif found.ended or found.ending:
                 call = self._remember(Call(found.call_id, generation=found.generation + 1, owner=owner, profile=profile))
             else:
                 call = found
@@ -371,6 +371,7 @@ class CallRegistry:
         if call.ended:
             return False
         self._cancel_end(call)
+        call.ending = True  # from here on, a request for this call id begins the next call
         event = CallEndedEvent(call_id=call.id, source=source, reason=str(reason))  # type: ignore[arg-type]
         # after the call's queued writes (its last turn), in one transaction
         stored = await self._write(call, ops.end_call, call.id, event.model_dump(mode="json"), state, self.steps, self.deliver, time.time())

@@ -20,7 +20,7 @@ from typing import Any
 from .call_id import resolve_call_id, resolve_call_id_from
 from .inspector import InspectorSettings
 
-__all__ = ["NORMALIZED_METADATA", "Profile", "Source"]
+__all__ = ["NORMALIZED_METADATA", "NestedTooDeep", "Profile", "Source"]
 
 Source = tuple[str, str]
 
@@ -54,7 +54,7 @@ class Profile:
 
     def split(self, body: dict[str, Any], headers: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(body for the upstream, the call's metadata)``. The upstream body is
-        ``body`` itself when nothing is dropped."""
+        ``body`` itself when nothing is dropped. Raises :class:`NestedTooDeep`."""
         meta: dict[str, Any] = {}
         for name in self.merge_metadata:
             value = body.get(name)
@@ -65,7 +65,7 @@ class Profile:
             if name not in self.merge_metadata:
                 meta[name] = body[name]
         for name in self.json_fields:
-            meta[name] = _parsed(meta.get(name))
+            meta[name] = _parsed(meta.get(name), name)
         for key, sources in self.metadata.items():
             found = resolve_call_id_from(headers, body, sources)
             if found is not None:
@@ -87,13 +87,26 @@ class Profile:
         }
 
 
-def _parsed(value: Any) -> Any:
-    """A JSON string as its value; anything else (or bad JSON) as it is."""
+class NestedTooDeep(ValueError):
+    """A JSON string field (``json_fields``, e.g. IMS ``userData``) nested deeper than
+    the parser goes; ``field``: its name."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"metadata.{field} is a JSON string nested too deep to read")
+        self.field = field
+
+
+def _parsed(value: Any, name: str) -> Any:
+    """A JSON string as its value; anything else (or bad JSON) as it is;
+    :class:`NestedTooDeep` when the parser runs out of stack. The caller checks the
+    depth of the result."""
     if isinstance(value, str) and value.strip()[:1] in ("{", "["):
         try:
             return json.loads(value)
         except ValueError:
             return value
+        except RecursionError:
+            raise NestedTooDeep(name) from None
     return value
 
 

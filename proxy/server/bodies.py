@@ -17,7 +17,7 @@ from aiohttp import web
 from ..core.call_id import InvalidCallId
 from ..errors import BodyTooLarge, RequestError
 
-__all__ = ["checked", "json_object", "read_body", "read_json_object"]
+__all__ = ["check_depth", "checked", "json_object", "read_body", "read_json_object"]
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -64,6 +64,15 @@ def _too_deep(value: Any, max_depth: int) -> str | None:
         elif isinstance(item, list):
             stack += [(v, depth + 1, f"{path}[{i}]") for i, v in enumerate(item) if isinstance(v, (dict, list))]
     return None
+
+
+def check_depth(value: Any, max_depth: int, where: str) -> None:
+    """:class:`RequestError` (400) when ``value`` (e.g. metadata parsed out of a JSON
+    string field) is nested deeper than ``max_depth``; ``where`` names it."""
+    too_deep = _too_deep(value, max_depth)
+    if too_deep is not None:
+        path = f"{where}.{too_deep}" if too_deep != "$" else where
+        raise RequestError(f"{where} is nested deeper than {max_depth} at {path}", param=path, code="json_too_deep")
 
 
 def checked(resolve: Callable[[], str | None]) -> str | None:

@@ -32,7 +32,7 @@ from ..calls.model import Call, Turn, TurnOutcome, TurnStatus
 from ..core.commands import AnyCommand
 from ..core.function_map import FunctionMap
 from ..core.inspector import InvalidChunk, ReplyInspector
-from ..core.profile import Profile
+from ..core.profile import NestedTooDeep, Profile
 from ..core.sse import DONE, SSEDecodeError, SSEDecoder, SSEEvent, encode_data
 from ..errors import (
     RequestError,
@@ -45,7 +45,7 @@ from ..errors import (
 from ..prompts import inject_prompt, inject_tools, instructions
 from ..metrics import ADDED_TTFB, CHUNKS, UPSTREAM_ERRORS, UPSTREAM_TTFB
 from .auth import key_of, requires
-from .bodies import checked, json_object, read_body
+from .bodies import check_depth, checked, json_object, read_body
 from .services import SERVICES, Services
 
 __all__ = ["chat_completions", "downstream_headers", "last_user_text", "models", "parse_request", "upstream_headers"]
@@ -233,7 +233,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     profile = s.profile(request)
     raw = await read_body(request, s.config.server.max_body_bytes)
     body = parse_request(raw, s.config.server.max_json_depth)
-    upstream, metadata = profile.split(body, request.headers)
+    try:
+        upstream, metadata = profile.split(body, request.headers)
+    except NestedTooDeep as e:
+        raise RequestError(str(e), param=f"metadata.{e.field}", code="json_too_deep") from None
+    check_depth(metadata, s.config.server.max_json_depth, "metadata")  # JSON strings (userData) parsed
     raw = _upstream_body(s, profile, raw, body, upstream)
     stream = body.get("stream") is True
     call_id = checked(lambda: profile.call_id_of(request.headers, body))

@@ -1,6 +1,12 @@
 """What a request brings, checked: bodies read with a size limit, parsed as JSON
 objects no deeper than ``server.max_json_depth``; call ids.
 
+A lone surrogate (``"\\ud800"``, an escape JSON's grammar allows but no character;
+or its UTF-8-style bytes, which Python's parser lets through) becomes U+FFFD in the
+parsed body: unreadable to the JSON encoder and the database, it lost the call's
+record (the request answered 200, the call was never stored). The bytes relayed
+upstream stay as they came.
+
 Errors are :class:`~proxy.errors.RequestError` (400, ``param`` naming where) and
 :class:`~proxy.errors.BodyTooLarge` (413), rendered in OpenAI's error shape by the
 app's middleware.
@@ -9,6 +15,7 @@ app's middleware.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +25,12 @@ from ..core.call_id import InvalidCallId
 from ..errors import BodyTooLarge, RequestError
 
 __all__ = ["check_depth", "checked", "json_object", "read_body", "read_json_object"]
+
+# What a raw body with a lone surrogate holds: a \\uD800-\\uDFFF escape, or the bytes
+# ED A0-BF .. (each pattern searched only when its first byte is there at all).
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_ENCODED_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -48,7 +61,27 @@ def json_object(raw: bytes, max_depth: int = 64) -> dict[str, Any]:
     too_deep = _too_deep(body, max_depth)
     if too_deep is not None:
         raise RequestError(f"request body is nested deeper than {max_depth} at {too_deep}", param=too_deep, code="json_too_deep")
+    if _may_hold_surrogates(raw):
+        body = _scrubbed(body)
     return body
+
+
+def _may_hold_surrogates(raw: bytes) -> bool:
+    """Whether ``raw`` may hold a lone surrogate (a pair's escapes match too)."""
+    escaped = b"\\" in raw and _ESCAPED_SURROGATE.search(raw) is not None
+    return escaped or (b"\xed" in raw and _ENCODED_SURROGATE.search(raw) is not None)
+
+
+def _scrubbed(value: Any) -> Any:
+    """``value`` with each lone surrogate in its strings (keys too) replaced by U+FFFD
+    (recursive: called on a value no deeper than ``max_depth``)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_scrubbed(k): _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(v) for v in value]
+    return value
 
 
 def _too_deep(value: Any, max_depth: int) -> str | None:

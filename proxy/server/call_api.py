@@ -55,8 +55,7 @@ def _error(message: str, code: str, status: int) -> web.Response:
 @requires("calls:read")
 async def call_events(request: web.Request) -> web.StreamResponse:
     s = request.app[SERVICES]
-    last_id = request.headers.get("Last-Event-ID", "").strip()
-    seen = int(last_id) if last_id.isdigit() else 0
+    seen = _count(request.headers.get("Last-Event-ID", "").strip()) or 0
     call_id = _path_id(request)
     key = key_of(request)
     call = await s.registry.find(call_id)
@@ -103,6 +102,12 @@ async def _follow(
             await response.write(b": keep-alive\n\n")
 
 
+def _count(text: str) -> int | None:
+    """``text`` as a non-negative integer when it is ASCII digits (at most 18: no
+    ``int()`` of a Unicode digit like ``²`` or of thousands of digits), else ``None``."""
+    return int(text) if 0 < len(text) <= 18 and text.isascii() and text.isdigit() else None
+
+
 def _path_id(request: web.Request) -> str:
     """The call id in the path, checked (400 when callgate would not take it)."""
     return checked(lambda: check_call_id(request.match_info["call_id"], "path")) or ""
@@ -123,7 +128,8 @@ async def end_call(request: web.Request) -> web.Response:
     srv = s.config.server
     payload = await read_json_object(request, srv.max_state_bytes, srv.max_json_depth, empty={})
     reason = payload.get("reason", EndReason.CALL_LAYER)
-    state = payload.get("state") or {}
+    state = payload.get("state")
+    state = {} if state is None else state
     if not isinstance(reason, str) or not reason:
         raise RequestError("'reason' must be a non-empty string", param="reason")
     if not isinstance(state, dict):
@@ -149,11 +155,12 @@ async def patch_state(request: web.Request) -> web.Response:
 async def get_call(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
     call_id = _path_id(request)
-    generation = request.query.get("generation", "")
-    if generation and (not generation.isdigit() or int(generation) < 1):
+    raw = request.query.get("generation", "")
+    generation = _count(raw)
+    if raw and not generation:
         raise RequestError("'generation' must be a positive integer", param="generation")
     if generation:
-        key = call_id if generation == "1" else f"{call_id}~{int(generation)}"
+        key = call_id if generation == 1 else f"{call_id}~{generation}"
         record = await s.registry.record(key, exact=True)
     else:
         record = await s.registry.record(call_id)

@@ -461,6 +461,19 @@ async def test_state_and_end_bodies_over_max_state_bytes_are_413(stack: Any) -> 
     assert (record["status"], record["state"]) == ("active", {"notes": "x" * 900})
 
 
+async def test_an_end_reason_is_short_and_printable(stack: Any) -> None:
+    s = await stack([PLAIN])
+    status, _, _ = await request("POST", f"{s.url}/v1/chat/completions", headers={"X-Call-Id": "call-why"}, json_body=chat())
+    assert status == 200
+    for bad in ("x" * 129, "done\r\nX-Injected: 1", "", 7):
+        status, _, got = await request("POST", f"{s.url}/v1/calls/call-why/end", json_body={"reason": bad})
+        assert status == 400, got
+        assert error_of(got)["param"] == "reason"
+    assert (await s.record("call-why"))["status"] == "active"
+    status, _, got = await request("POST", f"{s.url}/v1/calls/call-why/end", json_body={"reason": "x" * 128})
+    assert status == 200 and json.loads(got)["end_reason"] == "x" * 128
+
+
 # -- 6. amplification ------------------------------------------------------------------------
 
 TRANSFER_ARGS = {"callee": "+14155550123", "msg": "Transferring.", "err_msg": "Sorry."}

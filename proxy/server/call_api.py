@@ -130,8 +130,8 @@ async def end_call(request: web.Request) -> web.Response:
     reason = payload.get("reason", EndReason.CALL_LAYER)
     state = payload.get("state")
     state = {} if state is None else state
-    if not isinstance(reason, str) or not reason:
-        raise RequestError("'reason' must be a non-empty string", param="reason")
+    if not isinstance(reason, str) or not reason or len(reason) > 128 or not reason.isprintable():
+        raise RequestError("'reason' must be a non-empty string of at most 128 printable characters", param="reason")
     if not isinstance(state, dict):
         raise RequestError("'state' must be an object", param="state")
     call = await _call(request, _path_id(request))

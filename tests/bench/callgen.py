@@ -110,8 +110,14 @@ def main() -> None:
     p.add_argument("--chunks", type=int, default=20)
     p.add_argument("--interval-ms", type=float, default=100)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", help="write the result here (default: stdout)")
     args = p.parse_args()
-    print(json.dumps(run_process(run(args))))
+    result = json.dumps(run_process(run(args)))
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(result)
+    else:
+        print(result)
 
 
 if __name__ == "__main__":

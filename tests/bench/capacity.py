@@ -70,10 +70,12 @@ def run_level(proxy: Proxy, calls: int, args: argparse.Namespace) -> dict[str, A
     cpu0 = proxy.cpu()
     cmd = [PY, "-m", "tests.bench.callgen", "--url", f"http://127.0.0.1:{proxy.port}/v1/chat/completions",
            "--calls", str(calls), "--seconds", str(args.seconds)]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
-    if done.returncode != 0:
-        raise RuntimeError(f"call generator failed: {done.stderr[-2000:]}")
-    r = json.loads(done.stdout)
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        # to a file: a result over 64 KiB printed to a pipe the event loop made non-blocking comes out cut
+        done = subprocess.run([*cmd, "--out", out.name], capture_output=True, text=True, cwd=ROOT, timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError(f"call generator failed: {done.stderr[-2000:]}")
+        r = json.loads(Path(out.name).read_text())
     return {
         "target": proxy.name, "calls": calls, "errors": r["errors"], "done": r["calls"],
         "ttft99": pct(r["ttft_us"], 0.99), "chunk99": pct(r["chunk_us"], 0.99), "chunk50": pct(r["chunk_us"], 0.5),

@@ -82,8 +82,14 @@ def main() -> None:
     p.add_argument("--interval-ms", type=float, default=20)
     p.add_argument("--requests", type=int, default=2)
     p.add_argument("--command", action="store_true")
+    p.add_argument("--out", help="write the result here (default: stdout)")
     args = p.parse_args()
-    print(json.dumps(run_process(run(args))))
+    result = json.dumps(run_process(run(args)))
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(result)
+    else:
+        print(result)
 
 
 if __name__ == "__main__":

@@ -171,10 +171,14 @@ def measure(target: Target, level: Level, command: bool) -> dict[str, Any]:
             "--streams", str(level.streams), "--chunks", str(level.chunks),
             "--interval-ms", str(1000 / level.rate), "--requests", str(level.requests),
         ] + (["--command"] if command else [])
-        done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=600)
-        if done.returncode != 0:
-            raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
-        result = json.loads(done.stdout)
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            # to a file: a result over 64 KiB printed to a pipe the event loop made non-blocking comes out cut
+            done = subprocess.run([*args, "--out", out.name], capture_output=True, text=True, cwd=ROOT, timeout=600)
+            if done.returncode != 0:
+                raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
+            if done.stdout.strip():
+                print(f"      (the load generator also printed: {done.stdout.strip()[:200]!r})", flush=True)
+            result = json.loads(Path(out.name).read_text())
         pids = target.pids()
         result["cpu_s"] = cpu_seconds(pids) - cpu0 if target.proc else None
         result["peak_rss_kib"] = memory_kib(pids, "VmHWM") if target.proc else None

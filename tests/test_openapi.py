@@ -5,7 +5,9 @@ against callgate itself.
 * Every route of :func:`~proxy.server.app.build_app` is documented with the scope its
   handler requires, and nothing else is.
 * A property-based run (schemathesis, positive and negative data, fixed seeds) against
-  a live callgate in front of a scripted upstream that always answers 200. With no
+  a live callgate in front of a scripted upstream that always answers 200, its
+  database seeded with a call whose end-function step and event delivery failed (the
+  admin API's data: the document's examples name it). With no
   keys: the document's examples, the coverage phase's boundary values and at most
   ``MAX_EXAMPLES`` fuzzed cases per operation; with keys: the examples and as many
   other fuzzed cases, each also sent without the key (which must be refused). Each
@@ -13,8 +15,9 @@ against callgate itself.
   Server-Sent Event of a stream) of the documented schema, its documented headers
   there; data the document calls invalid refused (but for the chat completion fields
   callgate leaves to the upstream); every error in OpenAI's error shape exactly.
-* By hand: the event stream of a call (it stays open: not in the run), the scopes
-  of the keys, and the bugs this work found.
+* By hand: the event streams of a call and of the admin API (they stay open: not in
+  the run), the scopes of the keys, the admin API on the seeded call (its retries,
+  409 while a step runs), metrics, the operator page, and the bugs this work found.
 """
 
 from __future__ import annotations
@@ -23,17 +26,22 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Self
 
 import hypothesis
+import hypothesis.strategies as st
 import jsonschema
 import pytest
 import requests
 import schemathesis
+from aiohttp import web
 from openapi_spec_validator import validate as validate_openapi
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from proxy.config import parse_config
@@ -41,7 +49,7 @@ from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream
 from proxy.server.app import build_app, running
 from proxy.server.openapi import SPEC_PATH
 
-from .conftest import serve_app
+from .conftest import Receiver, serve_app
 
 DOC: dict[str, Any] = json.loads(SPEC_PATH.read_text(encoding="utf-8"))
 MAX_EXAMPLES = 25  # fuzzed cases per operation and run; the examples and coverage phases add their own
@@ -101,14 +109,8 @@ def _documented() -> dict[tuple[str, str], str | None]:
     return out
 
 
-# The operations routes (proxy/server/admin.py, /metrics) are documented by their own
-# issue; until then they may be missing from the document. Drop this when they are in.
-NOT_YET_DOCUMENTED = ("/v1/admin/", "/ui", "/metrics")
-
-
 def test_every_route_is_documented_with_its_scope_and_nothing_else() -> None:
     routes, documented = _routes(), _documented()
-    routes = {k: v for k, v in routes.items() if k in documented or not k[1].startswith(NOT_YET_DOCUMENTED)}
     assert sorted(set(routes) - set(documented)) == [], "routes missing from proxy/server/openapi.json"
     assert sorted(set(documented) - set(routes)) == [], "documented operations that build_app does not register"
     assert routes == documented, "the scope in the document differs from the handler's @requires"
@@ -123,14 +125,33 @@ def test_secured_operations_take_either_scheme() -> None:
 
 # -- a live callgate ------------------------------------------------------------------
 
+class CallLayer(Receiver):
+    """The call layer's webhook (``/events``) and a CRM (``/crm``, ``/after-crm``), down
+    for the seeded call only (its events refused: 400; its step failing: 500)."""
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        path = request.match_info["path"]
+        body = await request.read()
+        self.got.append({"path": path, "headers": dict(request.headers), "body": body})
+        if path in self.hold:
+            await self.hold[path].wait()
+        seeded = json.loads(body).get("call_id" if path == "events" else "id") == EXAMPLE_CALL
+        status = {"events": 400, "crm": 500}.get(path, 200) if seeded else 200
+        return web.json_response({"status": status}, status=status)
+
+
 class Live:
-    """A scripted upstream and callgate on 127.0.0.1, in a thread with its own event
-    loop: schemathesis calls it with blocking requests from the test's thread."""
+    """A scripted upstream, a webhook receiver (:class:`CallLayer`) and callgate on
+    127.0.0.1, in a thread with its own event loop: schemathesis calls it with blocking
+    requests from the test's thread. The end function's steps ``crm`` (one try) and
+    ``after-crm`` (after it) run for calls whose state says ``seeded`` (skipped for
+    the others); every control event goes to the call layer."""
 
     def __init__(self, tmp: Path, reply: ScriptedReply = PLAIN, **cfg: Any) -> None:
         self.tmp, self.cfg = tmp, cfg
         self.url = ""
         self.upstream = ScriptedUpstream([reply])
+        self.receiver = CallLayer()
         self.headers: dict[str, str] = BEARER if "auth" in cfg else {}
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -164,10 +185,17 @@ class Live:
         self._stop = asyncio.Event()
         async with contextlib.AsyncExitStack() as exits:
             upstream_url = await exits.enter_async_context(serve_app(self.upstream.app()))
+            hook = await exits.enter_async_context(serve_app(self.receiver.app()))
+            seeded = {"state": {"seeded": True}}
+            steps = [
+                {"name": "crm", "kind": "webhook", "url": f"{hook}/crm", "retry": {"attempts": 1}, "when": seeded},
+                {"name": "after-crm", "kind": "webhook", "url": f"{hook}/after-crm", "after": ["crm"], "when": seeded},
+            ]
             data: dict[str, Any] = {
                 "upstream": {"base_url": upstream_url + "/v1", "timeout_s": 5},
                 "storage": {"path": str(self.tmp / "callgate.db")},
-                "end_function": {"poll_s": 0.05, "after_hangup_s": 0, "sweep_s": 0.2},
+                "control": {"webhook": {"url": f"{hook}/events"}},
+                "end_function": {"poll_s": 0.05, "after_hangup_s": 0, "sweep_s": 0.2, "steps": steps},
                 **self.cfg,
             }
             _, self.url = await exits.enter_async_context(running(parse_config(data), host="127.0.0.1", port=0))
@@ -187,12 +215,33 @@ class Live:
                 break
         assert r.status_code == 200, r.text
 
+    def release(self, hold: asyncio.Event) -> None:
+        """Set ``hold`` (a :attr:`Receiver.hold`) in callgate's event loop."""
+        self._loop.call_soon_threadsafe(hold.set)
+
+    def seed(self) -> None:
+        """Data for the document's examples (and the admin API): ``call-42`` ended by the
+        call layer (its first generation, record key ``call-42``, the first call to end),
+        its step ``crm`` (job 1) failed, ``after-crm`` (job 2) blocked, the delivery of
+        its ``call.ended`` failed."""
+        self.turn(EXAMPLE_CALL)
+        assert self.request("POST", f"/v1/calls/{EXAMPLE_CALL}/end", json={"reason": "caller_hung_up", "state": {"seeded": True}}).status_code == 200
+        deadline = time.monotonic() + 10
+        while True:
+            dead = self.request("GET", "/v1/admin/dead-letters").json()
+            if [(j["id"], j["status"]) for j in dead["jobs"]] == [(2, "blocked"), (1, "failed")] and len(dead["deliveries"]) == 1:
+                break
+            assert time.monotonic() < deadline, dead
+            time.sleep(0.02)
+        assert DOC["components"]["parameters"]["RecordKey"]["examples"]["call"]["value"] == EXAMPLE_CALL
+        assert DOC["components"]["parameters"]["JobId"]["examples"]["step"]["value"] == 1
+
 
 @pytest.fixture(scope="module")
 def open_callgate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     # few turns per call: the run meets the 429 of a call past its limit too
     with Live(tmp_path_factory.mktemp("open"), limits={"max_turns_per_call": 10}) as live:
-        live.turn(EXAMPLE_CALL)
+        live.seed()
         yield live
 
 
@@ -202,14 +251,21 @@ def keyed_callgate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     # a key for each scope that has every other one (403 where that scope is needed)
     keys += [{"name": f"not-{i}", "key": f"{KEY}-not-{i}", "scopes": [s for s in ALL_SCOPES if s != scope]} for i, scope in enumerate(ALL_SCOPES)]
     with Live(tmp_path_factory.mktemp("keys"), auth={"keys": keys}) as live:
-        live.turn(EXAMPLE_CALL)
+        live.seed()
         yield live
 
 
 # -- the property-based run -------------------------------------------------------------
 
+# `format: printable` (an end reason): what str.isprintable() holds for. The document says
+# it in words too: a JSON Schema pattern has no Unicode categories to say it with.
+schemathesis.openapi.format("printable", st.text(st.characters(exclude_categories=("C", "Z")) | st.just(" "), min_size=1))
+
+STREAMS = ["/v1/calls/{call_id}/events", "/v1/admin/stream"]  # they stay open: by hand, below
+
+
 def _schema(seed: int, phases: list[str]) -> Any:
-    schema = schemathesis.openapi.from_path(SPEC_PATH).exclude(path="/v1/calls/{call_id}/events")
+    schema = schemathesis.openapi.from_path(SPEC_PATH).exclude(path=STREAMS)
     schema.config.generation.update(max_examples=MAX_EXAMPLES)
     schema.config.phases.update(phases=phases)
     schema.config.seed = seed  # the same cases every run
@@ -224,7 +280,14 @@ keyed_schema = _schema(2, ["examples", "fuzzing"])
 SETTINGS = hypothesis.settings(deadline=None, suppress_health_check=list(hypothesis.HealthCheck), database=None)
 
 
+_SENT: set[str] = set()
+
+
 def _call_and_validate(case: schemathesis.Case, live: Live, excluded: list[Any]) -> None:
+    request = (live.url, case.operation.label, case.meta and case.meta.generation.mode, case.path_parameters, case.query, case.headers, case.body)
+    if repr(request) in _SENT:
+        return  # the same request again (an operation without parameters has few to send)
+    _SENT.add(repr(request))
     if case.operation.path.endswith("/chat/completions"):
         excluded.append(openapi_checks.negative_data_rejection)  # fields besides messages are the upstream's to judge
     if (case.path_parameters or {}).get("call_id") == EXAMPLE_CALL:
@@ -234,9 +297,15 @@ def _call_and_validate(case: schemathesis.Case, live: Live, excluded: list[Any])
         STRICT_ERROR.validate(response.json())
 
 
+# callgate's webhook workers draw their retry jitter from `random` in callgate's thread;
+# hypothesis, generating a case meanwhile, takes it for the strategy's own use.
+JITTER = pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
+
+
 # (the one-value parametrize gives each operation's item its own node id under pytest 9)
 @open_schema.parametrize()
 @pytest.mark.parametrize("auth", ["no-keys"])
+@JITTER
 @SETTINGS
 def test_open_callgate_answers_as_documented(case: schemathesis.Case, auth: str, open_callgate: Live) -> None:
     _call_and_validate(case, open_callgate, [openapi_checks.ignored_auth])  # no keys: every route is open
@@ -244,6 +313,7 @@ def test_open_callgate_answers_as_documented(case: schemathesis.Case, auth: str,
 
 @keyed_schema.parametrize()
 @pytest.mark.parametrize("auth", ["keys"])
+@JITTER
 @SETTINGS
 def test_keyed_callgate_answers_as_documented(case: schemathesis.Case, auth: str, keyed_callgate: Live) -> None:
     _call_and_validate(case, keyed_callgate, [])
@@ -254,7 +324,9 @@ def test_keyed_callgate_answers_as_documented(case: schemathesis.Case, auth: str
 def test_every_secured_operation_wants_a_key_with_its_scope(keyed_callgate: Live) -> None:
     live = keyed_callgate
     for (method, path), scope in sorted(_documented().items()):
-        url = path.replace("{profile}", "openai").replace("{call_id}", "no-such-call")
+        url = path
+        for name, value in {"profile": "openai", "call_id": "no-such-call", "key": "no-such-call", "job_id": "1", "event_id": "evt_none", "name": "app.js"}.items():
+            url = url.replace(f"{{{name}}}", value)
         body = {"messages": [{"role": "user", "content": "hi"}]} if method != "get" else None
         without = live.request(method, url, headers={"Authorization": ""}, json=body)
         if scope is None:
@@ -355,3 +427,168 @@ def test_a_lone_surrogate_no_longer_loses_the_call(open_callgate: Live) -> None:
     assert (r.status_code, r.json()["state"]) == (200, {"k": "\ufffd"})
     r = live.request("POST", "/v1/calls/call-lone/end", headers=json_headers, data=b'{"reason": "\\ud800"}')
     assert (r.status_code, r.json()["end_reason"]) == (200, "\ufffd")
+
+
+# -- the operations routes, by hand --------------------------------------------------------
+
+
+def _validated(live: Live, method: str, path: str, query: dict[str, str] | None = None, **path_parameters: Any) -> Any:
+    """One request, validated by schemathesis as the run validates each (its status
+    documented, content type, headers, body schema); the response."""
+    case = open_schema_full[path][method].Case(path_parameters=path_parameters or None, query=query)
+    response = case.call_and_validate(base_url=live.url, headers=live.headers, excluded_checks=[openapi_checks.ignored_auth], timeout=10)
+    if response.status_code >= 400:
+        STRICT_ERROR.validate(response.json())
+    return response
+
+
+def _settled(live: Live) -> dict[str, Any]:
+    """The seeded call's admin record once nothing of it is under way (the run retried
+    its step and delivery, and they fail again): step ``crm`` failed, ``after-crm``
+    blocked, the delivery of ``call.ended`` failed."""
+    deadline = time.monotonic() + 10
+    while True:
+        record = _validated(live, "GET", "/v1/admin/calls/{key}", key=EXAMPLE_CALL).json()
+        steps = [(j["id"], j["step"], j["status"]) for j in record["end_function"]["steps"]]
+        deliveries = [(d["type"], d["status"]) for d in record["control_deliveries"]]
+        if steps == [(1, "crm", "failed"), (2, "after-crm", "blocked")] and deliveries == [("call.ended", "failed")]:
+            return record
+        assert time.monotonic() < deadline, (steps, deliveries)
+        time.sleep(0.02)
+
+
+def test_the_admin_api_shows_the_dead_letters_and_retries_them(keyed_callgate: Live) -> None:
+    live = keyed_callgate
+    record = _settled(live)
+    assert (record["id"], record["generation"], record["end_reason"], record["end_function"]["status"]) == (EXAMPLE_CALL, 1, "caller_hung_up", "failed")
+    crm = record["end_function"]["steps"][0]
+    assert (crm["attempts"], crm["last_error"], crm["response_code"]) == (1, "HTTP 500", 500)
+    delivery = record["control_deliveries"][0]
+    assert (delivery["last_error"], delivery["response_code"]) == ("refused: HTTP 400", 400)
+    assert record["delivery_failures"] == [delivery]
+    assert record["outcome_tags"] == ["user_hangup"]
+
+    # the list, filtered
+    calls = _validated(live, "GET", "/v1/admin/calls", query={"end_reason": "caller_hung_up", "since": "1h", "tag": "user_hangup", "status": "ended"}).json()["calls"]
+    assert {(c["status"], c["end_reason"], "user_hangup" in c["outcome_tags"]) for c in calls} == {("ended", "caller_hung_up", True)}
+    assert [(c["end_function"], c["jobs"]) for c in calls if c["id"] == EXAMPLE_CALL] == [("failed", {"failed": 1, "blocked": 1})]
+    assert calls[-1]["id"] == EXAMPLE_CALL  # the oldest (the run's POST /end made more)
+    assert _validated(live, "GET", "/v1/admin/calls", query={"end_reason": "caller_hung_up", "until": "1h"}).json() == {"calls": []}
+    assert _validated(live, "GET", "/v1/admin/calls", query={"limit": "501"}).json()["error"]["param"] == "limit"
+    assert _validated(live, "GET", "/v1/admin/calls", query={"since": "soon"}).json()["error"]["code"] == "invalid_time"
+
+    # the dead letters: the seeded call's (the steps are skipped for every other call,
+    # and the call layer takes every other call's events)
+    dead = _validated(live, "GET", "/v1/admin/dead-letters").json()
+    assert (dead["jobs"], dead["deliveries"]) == (record["end_function"]["steps"][::-1], [delivery])
+    assert dead["delivery_counts"]["failed"] == 1 and dead["delivery_counts"]["done"] > 1
+
+    # the sandbox runs both steps on the recorded call: the CRM "answers", as nothing is sent
+    report = _validated(live, "POST", "/v1/admin/calls/{key}/sandbox", key=EXAMPLE_CALL).json()
+    assert [(s["step"], s["status"], [e["effect"] for e in s["effects"]]) for s in report["steps"]] == [("crm", "done", ["POST"]), ("after-crm", "done", ["POST"])]
+    assert report["steps"][0]["effects"][0]["headers"]["Idempotency-Key"] == f"{EXAMPLE_CALL}:crm"
+    assert _validated(live, "POST", "/v1/admin/calls/{key}/sandbox", key="no-such-call").status_code == 404
+
+    # a retried step goes back with the one blocked behind it; while its try is under
+    # way (the CRM holds it) it is not finished, so not retried again (409)
+    hold = asyncio.Event()
+    tries = len(live.receiver.on("crm"))
+    live.receiver.hold["crm"] = hold
+    try:
+        assert _validated(live, "POST", "/v1/admin/jobs/{job_id}/retry", job_id=1).json() == {"retried": 2}
+        deadline = time.monotonic() + 10
+        while len(live.receiver.on("crm")) == tries:
+            assert time.monotonic() < deadline, "the step was not tried again"
+            time.sleep(0.01)
+        r = _validated(live, "POST", "/v1/admin/jobs/{job_id}/retry", job_id=1)
+        assert (r.status_code, r.json()["error"]["code"]) == (409, "job_not_finished")
+    finally:
+        del live.receiver.hold["crm"]
+        live.release(hold)
+    _settled(live)  # the CRM is still down
+    r = _validated(live, "POST", "/v1/admin/jobs/{job_id}/retry", job_id=999_999)
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "job_not_found")
+
+    # a failed delivery is resent (and refused again)
+    r = _validated(live, "POST", "/v1/admin/deliveries/{event_id}/retry", event_id=delivery["event_id"])
+    assert r.json() == {"retried": 1}
+    _settled(live)
+    r = _validated(live, "POST", "/v1/admin/deliveries/{event_id}/retry", event_id="evt_none")
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "delivery_not_found")
+    assert _validated(live, "GET", "/v1/admin/calls/{key}", key="no-such-call").json()["error"]["code"] == "call_not_found"
+
+
+def test_the_change_stream_is_as_documented(keyed_callgate: Live) -> None:
+    """``GET /v1/admin/stream`` never ends (not in the run): its first events, read by hand."""
+    live = keyed_callgate
+    op = DOC["paths"]["/v1/admin/stream"]["get"]["responses"]["200"]
+    event_schema = DOC["components"]["schemas"]["ChangeStreamEvent"]
+    with live.request("GET", "/v1/admin/stream", stream=True) as r:
+        assert r.status_code == 200
+        assert r.headers["Content-Type"].split(";")[0] in op["content"]
+        assert r.headers["Cache-Control"] == "no-cache"
+        lines = r.iter_lines(chunk_size=1, decode_unicode=True)
+
+        def event() -> dict[str, Any]:
+            fields: dict[str, str] = {}
+            for line in lines:
+                if not line:
+                    if fields:
+                        break
+                    continue
+                if not line.startswith(":"):
+                    name, _, value = line.partition(": ")
+                    fields[name] = value
+            _validator("ChangeStreamEvent").validate(fields)
+            data = json.loads(fields["data"])
+            jsonschema.validate(data, event_schema["properties"]["data"]["contentSchema"])
+            assert fields["id"] == str(data["n"])
+            return data
+
+        assert event() == {"n": 1}  # at once on connecting
+        live.turn("call-watched")  # a change
+        assert event() == {"n": 2}
+
+
+def test_metrics_are_the_prometheus_text_format(keyed_callgate: Live) -> None:
+    live = keyed_callgate
+    _settled(live)
+    r = _validated(live, "GET", "/metrics")
+    assert r.headers["content-type"] == [CONTENT_TYPE_LATEST]
+    assert f"`Content-Type: {CONTENT_TYPE_LATEST}`" in DOC["paths"]["/metrics"]["get"]["responses"]["200"]["description"]
+    families = {f.name: f for f in text_string_to_metric_families(r.text)}
+    dead = {s.labels["kind"]: s.value for s in families["callgate_dead_letters"].samples}
+    assert dead["step"] >= 1 and dead["delivery"] >= 1  # the seeded call's, at least
+    assert any(s.labels["route"] == "/v1/admin/dead-letters" for s in families["callgate_requests"].samples)
+
+
+def test_the_operator_page_is_served_as_documented(open_callgate: Live) -> None:
+    live = open_callgate
+    r = _validated(live, "GET", "/ui")
+    assert (r.status_code, r.headers["location"]) == (302, ["ui/"])
+    for path, name, media in (("/ui/", None, "text/html"), ("/ui/{name}", "app.js", "text/javascript"), ("/ui/{name}", "style.css", "text/css")):
+        r = _validated(live, "GET", path, **({"name": name} if name else {}))
+        assert (r.status_code, r.headers["content-type"][0].split(";")[0]) == (200, media)
+    for name in ("index.html", "..%2Fadmin.py"):
+        r = live.request("GET", f"/ui/{name}")
+        assert r.status_code == 404
+        STRICT_ERROR.validate(r.json())
+
+
+# Bugs reading proxy/server/admin.py for the document found (not fixed here: the
+# run's cases did not reach them). Each test fails until its bug is fixed.
+
+
+def test_a_job_id_of_other_digits_is_not_found(open_callgate: Live) -> None:
+    r = open_callgate.request("POST", "/v1/admin/jobs/%C2%B2/retry")  # ²
+    assert r.status_code == 404, r.text
+
+
+def test_a_limit_int_cannot_read_is_refused(open_callgate: Live) -> None:
+    for limit in ("²", "9" * 5000):
+        r = open_callgate.request("GET", "/v1/admin/calls", params={"limit": limit})
+        assert r.status_code == 400, (limit[:10], r.text)
+        assert r.json()["error"]["param"] == "limit"
+    for name in ("since", "until"):
+        r = open_callgate.request("GET", "/v1/admin/calls", params={name: "yesterday"})
+        assert (r.status_code, r.json()["error"]["param"]) == (400, name)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -166,25 +167,35 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _when(text: str | None, now: float) -> float | None:
-    """``since``/``until``: Unix seconds, or ``30m``/``2h``/``1d``/``45s`` ago."""
+def _when(text: str | None, now: float, name: str) -> float | None:
+    """``since``/``until`` (``name``): Unix seconds, or ``30m``/``2h``/``1d``/``45s`` ago."""
     if not text:
         return None
     m = _AGO.match(text.strip())
     if m:
         return now - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
     try:
-        return float(text)
+        value = float(text[:33])
+        if len(text) > 32 or not math.isfinite(value):
+            raise ValueError(text)
+        return value
     except ValueError:
-        raise RequestError(f"{text!r} is not a time: Unix seconds, or 30m, 2h, 1d ago", code="invalid_time") from None
+        raise RequestError(f"{name} {text[:40]!r} is not a time: Unix seconds, or 30m, 2h, 1d ago", param=name, code="invalid_time") from None
+
+
+def _digits(text: str, most: int) -> int | None:
+    """``text`` as a whole number when it is 1 to ``most`` ASCII digits, else ``None``
+    (``str.isdigit`` alone admits ``²`` and other digits ``int`` refuses)."""
+    return int(text) if 0 < len(text) <= most and text.isascii() and text.isdigit() else None
 
 
 def _limit(text: str | None) -> int:
     if not text:
         return 100
-    if not text.isdigit() or not 1 <= int(text) <= 500:
+    n = _digits(text, 3)
+    if n is None or not 1 <= n <= 500:
         raise RequestError("'limit' must be a whole number from 1 to 500", param="limit")
-    return int(text)
+    return n
 
 
 def _key(request: web.Request) -> str:
@@ -206,8 +217,8 @@ async def list_calls(request: web.Request) -> web.Response:
     tag = q.get("tag") or None
     rows = await s.store.read(
         views.calls_page,
-        since=_when(q.get("since"), now),
-        until=_when(q.get("until"), now),
+        since=_when(q.get("since"), now, "since"),
+        until=_when(q.get("until"), now, "until"),
         status=q.get("status") or None,
         end_reason=q.get("end_reason") or None,
         limit=limit if tag is None else 2000,  # tags are not in the database: look further
@@ -273,10 +284,12 @@ async def retry_job(request: web.Request) -> web.Response:
     """One finished step back to pending (the steps blocked behind it too)."""
     s = request.app[SERVICES]
     raw = request.match_info["job_id"]
-    job_id = int(raw) if raw.isdigit() and len(raw) < 19 else -1
+    job_id = _digits(raw, 18)
+    if job_id is None:
+        return _error(f"no job {raw[:40]!r}", "job_not_found", 404)
     n = await s.store.write(ops.retry_jobs, [job_id], time.time())
     if n == 0:
-        job = await s.store.read(ops.job, job_id) if job_id >= 0 else None
+        job = await s.store.read(ops.job, job_id)
         if job is None:
             return _error(f"no job {raw!r}", "job_not_found", 404)
         return _error(f"job {job_id} is {job.status}: only a finished step can be retried", "job_not_finished", 409)

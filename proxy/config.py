@@ -158,7 +158,7 @@ class CommandsConfig(_Model):
     function_map: list[FunctionMapEntry] = Field(default_factory=_default_function_map)
     output: Literal["strip", "passthrough", "tool_calls", "text"] = "strip"
     speak_closing: bool = True
-    max_command_chars: int = Field(1024, ge=16, description="most chars held back as a possible command")
+    max_command_chars: int = Field(1024, ge=64, description="most chars held back as a possible command (a transfer tag needs room)")
     transfer_allow: list[str] = Field(default_factory=list)
     inject_prompt: bool = False
     prompt_language: Literal["en", "zh"] = "en"

@@ -68,6 +68,12 @@ class _Choice:
 _Rendered = tuple[str, list[dict[str, Any]]] | None
 
 
+def _content_of(delta: dict[str, Any]) -> str:
+    """The delta's content when it is text (the model's JSON may hold anything there)."""
+    content = delta.get("content")
+    return content if isinstance(content, str) else ""
+
+
 def _patched(
     delta: dict[str, Any], tools: list[Any] | None, content: _Rendered, finish: _Rendered
 ) -> dict[str, Any] | None:
@@ -77,7 +83,7 @@ def _patched(
     text = content[0] if content is not None else None
     added = (content[1] if content is not None else []) + (finish[1] if finish is not None else [])
     if finish is not None and finish[0]:
-        text = (text if text is not None else (delta.get("content") or "")) + finish[0]
+        text = (text if text is not None else _content_of(delta)) + finish[0]
     if text is None and tools is None and not added:
         return None
     new = dict(delta)

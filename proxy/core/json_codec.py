@@ -24,7 +24,9 @@ def std_loads(data: str | bytes) -> Any:
 
 
 def std_dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    """Compact JSON as UTF-8. A lone surrogate (``"\\ud83d"`` in the upstream's JSON)
+    cannot be UTF-8: it goes out as the same ``\\ud83d`` escape it came in as."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8", "backslashreplace")
 
 
 if orjson is not None:

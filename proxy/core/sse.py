@@ -18,6 +18,7 @@ from dataclasses import dataclass
 __all__ = ["DONE", "SSEDecodeError", "SSEDecoder", "SSEEvent", "encode_data", "encode_event"]
 
 _EOL = re.compile(rb"\r\n|\r|\n")
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,7 @@ class SSEDecoder:
     :class:`SSEDecodeError` is raised.
     """
 
-    __slots__ = ("_buf", "_pos", "_data", "_event", "_id", "_retry", "_max", "_first")
+    __slots__ = ("_buf", "_pos", "_data", "_event", "_id", "_retry", "_max", "_first", "_head")
 
     def __init__(self, max_event_bytes: int = 1 << 20) -> None:
         self._buf = b""  # raw bytes of the event in progress
@@ -57,17 +58,16 @@ class SSEDecoder:
         self._id: str | None = None  # persists across events, as the spec says
         self._retry: int | None = None
         self._max = max_event_bytes
-        self._first = True
+        self._first = True  # no byte read yet past a possible BOM
+        self._head = b""  # the stream's first bytes while they may still be a split BOM
 
     def decode(self, chunk: bytes) -> list[SSEEvent]:
         """Consume ``chunk``; return every event it completed (possibly none).
 
         Raises :class:`SSEDecodeError` when one event exceeds ``max_event_bytes``.
         """
-        if self._first and chunk:
-            self._first = False
-            if chunk.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM may open the stream
-                chunk = chunk[3:]
+        if self._first:
+            chunk = self._skip_bom(chunk)
         if not self._buf and chunk.endswith(b"\n\n") and b"\r" not in chunk:
             fast = self._whole_data_events(chunk)
             if fast is not None:
@@ -99,8 +99,8 @@ class SSEDecoder:
 
     def flush(self) -> list[SSEEvent]:
         """End of stream: finish a last line or event that had no terminator."""
-        buf, pos = self._buf, self._pos
-        self._buf, self._pos = b"", 0
+        buf, pos = self._buf or self._head, self._pos  # _head: the stream was a BOM's first bytes only
+        self._buf, self._pos, self._head = b"", 0, b""
         if not buf:
             return []
         rest = buf[pos:].rstrip(b"\r")
@@ -109,6 +109,16 @@ class SSEDecoder:
         return [self._dispatch(buf)]
 
     # -- internals -------------------------------------------------------------
+
+    def _skip_bom(self, chunk: bytes) -> bytes:
+        """The stream's first bytes without the UTF-8 BOM that may open it, even when
+        the BOM comes split over reads (held back until it can be told apart)."""
+        head = self._head + chunk
+        if len(head) < 3 and _BOM.startswith(head):
+            self._head = head
+            return b""
+        self._first, self._head = False, b""
+        return head[3:] if head.startswith(_BOM) else head
 
     def _whole_data_events(self, chunk: bytes) -> list[SSEEvent] | None:
         """The common read, decoded without the line machinery: whole events of one

@@ -41,7 +41,7 @@ class ToolCallAssembler:
     def feed(self, entry: Mapping[str, Any]) -> ToolCall:
         """Apply one entry; return the call it belongs to. A repeat of a call already
         seen (same ``id``) changes nothing."""
-        tc_id = entry.get("id")
+        tc_id = entry["id"] if isinstance(entry.get("id"), str) else None  # a list or number is no id
         index = self._index(entry.get("index"), tc_id)
         call = self._calls.get(index)
         if call is None:

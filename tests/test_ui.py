@@ -19,9 +19,10 @@ import pytest
 from openai import AsyncOpenAI
 
 from proxy.demo.scripted_upstream import ScriptedReply
-from proxy.storage import Store, open_store, ops, views
+from proxy.storage import Store, ops, views
 
 from .conftest import Receiver, serve_app
+from .test_storage import store  # noqa: F401  (the fixture: SQLite and PostgreSQL)
 
 ADMIN_KEY = "ops-secret-0123456789abcdef"
 RUNTIME_KEY = "runtime-secret-0123456789"
@@ -46,17 +47,6 @@ async def speak(url: str, call_id: str, text: str) -> str:
     heard = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     await client.close()
     return heard
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
-    s = open_store(tmp_path / "cg.db", url=url)
-    await s.start()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def test_views_filter_calls_and_see_every_change(store: Store) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import resource
 from collections.abc import Coroutine
 from typing import Any
@@ -15,3 +16,14 @@ def run_process(coro: Coroutine[Any, Any, Any]) -> Any:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return run_event_loop(coro)
+
+
+def emit(result: Any, out: str | None) -> None:
+    """A load generator's result as JSON: to the file ``out`` (a result over 64 KiB
+    printed to a pipe the event loop made non-blocking comes out cut), else stdout."""
+    text = json.dumps(result)
+    if out:
+        with open(out, "w") as f:
+            f.write(text)
+    else:
+        print(text)

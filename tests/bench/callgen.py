@@ -29,7 +29,7 @@ import uuid
 
 import aiohttp
 
-from . import run_process
+from . import emit, run_process
 
 STAMP = re.compile(rb'"content":"t(\d+)(?: r(\d+))?')
 
@@ -112,12 +112,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", help="write the result here (default: stdout)")
     args = p.parse_args()
-    result = json.dumps(run_process(run(args)))
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(result)
-    else:
-        print(result)
+    emit(run_process(run(args)), args.out)
 
 
 if __name__ == "__main__":

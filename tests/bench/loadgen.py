@@ -20,7 +20,7 @@ import time
 
 import aiohttp
 
-from . import run_process
+from . import emit, run_process
 
 STAMP = re.compile(rb'"content":"t(\d+)')
 
@@ -84,12 +84,7 @@ def main() -> None:
     p.add_argument("--command", action="store_true")
     p.add_argument("--out", help="write the result here (default: stdout)")
     args = p.parse_args()
-    result = json.dumps(run_process(run(args)))
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(result)
-    else:
-        print(result)
+    emit(run_process(run(args)), args.out)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,21 @@ def pg_url(pg_server: str) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """A started store on each engine (SQLite in tmp_path, a database of its own on the
+    run's PostgreSQL): the conformance suite's and the views' tests."""
+    from proxy.storage import open_store
+
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    s = open_store(tmp_path / "cg.db", url=url)
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
 def fixture_stream(name: str) -> bytes:
     """A recorded OpenAI stream from ../shared/fixtures/openai-streams/."""
     path = FIXTURES / name

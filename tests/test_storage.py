@@ -5,24 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 
-from proxy.storage import JobStatus, Store, open_store, ops
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
-    s = open_store(tmp_path / "cg.db", url=url)
-    await s.start()
-    try:
-        yield s
-    finally:
-        await s.close()
+from proxy.storage import JobStatus, Store, ops
 
 
 NOW = time.time()

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from openai import AsyncOpenAI
 
 from proxy.demo.scripted_upstream import ScriptedReply
 from proxy.storage import Store, ops, views
 
 from .conftest import Receiver, serve_app
-from .test_storage import store  # noqa: F401  (the fixture: SQLite and PostgreSQL)
 
 ADMIN_KEY = "ops-secret-0123456789abcdef"
 RUNTIME_KEY = "runtime-secret-0123456789"

@@ -23,7 +23,6 @@ deduplicate. On shutdown running steps get ``shutdown_grace_s``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -34,6 +33,7 @@ from typing import Any
 from ..config import EndFunctionConfig, Step
 from ..metrics import STEP_TRIES
 from ..storage import TERMINAL, Job, JobStatus, Store, ops
+from ..storage.claims import claim_loop
 from .conditions import unmet
 from .conversation import Conversation
 from .effects import Effects, current_step
@@ -88,23 +88,9 @@ class Pipeline:
 
     async def run(self) -> None:
         """The runner loop; cancel it or call :meth:`stop` to end it."""
-        heart = asyncio.get_running_loop().create_task(self._heartbeat())
-        try:
-            while not self._stopping:
-                try:
-                    await self._dispatch()
-                except Exception:
-                    log.exception("claiming end-function steps failed; trying again")
-                wait_s = await self._wait_s()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), wait_s)
-                except TimeoutError:
-                    pass
-                self._wake.clear()
-        finally:
-            heart.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heart
+        await claim_loop(
+            self._dispatch, self._wait_s, self._heartbeat, self._wake, "end-function steps", log, lambda: not self._stopping
+        )
 
     async def stop(self, grace_s: float) -> None:
         """Take no more jobs; give running ones ``grace_s`` seconds, cancel the rest

@@ -27,6 +27,7 @@ from ..config import ControlWebhookConfig
 from ..outbound import post_json
 from ..metrics import DELIVERIES
 from ..storage import Delivery, DeliveryStatus, Store, ops
+from ..storage.claims import claim_loop
 
 __all__ = ["EventDelivery"]
 
@@ -67,23 +68,8 @@ class EventDelivery:
         self._wake.set()
 
     async def run(self) -> None:
-        heart = asyncio.get_running_loop().create_task(self._heartbeat())
-        try:
-            while True:
-                try:
-                    await self._dispatch()
-                except Exception:
-                    log.exception("claiming control-event deliveries failed; trying again")
-                wait_s = await self._wait_s()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), wait_s)
-                except TimeoutError:
-                    pass
-                self._wake.clear()
-        finally:
-            heart.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heart
+        """The delivery loop, until cancelled (:func:`~proxy.storage.claims.claim_loop`)."""
+        await claim_loop(self._dispatch, self._wait_s, self._heartbeat, self._wake, "control-event deliveries", log)
 
     async def drain(self, timeout: float) -> None:
         """Wait up to ``timeout`` s for the deliveries in flight (shutdown; tests)."""

@@ -13,6 +13,8 @@ opens:
 ``sqlite``     the embedded engine: a writer thread, reader threads, WAL
 ``postgres``   the shared engine: a connection pool in worker threads, LISTEN/NOTIFY
 ``legacy``     moving a database of the first layout into the current one
+``claims``     the loop of a worker on claimed rows (jobs, deliveries)
+``views``      what the operator page reads (calls list filters, a change fingerprint)
 =============  =====================================================================
 
 May import: ``proxy.core``, ``proxy.errors``. Records go in and out as plain

@@ -34,8 +34,9 @@ async def claim_loop(
                 await dispatch()
             except Exception:
                 log.exception("claiming %s failed; trying again", what)
+            sleep_s = await wait_s()  # before wake.wait() is made: a cancel here leaves no coroutine behind
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), await wait_s())
+                await asyncio.wait_for(wake.wait(), sleep_s)
             wake.clear()
     finally:
         heart.cancel()

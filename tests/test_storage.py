@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -163,3 +164,21 @@ async def test_retention_purges_ended_calls_with_everything_they_hold(store: Sto
     await store.write(lambda c: c.execute("UPDATE jobs SET status = 'failed'"))
     assert await store.write(ops.purge, NOW) == 2  # old-busy and new; never an active call
     assert [c["id"] for c in await store.read(ops.list_calls)] == ["live"]
+
+
+def test_a_version_1_database_gets_version_2s_indexes(tmp_path: Path) -> None:
+    import sqlite3
+
+    from proxy.storage import SqliteStore
+
+    SqliteStore(tmp_path / "v1.db").close_sync()
+    with sqlite3.connect(tmp_path / "v1.db") as db:  # back to how version 1 left it
+        db.execute("DROP INDEX jobs_by_update")
+        db.execute("DROP INDEX deliveries_by_update")
+        db.execute("DELETE FROM schema_version")
+        db.execute("INSERT INTO schema_version (version) VALUES (1)")
+    SqliteStore(tmp_path / "v1.db").close_sync()
+    with sqlite3.connect(tmp_path / "v1.db") as db:
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"jobs_by_update", "deliveries_by_update"} <= names
+        assert db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 2

@@ -101,6 +101,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_by_call ON deliveries (call_key, seq);
 CREATE INDEX IF NOT EXISTS deliveries_failed ON deliveries (updated_at) WHERE status = 'failed';
+CREATE INDEX IF NOT EXISTS deliveries_by_update ON deliveries (updated_at);
 CREATE TABLE IF NOT EXISTS jobs (
     id {serial},
     call_id TEXT NOT NULL,
@@ -124,6 +125,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (next_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS jobs_running ON jobs (locked_until) WHERE status = 'running';
 CREATE INDEX IF NOT EXISTS jobs_by_call ON jobs (call_id);
+CREATE INDEX IF NOT EXISTS jobs_by_update ON jobs (updated_at);
 CREATE TABLE IF NOT EXISTS instances (
     id TEXT PRIMARY KEY,
     host TEXT NOT NULL,
@@ -140,12 +142,16 @@ _TYPES = {
 
 
 def ddl(dialect: str) -> list[str]:
-    """Version 1's statements for ``dialect``."""
+    """The statements of the current version for ``dialect``; every one is ``IF NOT
+    EXISTS``, so running them on an older version adds what it lacks."""
     text = _CALLS.format(**_TYPES[dialect])
     return [s.strip() for s in text.split(";") if s.strip()]
 
 
 # version -> what it does; the statements come from ddl() (v1) and the engine's
 # own code for data moved from an earlier layout.
-MIGRATIONS = {1: "calls, turns, events, deliveries, jobs and instances as separate tables, with leases"}
+MIGRATIONS = {
+    1: "calls, turns, events, deliveries, jobs and instances as separate tables, with leases",
+    2: "jobs and deliveries indexed by updated_at: the operator page sees every move cheaply",
+}
 VERSION = max(MIGRATIONS)

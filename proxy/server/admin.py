@@ -43,10 +43,11 @@ from ..calls.outcome import add_tags, rule_tags
 from ..config import Config
 from ..core.sse import encode_event
 from ..endfn.sandbox import run_sandbox
-from ..errors import NotFound, RequestError, openai_error_body
+from ..errors import NotFound, RequestError
 from ..logs import mask, mask_text
 from ..storage import ops, views
 from .auth import requires
+from .bodies import error_response, json_response, whole_number
 from .services import SERVICES
 
 __all__ = ["WATCH_S", "add_routes"]
@@ -102,12 +103,6 @@ async def ui_page(request: web.Request) -> web.Response:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
-
-
-def _error(message: str, code: str, status: int) -> web.Response:
-    return _json(openai_error_body(message, type="invalid_request_error", code=code), status)
 
 
 def masker(config: Config) -> Callable[[Any], Any]:
@@ -183,16 +178,11 @@ def _when(text: str | None, now: float, name: str) -> float | None:
         raise RequestError(f"{name} {text[:40]!r} is not a time: Unix seconds, or 30m, 2h, 1d ago", param=name, code="invalid_time") from None
 
 
-def _digits(text: str, most: int) -> int | None:
-    """``text`` as a whole number when it is 1 to ``most`` ASCII digits, else ``None``
-    (``str.isdigit`` alone admits ``²`` and other digits ``int`` refuses)."""
-    return int(text) if 0 < len(text) <= most and text.isascii() and text.isdigit() else None
-
 
 def _limit(text: str | None) -> int:
     if not text:
         return 100
-    n = _digits(text, 3)
+    n = whole_number(text, 3)
     if n is None or not 1 <= n <= 500:
         raise RequestError("'limit' must be a whole number from 1 to 500", param="limit")
     return n
@@ -224,7 +214,7 @@ async def list_calls(request: web.Request) -> web.Response:
         limit=limit if tag is None else 2000,  # tags are not in the database: look further
     )
     calls = [c for c in map(_summary, rows) if tag is None or tag in c["outcome_tags"]][:limit]
-    return _json({"calls": masker(s.config)(calls)})
+    return json_response({"calls": masker(s.config)(calls)})
 
 
 @requires("admin")
@@ -233,10 +223,10 @@ async def get_call(request: web.Request) -> web.Response:
     key = _key(request)
     record = await s.registry.record(key, exact=True)
     if record is None:
-        return _error(f"no call {key!r}", "call_not_found", 404)
+        return error_response(f"no call {key!r}", "call_not_found", 404)
     outputs = [j["output"] for j in (record.get("end_function") or {}).get("steps", [])]
     record["outcome_tags"] = _tags(record, outputs)
-    return _json(masker(s.config)(record))
+    return json_response(masker(s.config)(record))
 
 
 def _redacted(headers: dict[str, str]) -> dict[str, str]:
@@ -250,16 +240,16 @@ async def sandbox(request: web.Request) -> web.Response:
     key = _key(request)
     record = await s.registry.record(key, exact=True)
     if record is None:
-        return _error(f"no call {key!r}", "call_not_found", 404)
+        return error_response(f"no call {key!r}", "call_not_found", 404)
     try:
         report = await run_sandbox(s.config, record, timeout_s=SANDBOX_TIMEOUT_S)
     except TimeoutError:
-        return _error(f"the steps did not finish within {SANDBOX_TIMEOUT_S:g} s", "sandbox_timeout", 504)
+        return error_response(f"the steps did not finish within {SANDBOX_TIMEOUT_S:g} s", "sandbox_timeout", 504)
     for step in report["steps"]:
         for effect in step["effects"]:
             if isinstance(effect.get("headers"), dict):
                 effect["headers"] = _redacted(effect["headers"])
-    return _json(masker(s.config)(report))
+    return json_response(masker(s.config)(report))
 
 
 # -- dead letters and retries ---------------------------------------------------------------------
@@ -276,55 +266,55 @@ async def dead_letters(request: web.Request) -> web.Response:
         "deliveries": [d.to_dict() for d in deliveries],
         "delivery_counts": await s.store.read(ops.count_deliveries),
     }
-    return _json(masker(s.config)(body))
+    return json_response(masker(s.config)(body))
+
+
+async def _retry(request: web.Request, kind: str, ids: list[Any] | None) -> int:
+    """Failed steps (``kind`` ``jobs``; the ones blocked behind them too) or failed
+    deliveries back to pending, as ``callgate jobs|deliveries retry`` do, and their
+    worker woken at once; how many. ``ids`` ``None``: every failed one."""
+    s = request.app[SERVICES]
+    op, worker = (ops.retry_jobs, s.pipeline) if kind == "jobs" else (ops.retry_deliveries, s.delivery)
+    n = await s.store.write(op, ids, time.time())
+    if n and worker is not None:
+        worker.kick()
+    return int(n)
 
 
 @requires("admin")
 async def retry_job(request: web.Request) -> web.Response:
     """One finished step back to pending (the steps blocked behind it too)."""
-    s = request.app[SERVICES]
     raw = request.match_info["job_id"]
-    job_id = _digits(raw, 18)
+    job_id = whole_number(raw, 18)
     if job_id is None:
-        return _error(f"no job {raw[:40]!r}", "job_not_found", 404)
-    n = await s.store.write(ops.retry_jobs, [job_id], time.time())
+        return error_response(f"no job {raw[:40]!r}", "job_not_found", 404)
+    n = await _retry(request, "jobs", [job_id])
     if n == 0:
-        job = await s.store.read(ops.job, job_id)
+        job = await request.app[SERVICES].store.read(ops.job, job_id)
         if job is None:
-            return _error(f"no job {raw!r}", "job_not_found", 404)
-        return _error(f"job {job_id} is {job.status}: only a finished step can be retried", "job_not_finished", 409)
-    s.pipeline.kick()
-    return _json({"retried": n})
+            return error_response(f"no job {raw!r}", "job_not_found", 404)
+        return error_response(f"job {job_id} is {job.status}: only a finished step can be retried", "job_not_finished", 409)
+    return json_response({"retried": n})
 
 
 @requires("admin")
 async def retry_failed_jobs(request: web.Request) -> web.Response:
     """Every failed step (and those blocked behind them) back to pending."""
-    s = request.app[SERVICES]
-    n = await s.store.write(ops.retry_jobs, None, time.time())
-    s.pipeline.kick()
-    return _json({"retried": n})
+    return json_response({"retried": await _retry(request, "jobs", None)})
 
 
 @requires("admin")
 async def retry_delivery(request: web.Request) -> web.Response:
-    s = request.app[SERVICES]
     event_id = request.match_info["event_id"]
-    n = await s.store.write(ops.retry_deliveries, [event_id], time.time())
+    n = await _retry(request, "deliveries", [event_id])
     if n == 0:
-        return _error(f"no failed delivery of event {event_id!r}", "delivery_not_found", 404)
-    if s.delivery is not None:
-        s.delivery.kick()
-    return _json({"retried": n})
+        return error_response(f"no failed delivery of event {event_id!r}", "delivery_not_found", 404)
+    return json_response({"retried": n})
 
 
 @requires("admin")
 async def retry_failed_deliveries(request: web.Request) -> web.Response:
-    s = request.app[SERVICES]
-    n = await s.store.write(ops.retry_deliveries, None, time.time())
-    if s.delivery is not None:
-        s.delivery.kick()
-    return _json({"retried": n})
+    return json_response({"retried": await _retry(request, "deliveries", None)})
 
 
 # -- live ----------------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """What a request brings, checked: bodies read with a size limit, parsed as JSON
-objects no deeper than ``server.max_json_depth``; call ids.
+objects no deeper than ``server.max_json_depth``; call ids; whole numbers in paths,
+queries and headers. And what the JSON routes answer (:func:`json_response`,
+:func:`error_response`).
 
 A lone surrogate (``"\\ud800"``, an escape JSON's grammar allows but no character;
 or its UTF-8-style bytes, which Python's parser lets through) becomes U+FFFD in the
@@ -22,9 +24,12 @@ from typing import Any
 from aiohttp import web
 
 from ..core.call_id import InvalidCallId
-from ..errors import BodyTooLarge, RequestError
+from ..errors import BodyTooLarge, RequestError, openai_error_body
 
-__all__ = ["check_depth", "checked", "json_object", "read_body", "read_json_object"]
+__all__ = [
+    "check_depth", "checked", "error_response", "json_object", "json_response", "read_body", "read_json_object",
+    "whole_number",
+]
 
 # What a raw body with a lone surrogate holds: a \\uD800-\\uDFFF escape, or the bytes
 # ED A0-BF .. (each pattern searched only when its first byte is there at all).
@@ -126,3 +131,20 @@ async def read_json_object(
     if empty is not None and not raw.strip():
         return empty
     return json_object(raw, max_depth)
+
+
+def whole_number(text: str, most_digits: int = 18) -> int | None:
+    """``text`` as a whole number when it is 1 to ``most_digits`` ASCII digits, else
+    ``None`` (``str.isdigit`` alone admits ``²`` and other digits ``int`` refuses, and
+    ``int`` of thousands of digits raises)."""
+    return int(text) if 0 < len(text) <= most_digits and text.isascii() and text.isdigit() else None
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """``data`` as JSON (UTF-8, not ASCII-escaped; anything else as its ``str``)."""
+    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
+
+
+def error_response(message: str, code: str, status: int) -> web.Response:
+    """An ``invalid_request_error`` in OpenAI's error shape."""
+    return json_response(openai_error_body(message, type="invalid_request_error", code=code), status)

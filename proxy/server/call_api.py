@@ -26,7 +26,6 @@ memory, else the database).
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from aiohttp import web
 
@@ -35,27 +34,21 @@ from ..calls.registry import CallRegistry, Signal
 from ..config import KeyConfig
 from ..core.call_id import check_call_id
 from ..core.sse import encode_event
-from ..errors import NotFound, RequestError, openai_error_body
+from ..errors import NotFound, RequestError
 from ..storage import ops
 from .auth import key_of, requires, visible
-from .bodies import checked, read_json_object
+from .bodies import checked, error_response, json_response, read_json_object, whole_number
 from .services import SERVICES
 
 __all__ = ["call_events", "end_call", "get_call", "patch_state"]
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False, default=str))
-
-
-def _error(message: str, code: str, status: int) -> web.Response:
-    return _json(openai_error_body(message, type="invalid_request_error", code=code), status)
 
 
 @requires("calls:read")
 async def call_events(request: web.Request) -> web.StreamResponse:
     s = request.app[SERVICES]
-    seen = _count(request.headers.get("Last-Event-ID", "").strip()) or 0
+    seen = whole_number(request.headers.get("Last-Event-ID", "").strip()) or 0
     call_id = _path_id(request)
     key = key_of(request)
     call = await s.registry.find(call_id)
@@ -102,11 +95,6 @@ async def _follow(
             await response.write(b": keep-alive\n\n")
 
 
-def _count(text: str) -> int | None:
-    """``text`` as a non-negative integer when it is ASCII digits (at most 18: no
-    ``int()`` of a Unicode digit like ``²`` or of thousands of digits), else ``None``."""
-    return int(text) if 0 < len(text) <= 18 and text.isascii() and text.isdigit() else None
-
 
 def _path_id(request: web.Request) -> str:
     """The call id in the path, checked (400 when callgate would not take it)."""
@@ -137,7 +125,7 @@ async def end_call(request: web.Request) -> web.Response:
     call = await _call(request, _path_id(request))
     ended = await s.registry.end(call, reason, "call_layer", state)
     end_reason, end_source = (reason, "call_layer") if ended else await s.store.read(ops.end_of, call.id)
-    return _json({"call_id": call.id, "already_ended": not ended, "end_reason": end_reason, "end_source": end_source})
+    return json_response({"call_id": call.id, "already_ended": not ended, "end_reason": end_reason, "end_source": end_source})
 
 
 @requires("calls:write")
@@ -147,8 +135,8 @@ async def patch_state(request: web.Request) -> web.Response:
     call = await _call(request, _path_id(request))
     state = None if call.ended else await s.registry.patch_state(call, patch)
     if state is None:
-        return _error(f"call {call.id!r} has ended; its state is final", "call_ended", 409)
-    return _json({"call_id": call.id, "state": state})
+        return error_response(f"call {call.id!r} has ended; its state is final", "call_ended", 409)
+    return json_response({"call_id": call.id, "state": state})
 
 
 @requires("calls:read")
@@ -156,7 +144,7 @@ async def get_call(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
     call_id = _path_id(request)
     raw = request.query.get("generation", "")
-    generation = _count(raw)
+    generation = whole_number(raw)
     if raw and not generation:
         raise RequestError("'generation' must be a positive integer", param="generation")
     if generation:
@@ -165,5 +153,5 @@ async def get_call(request: web.Request) -> web.Response:
     else:
         record = await s.registry.record(call_id)
     if record is None or not visible(key_of(request), record.get("owner")):
-        return _error(f"no call {call_id!r}", "call_not_found", 404)
-    return _json(record)
+        return error_response(f"no call {call_id!r}", "call_not_found", 404)
+    return json_response(record)

@@ -120,17 +120,13 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     from ..server.workers import WorkersRefused, run_workers
     from ..storage import StoreLocked
 
-    if config.server.workers > 1 and args.socket_fd is None:
-        try:
-            return run_workers(config, args.config, config.server.workers)
-        except WorkersRefused as e:
-            print(f"callgate: {e}", file=sys.stderr)
-            return 2
-        except OSError as e:
-            print(f"callgate: cannot listen on {config.server.host}:{config.server.port}: {e.strerror}", file=sys.stderr)
-            return 1
     try:
+        if config.server.workers > 1 and args.socket_fd is None:
+            return run_workers(config, args.config, config.server.workers)
         run_event_loop(serve(config, socket_fd=args.socket_fd))
+    except WorkersRefused as e:
+        print(f"callgate: {e}", file=sys.stderr)
+        return 2
     except StoreLocked as e:
         print(f"callgate: {e}; one server per SQLite database (use PostgreSQL for more)", file=sys.stderr)
         return 1

@@ -1,5 +1,7 @@
 """The pieces the process-level tests share: a scripted LLM that answers by what the
-caller said, a call layer that fails and holds on command, a caller's turn."""
+caller said, a call layer that fails and holds on command, a caller's turn, and
+:func:`until` for what other processes change (no event to wait on: the database,
+their logs)."""
 
 from __future__ import annotations
 
@@ -97,3 +99,13 @@ async def turn(http: aiohttp.ClientSession, url: str, call_id: str, text: str) -
         return False
 
 
+
+
+async def until(predicate: Any, timeout: float, what: str = "the condition") -> None:
+    """Until ``predicate()`` holds, read again every 0.1 s: for state other processes
+    change, which sends no event here. ``AssertionError`` naming ``what`` after
+    ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        await asyncio.sleep(0.1)

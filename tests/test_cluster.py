@@ -29,7 +29,7 @@ from proxy.demo import nginx
 from proxy.storage import open_store, ops
 
 from .conftest import serve_app
-from .lab import CallLayer, llm_app, turn
+from .lab import CallLayer, llm_app, turn, until
 from .process import ServeProcess
 
 CALLS = 50
@@ -99,7 +99,7 @@ async def test_one_hangup_one_end_one_end_function_whichever_instance(cluster: C
         assert Counter(kinds) == {"hangup": 1, "command.rejected": 2, "call.ended": 1}, kinds
         assert all(r["events"] == ended["events"] for r in records)  # the same record on every instance
         assert len({t["instance"] for t in ended["turns"]}) >= 2  # the turns landed on more than one instance
-    await _until(lambda: len(cluster.layer.delivered("crm")) >= CALLS, 30)
+    await until(lambda: len(cluster.layer.delivered("crm")) >= CALLS, 30)
     keys = Counter(s["key"] for s in cluster.layer.delivered("crm"))
     assert keys == {f"k-{i}:crm": 1 for i in range(CALLS)}  # the end function ran once per call
     hangups = [json.loads(s["body"]) for s in cluster.layer.delivered("events")]
@@ -127,7 +127,7 @@ async def test_kill_9_mid_stream_and_mid_step(cluster: Cluster) -> None:
     async with aiohttp.ClientSession() as http:
         assert await turn(http, cluster.front, "kill-1", "hello")
         slow = asyncio.create_task(turn(http, a.url, "kill-1", "slow"))  # A streams for 10 s
-        await _until(lambda: len(a.log) > 0, 5)
+        await until(lambda: len(a.log) > 0, 5)
         await asyncio.sleep(0.5)  # noqa: ASYNC110 - let A be half-way through the reply
         await a.kill()
         assert not await slow  # the runtime saw the stream break
@@ -142,13 +142,13 @@ async def test_kill_9_mid_stream_and_mid_step(cluster: Cluster) -> None:
     cluster.layer.arrived.clear()
     async with aiohttp.ClientSession() as http:
         assert await turn(http, cluster.servers[1].url, "kill-2", "bye")
-    await _until(lambda: any(s["key"] == "kill-2:crm" for s in cluster.layer.seen), 15)
+    await until(lambda: any(s["key"] == "kill-2:crm" for s in cluster.layer.seen), 15)
     [job] = cluster.db(ops.jobs_for_call, "kill-2")
     holder = next(s for s in cluster.servers[1:] if job.locked_by and f":{s.pid}:" in job.locked_by)
     await holder.kill()
     gate.set()  # the receiver answers now; the dead holder is gone, its try counts for nothing
     survivor = next(s for s in cluster.servers[1:] if s is not holder)
-    await _until(lambda: cluster.db(ops.jobs_for_call, "kill-2")[0].status == "done", 30)
+    await until(lambda: cluster.db(ops.jobs_for_call, "kill-2")[0].status == "done", 30)
     done = cluster.db(ops.jobs_for_call, "kill-2")[0]
     assert done.attempts == 2 and done.locked_by is None
     tries = [s for s in cluster.layer.seen if s["key"] == "kill-2:crm"]
@@ -171,10 +171,3 @@ async def _until_record(cluster: Cluster, url: str, call_id: str, ok: Any, timeo
         assert loop.time() < deadline, f"{call_id}: {record['status']}"
         await asyncio.sleep(0.2)
 
-
-async def _until(predicate: Any, timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.1)

@@ -28,7 +28,7 @@ import aiohttp
 from proxy.storage import SqliteStore, ops
 
 from ..conftest import serve_app
-from ..lab import CallLayer, llm_app, turn
+from ..lab import CallLayer, llm_app, turn, until
 from ..process import ServeProcess
 
 LONG = os.environ.get("FAULTS") == "long"
@@ -57,13 +57,6 @@ def db_read(path: Path, op: Any, *args: Any, **kw: Any) -> Any:
     finally:
         store.close_sync()
 
-
-async def until(predicate: Any, timeout: float, what: str) -> None:
-    """Wait for ``predicate()`` (checked as things happen, at most every 0.2 s)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
 
 
 # -- (a) the call layer's webhook fails for a while ----------------------------------------------

@@ -4,26 +4,25 @@ deliveries, and the profiles ``callgate check`` shows. Plain data in, text out."
 from __future__ import annotations
 
 import json
-import re
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+from ..core.ago import ago
 from ..core.profile import Profile
 from ..storage import Delivery, Job
 
 __all__ = ["calls_list", "calls_show", "deliveries_list", "jobs_list", "parse_since", "profiles_text", "tail_line"]
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 
 
 def parse_since(text: str, now: float | None = None) -> float:
     """``30m``, ``2h``, ``1d``, ``45s`` ago, or an ISO 8601 time -> Unix seconds.
     Raises ``ValueError``."""
     now = time.time() if now is None else now
-    m = _DURATION.match(text.strip())
-    if m:
-        return now - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    since = ago(text, now)
+    if since is not None:
+        return since
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)

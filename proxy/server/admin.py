@@ -41,6 +41,7 @@ from aiohttp import web
 
 from ..calls.outcome import add_tags, rule_tags
 from ..config import Config
+from ..core.ago import ago
 from ..core.sse import encode_event
 from ..endfn.sandbox import run_sandbox
 from ..errors import NotFound, RequestError
@@ -65,7 +66,6 @@ _PAGE_HEADERS = {
 }
 _IDS = frozenset({"id", "call_id", "call_key", "event_id", "request_id", "idempotency_key", "tool_call_id"})
 _SECRET_HEADER = re.compile(r"authorization|signature|secret|token|api[-_]?key|password|cookie", re.IGNORECASE)
-_AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 
 
 def add_routes(app: web.Application) -> None:
@@ -166,9 +166,9 @@ def _when(text: str | None, now: float, name: str) -> float | None:
     """``since``/``until`` (``name``): Unix seconds, or ``30m``/``2h``/``1d``/``45s`` ago."""
     if not text:
         return None
-    m = _AGO.match(text.strip())
-    if m:
-        return now - float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    since = ago(text, now)
+    if since is not None:
+        return since
     try:
         value = float(text[:33])
         if len(text) > 32 or not math.isfinite(value):

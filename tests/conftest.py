@@ -21,12 +21,29 @@ from .process import kill_leftovers
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "openai-streams"
 
 
+def default_database_files(folder: Path) -> dict[str, tuple[int, int]]:
+    """The default database's files in ``folder`` (``callgate.db`` and its ``-wal``,
+    ``-shm``, ``.lock`` and ``.bak-v<N>`` files): name -> (size, mtime in ns)."""
+    out = {}
+    for p in folder.glob("callgate.db*"):
+        st = p.stat()
+        out[p.name] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def database_writes(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> list[str]:
+    """The default database's files that appeared or changed between two readings."""
+    return sorted(name for name, seen in after.items() if before.get(name) != seen)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def no_database_left_in_the_working_directory() -> Iterator[None]:
-    """Tests keep their databases in tmp_path: the default ./callgate.db must not appear."""
-    before = Path("callgate.db").exists()
+    """Tests keep their databases in tmp_path: no test may create or touch the default
+    ./callgate.db or its lock file, even where they already exist."""
+    before = default_database_files(Path.cwd())
     yield
-    assert before or not Path("callgate.db").exists(), "a test wrote ./callgate.db (set storage.path)"
+    written = database_writes(before, default_database_files(Path.cwd()))
+    assert not written, f"a test wrote {written} in the working directory (set storage.path)"
 
 
 @pytest.fixture(autouse=True)

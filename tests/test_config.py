@@ -108,3 +108,20 @@ def test_demo_runs_and_exits_0() -> None:
     assert "caller hears: 不客气，祝您生活愉快！感谢您的来电，再见！" in out
     assert "imsagent" not in out.split("control events")[0]
     assert "3. call.ended" in out and "crm (webhook): done" in out
+
+
+def test_the_working_directory_guard_sees_a_write_to_a_file_that_was_already_there(tmp_path: Path) -> None:
+    """The guard against tests writing ./callgate.db catches a write to an existing
+    file and a new lock file (it passed whenever callgate.db existed before)."""
+    import os
+
+    from .conftest import database_writes, default_database_files
+
+    (tmp_path / "callgate.db").write_bytes(b"old")
+    before = default_database_files(tmp_path)
+    assert database_writes(before, default_database_files(tmp_path)) == []
+    (tmp_path / "callgate.db.lock").write_bytes(b"")
+    db = tmp_path / "callgate.db"
+    db.write_bytes(b"new!")
+    os.utime(db, ns=(1, 1))
+    assert database_writes(before, default_database_files(tmp_path)) == ["callgate.db", "callgate.db.lock"]

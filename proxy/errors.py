@@ -7,6 +7,9 @@
     ├── RequestError              the client's request is wrong (HTTP 400)
     │   ├── BodyTooLarge          body over ``server.max_body_bytes`` (HTTP 413)
     │   ├── NotFound              no such call or profile (HTTP 404)
+    │   ├── Conflict              the request does not fit what it names now (HTTP 409)
+    │   │   ├── CallEnded         the call has ended: its state is final
+    │   │   └── JobNotFinished    only a finished end-function step can be retried
     │   └── TooManyTurns          the call passed a limit of ``limits:`` (HTTP 429)
     ├── Unauthorized              no key, or not one of ``auth.keys`` (HTTP 401)
     │   └── Forbidden             the key lacks the route's scope, or the call is
@@ -17,6 +20,13 @@
         ├── UpstreamBadReply      a body the request's client cannot read: not SSE to a
         │                         streaming request, not JSON otherwise (HTTP 502)
         └── UpstreamStatus        upstream answered 4xx/5xx; status and body are relayed
+    StorageError                  the database cannot be used as it is (a startup or CLI error)
+    ├── StoreLocked               another callgate server holds this SQLite database
+    ├── SchemaTooOld              it needs ``callgate migrate``; a read-only command never migrates
+    └── SchemaTooNew              a newer callgate wrote it; this one refuses to open it
+
+Each ``UpstreamError`` carries ``failure``, an :class:`UpstreamFailure` code: what
+the turn records and ``callgate_upstream_errors_total{kind}`` counts.
 
 Every error that reaches a client is rendered by :func:`openai_error_body` as the
 OpenAI API reference's error object: ``{"error": {"message", "type", "param", "code"}}``.
@@ -24,24 +34,44 @@ OpenAI API reference's error object: ``{"error": {"message", "type", "param", "c
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 __all__ = [
     "BodyTooLarge",
+    "CallEnded",
     "CallgateError",
     "ConfigError",
+    "Conflict",
     "Forbidden",
+    "JobNotFinished",
     "NotFound",
     "RequestError",
+    "SchemaTooNew",
+    "SchemaTooOld",
+    "StorageError",
+    "StoreLocked",
     "TooManyTurns",
     "Unauthorized",
     "UpstreamBadReply",
     "UpstreamError",
+    "UpstreamFailure",
     "UpstreamStatus",
     "UpstreamTimeout",
     "UpstreamUnreachable",
     "openai_error_body",
 ]
+
+
+class UpstreamFailure(StrEnum):
+    """How an upstream failed a reply (the label of ``callgate_upstream_errors_total``)."""
+
+    UNREACHABLE = "unreachable"  # connecting failed, or the connection broke
+    TIMEOUT = "timeout"  # nothing within upstream.timeout_s
+    HTTP_STATUS = "http_status"  # it answered 4xx/5xx
+    BAD_REPLY = "bad_reply"  # not SSE to a streaming request, not JSON otherwise
+    STREAM_ERROR = "stream_error"  # the stream broke, or carried an error, after it began
+    INCOMPLETE = "incomplete"  # the stream ended with no finish_reason and no [DONE]
 
 
 class CallgateError(Exception):
@@ -96,6 +126,25 @@ class NotFound(RequestError):
     code = "not_found"
 
 
+class Conflict(RequestError):
+    """The request does not fit the state of what it names (HTTP 409)."""
+
+    status = 409
+    code = "conflict"
+
+
+class CallEnded(Conflict):
+    """The call has ended: its state is final (``PATCH /state``, HTTP 409)."""
+
+    code = "call_ended"
+
+
+class JobNotFinished(Conflict):
+    """Only a finished end-function step can be retried (HTTP 409)."""
+
+    code = "job_not_finished"
+
+
 class TooManyTurns(RequestError):
     """The call passed a limit of ``limits:`` and was ended (HTTP 429)."""
 
@@ -120,17 +169,19 @@ class Forbidden(Unauthorized):
 
 
 class UpstreamError(CallgateError):
-    """The upstream LLM failed; subclasses say how."""
+    """The upstream LLM failed; subclasses say how (``failure``)."""
 
     status = 502
     type = "upstream_error"
     code = "upstream_error"
+    failure = UpstreamFailure.STREAM_ERROR
 
 
 class UpstreamUnreachable(UpstreamError):
     """Connecting to the upstream failed (HTTP 502)."""
 
     code = "upstream_unreachable"
+    failure = UpstreamFailure.UNREACHABLE
 
 
 class UpstreamTimeout(UpstreamError):
@@ -138,22 +189,53 @@ class UpstreamTimeout(UpstreamError):
 
     status = 504
     code = "upstream_timeout"
+    failure = UpstreamFailure.TIMEOUT
 
 
 class UpstreamBadReply(UpstreamError):
     """The upstream answered with a body the runtime could not read (HTTP 502)."""
 
     code = "upstream_bad_reply"
+    failure = UpstreamFailure.BAD_REPLY
 
 
 class UpstreamStatus(UpstreamError):
-    """The upstream answered with an error status; its body is relayed as it came."""
+    """The upstream answered with an error status; its body is relayed as it came.
+    ``body``: bytes; ``content_type``: its header."""
+
+    failure = UpstreamFailure.HTTP_STATUS
 
     def __init__(self, status: int, body: bytes, content_type: str | None) -> None:
         super().__init__(f"upstream answered HTTP {status}")
         self.status = status
         self.body = body
         self.content_type = content_type
+
+
+class StorageError(CallgateError):
+    """The database cannot be used as it is; the message says what to do."""
+
+    type = "storage_error"
+    code = "storage_error"
+
+
+class StoreLocked(StorageError):
+    """Another callgate server holds this SQLite database (``<path>.lock``)."""
+
+    code = "store_locked"
+
+
+class SchemaTooOld(StorageError):
+    """The database's schema is older than this callgate's: ``callgate migrate``
+    (or ``callgate serve``) upgrades it; no other command does."""
+
+    code = "schema_too_old"
+
+
+class SchemaTooNew(StorageError):
+    """The database's schema is newer than this callgate's: it refuses to open."""
+
+    code = "schema_too_new"
 
 
 def openai_error_body(

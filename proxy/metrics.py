@@ -2,8 +2,10 @@
 
 Names follow Prometheus conventions: the ``callgate_`` prefix, base units (seconds),
 ``_total`` on counters, ``_seconds`` on histograms. Label values are bounded: routes
-are route templates, profiles are configured names, rejection reasons are the codes
-of :func:`reason_code`, never free text. The gauges that describe the database (calls
+are route templates, profiles are configured names, rejection reasons are
+:class:`~proxy.core.commands.RejectReason` codes and upstream failures
+:class:`~proxy.errors.UpstreamFailure` codes (the enums carried on the objects),
+never free text. The gauges that describe the database (calls
 active, dead letters) are read from it at each scrape (:mod:`proxy.server.scrape`),
 so every instance reports the same truth.
 
@@ -31,7 +33,6 @@ __all__ = [
     "UPSTREAM_ERRORS",
     "UPSTREAM_TTFB",
     "end_reason_label",
-    "reason_code",
 ]
 
 # Where a first byte can land: sub-millisecond (callgate's own share) to seconds (a model).
@@ -53,7 +54,7 @@ ADDED_TTFB = Histogram(
 CHUNKS = Counter("callgate_chunks_relayed_total", "SSE events (chat completion chunks) read from the upstream and relayed", ["profile"])
 COMMANDS = Counter(
     "callgate_commands_total",
-    "Control commands found in replies, by function, source (text_command, tool_call), outcome (accepted, rejected) and reason",
+    "Control commands found in replies, by function, source (text_command, tool_call), outcome (accepted, rejected) and reason (a RejectReason code)",
     ["function", "source", "outcome", "reason"],
 )
 CONTROL_EVENTS = Counter("callgate_control_events_total", "Control events emitted, by type", ["type"])
@@ -67,36 +68,9 @@ STORAGE_WRITE = Histogram(
 )
 UPSTREAM_ERRORS = Counter(
     "callgate_upstream_errors_total",
-    "Replies the upstream failed, by kind (unreachable, timeout, http_status, bad_reply, stream_error, incomplete)",
+    "Replies the upstream failed, by kind (an UpstreamFailure code)",
     ["kind"],
 )
-
-# Rejection reasons as label values: a known beginning names the code.
-_REASONS = (
-    ("transfer without callee", "no_callee"),
-    ("callee is not a phone number", "bad_callee"),
-    ("callee ", "not_allowed"),
-    ("command after a hangup", "after_hangup"),
-    ("a second transfer", "second_transfer"),
-    ("command not closed", "unterminated"),
-    ("duplicate hangup", "duplicate_hangup"),
-    ("unknown function", "unknown_function"),
-    ("tool call arguments", "bad_arguments"),
-)
-
-
-def reason_code(reason: str | None) -> str:
-    """A rejection reason as a bounded label value (``""`` for an accepted command,
-    ``other`` for a reason without a code)."""
-    if not reason:
-        return ""
-    for start, code in _REASONS:
-        if reason.startswith(start):
-            return code
-    if "more commands rejected" in reason:
-        return "over_limit"
-    return "other"
-
 
 _END_REASON = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _END_REASONS_MAX = 50

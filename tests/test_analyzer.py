@@ -12,15 +12,14 @@ from hypothesis import strategies as st
 
 from proxy import Conversation
 from proxy.calls.model import Call
-from proxy.calls.registry import DUPLICATE_HANGUP, one_hangup_per_call
+from proxy.calls.registry import OneHangupPerCall
 from proxy.core.analyzer import (
-    AFTER_HANGUP,
     ChoiceAnalyzer,
     Found,
     NoCallPolicy,
     Silenced,
 )
-from proxy.core.commands import Command, RejectedCommand
+from proxy.core.commands import REASONS, Command, RejectedCommand, RejectReason
 from proxy.core.function_map import FunctionMap
 from proxy.core.render import ChoiceOutput, renderer_for
 
@@ -37,9 +36,9 @@ def findings_of(pieces: list[str], policy: Any = None) -> list[Any]:
     an = analyzer(policy)
     out: list[Any] = []
     for p in pieces:
-        found = an.content(p)
+        found = an.feed(p)
         out += [p] if found is None else found
-    return out + an.finish()
+    return out + an.close()
 
 
 def normalized(findings: list[Any]) -> list[tuple[str, Any]]:
@@ -81,36 +80,37 @@ def test_findings_at_random_splits_equal_whole(cuts: list[int]) -> None:
 
 def test_plain_text_is_the_hot_path() -> None:
     an = analyzer()
-    assert an.content("no command here") is None
+    assert an.feed("no command here") is None
     assert an.raw.text() == "no command here"
 
 
 def test_second_command_after_a_hangup_is_rejected() -> None:
     found = [f.command for f in findings_of(['<imsagent_hangup endword="a"/><imsagent_hangup endword="b"/>']) if isinstance(f, Found)]
     assert isinstance(found[0], Command)
-    assert isinstance(found[1], RejectedCommand) and found[1].reason == AFTER_HANGUP
+    assert isinstance(found[1], RejectedCommand) and found[1].code is RejectReason.AFTER_HANGUP
+    assert found[1].reason == REASONS[RejectReason.AFTER_HANGUP] == "command after a hangup in the same reply"
 
 
 def test_the_call_domain_decides_one_hangup_per_call() -> None:
     call = Call("c-1")
-    first = [f.command for f in findings_of(['<imsagent_hangup endword="a"/>'], one_hangup_per_call(call)) if isinstance(f, Found)]
-    second = [f.command for f in findings_of(['<imsagent_hangup endword="b"/>'], one_hangup_per_call(call)) if isinstance(f, Found)]
+    first = [f.command for f in findings_of(['<imsagent_hangup endword="a"/>'], OneHangupPerCall(call)) if isinstance(f, Found)]
+    second = [f.command for f in findings_of(['<imsagent_hangup endword="b"/>'], OneHangupPerCall(call)) if isinstance(f, Found)]
     assert isinstance(first[0], Command)
-    assert isinstance(second[0], RejectedCommand) and second[0].reason == DUPLICATE_HANGUP
+    assert isinstance(second[0], RejectedCommand) and second[0].code is RejectReason.DUPLICATE_HANGUP
 
 
 def test_choices_other_than_0_do_not_claim_the_hangup() -> None:
     call = Call("c-2")
-    an = analyzer(one_hangup_per_call(call), index=1)
-    an.content('<imsagent_hangup endword="x"/>')
-    assert not call.hung_up
+    an = analyzer(OneHangupPerCall(call), index=1)
+    an.feed('<imsagent_hangup endword="x"/>')
+    assert not call.lifecycle.hung_up
 
 
 def test_mapped_tool_call_becomes_a_command_when_the_choice_finishes() -> None:
     an = analyzer()
-    te = an.tool_entry({"index": 0, "id": "call_1", "type": "function", "function": {"name": "end_call", "arguments": '{"endword": "Bye"}'}})
+    te = an.feed_tool({"index": 0, "id": "call_1", "type": "function", "function": {"name": "end_call", "arguments": '{"endword": "Bye"}'}})
     assert te.mapped and te.index == 0
-    [found] = an.finish()
+    [found] = an.close()
     assert isinstance(found, Found) and found.command.function == "hangup" and found.command.args == {"endword": "Bye"}
 
 
@@ -136,7 +136,7 @@ def test_passthrough_renderer_changes_nothing() -> None:
     assert r.changes_nothing
     entry = {"index": 3, "function": {"name": "end_call"}}
     an = analyzer()
-    assert r.tool_entry(an.tool_entry(entry), ChoiceOutput()) is entry
+    assert r.tool_entry(an.feed_tool(entry), ChoiceOutput()) is entry
     assert r.finish_reason("tool_calls", ChoiceOutput(dropped_tools=True)) == "tool_calls"
 
 

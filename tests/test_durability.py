@@ -19,7 +19,9 @@ from proxy.config import parse_config
 from proxy.demo.scripted_upstream import RawReply, ScriptedReply
 from proxy.server.app import running
 from proxy.server.services import SERVICES
-from proxy.storage import SqliteStore, ops
+from proxy.storage import ops
+
+from . import rows
 
 from .conftest import Receiver, serve_app
 from .test_runtimes import events_until_end
@@ -150,14 +152,13 @@ def dead_process_db(path: Path, now: float) -> None:
     """A database as a process killed mid-call leaves it: an idle call, a call whose
     hangup was recorded but not its end, a call without an id, all with a turn in
     progress of an instance that no longer beats."""
-    db = SqliteStore(path)
+    db = rows.store_at(path)
     for key, anonymous in (("idle-1", False), ("hung-1", False), ("req_x", True)):
-        call = {"id": key, "call_id": key, "generation": 1, "anonymous": anonymous, "started_at": now - 100}
         db.run_sync(ops.heartbeat, "dead", "h", 1, now - 100)
-        turn = {"request_id": f"r-{key}", "instance": "dead", "started_at": now - 100, "stream": True, "user_text": "hi"}
-        db.run_sync(ops.begin_turn, call, turn, None, now - 100)
-    hangup = {"id": "evt_h", "call_id": "hung-1", "type": "hangup", "source": "tool_call"}
-    db.run_sync(ops.add_events, "hung-1", [(hangup, None)], False, now - 100)
+        start = rows.call(key, anonymous=anonymous, started_at=now - 100)
+        db.run_sync(ops.begin_turn, start, rows.turn(f"r-{key}", "dead", started_at=now - 100), None, now - 100)
+    hangup = rows.event("evt_h", "hangup", call_id="hung-1", source="tool_call")
+    db.run_sync(ops.add_events, "hung-1", [hangup], False, now - 100)
     db.close_sync()
 
 
@@ -185,7 +186,7 @@ async def test_start_recovers_what_a_dead_process_left(tmp_path: Path) -> None:
 
 
 async def test_a_second_server_on_the_same_sqlite_file_refuses_to_start(tmp_path: Path) -> None:
-    from proxy.storage import StoreLocked
+    from proxy.errors import StoreLocked
 
     cfg = parse_config({"upstream": {"base_url": "http://127.0.0.1:9/v1"}, "storage": {"path": str(tmp_path / "cg.db")}})
     async with running(cfg, port=0):
@@ -198,7 +199,7 @@ async def test_the_idle_sweep_reads_the_database_not_memory(stack: Any) -> None:
     s = await stack([PLAIN], end_function={"idle_timeout_s": 0.3, "sweep_s": 0.05})
     await post(s.url, "sweep-1")
     await s.registry.drain()
-    s.registry._forget(s.registry.get("sweep-1"))  # as if this process had restarted
+    s.registry.cache.forget(s.registry.get("sweep-1"))  # as if this process had restarted
     events = await events_until_end(s.url, "sweep-1")
     assert [(e["type"], e.get("reason")) for e in events] == [("call.ended", "idle_timeout")]
 
@@ -234,7 +235,7 @@ def test_a_database_of_the_first_layout_is_moved_forward(tmp_path: Path) -> None
     old.execute("INSERT INTO deliveries VALUES ('e1', 'old-1', 1, ?, 'done', 1, NULL, 1, 1)", (json.dumps(record["events"][0]),))
     old.commit()
     old.close()
-    db = SqliteStore(path)
+    db = rows.store_at(path)
     got = db.run_sync(ops.call_record, "old-1")
     db.close_sync()
     assert (got["status"], got["end_reason"], got["state"]) == ("ended", "agent_hangup", {"k": 1})

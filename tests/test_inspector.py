@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.calls.model import Call
-from proxy.calls.registry import one_hangup_per_call
+from proxy.calls.registry import OneHangupPerCall
 from proxy.core.commands import Command, RejectedCommand
 from proxy.core.inspector import InspectorSettings, ReplyInspector
 from proxy.core.sse import SSEDecoder
@@ -33,11 +33,11 @@ def inspect(stream: bytes, cuts: list[int] | None = None, **settings_kw: Any) ->
     out, cmds = b"", []
     points = sorted(set(cuts or []))
     for a, b in zip([0, *points], [*points, len(stream)]):
-        for ev in dec.decode(stream[a:b]):
+        for ev in dec.feed(stream[a:b]):
             o, c = ins.feed(ev)
             out += o
             cmds += c
-    for ev in dec.flush():
+    for ev in dec.close():
         o, c = ins.feed(ev)
         out += o
         cmds += c
@@ -48,7 +48,7 @@ def inspect(stream: bytes, cuts: list[int] | None = None, **settings_kw: Any) ->
 def content_of(stream: bytes) -> str:
     dec = SSEDecoder()
     text = ""
-    for ev in dec.decode(stream) + dec.flush():
+    for ev in dec.feed(stream) + dec.close():
         if ev.data and ev.data != "[DONE]":
             for ch in json.loads(ev.data).get("choices", []):
                 text += (ch.get("delta") or {}).get("content") or ""
@@ -57,7 +57,7 @@ def content_of(stream: bytes) -> str:
 
 def parsed_chunks(stream: bytes) -> list[dict[str, Any]]:
     dec = SSEDecoder()
-    return [json.loads(e.data) for e in dec.decode(stream) + dec.flush() if e.data and e.data != "[DONE]"]
+    return [json.loads(e.data) for e in dec.feed(stream) + dec.close() if e.data and e.data != "[DONE]"]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -245,10 +245,10 @@ def test_duplicate_hangup_across_replies() -> None:
     _, cmds, _ = inspect(sse(HANGUP_REPLY))
     assert isinstance(cmds[0], Command)
     call = Call("call-dup")
-    assert one_hangup_per_call(call).refuse_hangup(True) is None  # the first reply's hangup
-    ins = ReplyInspector(InspectorSettings(), policy=one_hangup_per_call(call))
+    assert OneHangupPerCall(call).refuse_hangup("text_command", True) is None  # the first reply's hangup
+    ins = ReplyInspector(InspectorSettings(), policy=OneHangupPerCall(call))
     dec = SSEDecoder()
-    cmds2 = [c for ev in dec.decode(sse(HANGUP_REPLY)) for c in ins.feed(ev)[1]]
+    cmds2 = [c for ev in dec.feed(sse(HANGUP_REPLY)) for c in ins.feed(ev)[1]]
     assert isinstance(cmds2[0], RejectedCommand) and "duplicate" in cmds2[0].reason
 
 

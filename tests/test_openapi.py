@@ -135,7 +135,8 @@ class CallLayer(Receiver):
         self.got.append({"path": path, "headers": dict(request.headers), "body": body})
         if path in self.hold:
             await self.hold[path].wait()
-        seeded = json.loads(body).get("call_id" if path == "events" else "id") == EXAMPLE_CALL
+        sent = json.loads(body)
+        seeded = sent.get("call_id" if path == "events" else "id") == EXAMPLE_CALL and sent.get("generation", 1) == 1
         status = {"events": 400, "crm": 500}.get(path, 200) if seeded else 200
         return web.json_response({"status": status}, status=status)
 
@@ -471,7 +472,7 @@ def test_the_admin_api_shows_the_dead_letters_and_retries_them(keyed_callgate: L
     # the list, filtered
     calls = _validated(live, "GET", "/v1/admin/calls", query={"end_reason": "caller_hung_up", "since": "1h", "tag": "user_hangup", "status": "ended"}).json()["calls"]
     assert {(c["status"], c["end_reason"], "user_hangup" in c["outcome_tags"]) for c in calls} == {("ended", "caller_hung_up", True)}
-    assert [(c["end_function"], c["jobs"]) for c in calls if c["id"] == EXAMPLE_CALL] == [("failed", {"failed": 1, "blocked": 1})]
+    assert [(c["end_function"], c["jobs"]) for c in calls if c["key"] == EXAMPLE_CALL] == [("failed", {"failed": 1, "blocked": 1})]
     assert calls[-1]["id"] == EXAMPLE_CALL  # the oldest (the run's POST /end made more)
     assert _validated(live, "GET", "/v1/admin/calls", query={"end_reason": "caller_hung_up", "until": "1h"}).json() == {"calls": []}
     assert _validated(live, "GET", "/v1/admin/calls", query={"limit": "501"}).json()["error"]["param"] == "limit"
@@ -592,3 +593,21 @@ def test_a_limit_int_cannot_read_is_refused(open_callgate: Live) -> None:
     for name in ("since", "until"):
         r = open_callgate.request("GET", "/v1/admin/calls", params={name: "yesterday"})
         assert (r.status_code, r.json()["error"]["param"]) == (400, name)
+
+
+def test_since_and_until_take_every_number_the_document_admits() -> None:
+    """Found by the schemathesis run: a number past a float's range (``159e38171``)
+    matches the documented pattern, so it is that end of the range, not a 400; what
+    the pattern refuses (``nan``, ``inf``, ``1_0``) is refused."""
+    import re
+
+    from proxy.errors import RequestError
+    from proxy.server.admin import _when
+
+    pattern = DOC["paths"]["/v1/admin/calls"]["get"]["parameters"][3]["schema"]["pattern"]
+    for text in (" \x0b\t 159e38171\r", "-1e999", "12.5", ".5", "1767225600"):
+        assert re.search(pattern, text) and _when(text, 0, "since") is not None
+    for text in ("nan", "inf", "1_0", "12x"):
+        assert not re.search(pattern, text)
+        with pytest.raises(RequestError):
+            _when(text, 0, "since")

@@ -6,13 +6,16 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from proxy.cli import main
 from proxy.cli.ops import parse_since
 from proxy.logs import MaskingFilter, mask, mask_text
-from proxy.storage import SqliteStore, ops
+from proxy.storage import ops
+
+from . import rows
 
 RECORD = {
     "id": "rec-1",
@@ -75,10 +78,9 @@ def test_calls_and_jobs_commands(tmp_path: Path, capsys: pytest.CaptureFixture[s
     cfg = write_config(tmp_path)
     assert main(["calls", "list", "--config", str(cfg)]) == 2  # no database yet
     assert "no database" in capsys.readouterr().err
-    db = SqliteStore(tmp_path / "cg.db")
+    db = rows.store_at(tmp_path / "cg.db")
     now = time.time()
-    live = {"id": "live-1", "call_id": "live-1", "generation": 1, "anonymous": False, "owner": None, "profile": None, "started_at": now}
-    db.run_sync(ops.begin_turn, live, {"request_id": "r-1", "instance": "t", "started_at": now, "stream": True, "user_text": "hi"}, None, now)
+    db.run_sync(ops.begin_turn, rows.call("live-1", started_at=now), rows.turn("r-1", "t", started_at=now), None, now)
     db.run_sync(ops.put_record, RECORD, [("crm", "webhook", []), ("after", "webhook", ["crm"])], now)
     db.run_sync(lambda c: c.execute("UPDATE jobs SET status = 'failed', last_error = 'HTTP 500', response_code = 500 WHERE step = 'crm'"))
     db.run_sync(lambda c: c.execute("UPDATE jobs SET status = 'blocked', last_error = 'after: step ''crm'' failed' WHERE step = 'after'"))
@@ -109,7 +111,7 @@ def test_calls_and_jobs_commands(tmp_path: Path, capsys: pytest.CaptureFixture[s
     capsys.readouterr()
     assert main(["jobs", "retry", "--all-failed", "--config", str(cfg)]) == 0
     assert "2 job(s) back to pending" in capsys.readouterr().out
-    db = SqliteStore(tmp_path / "cg.db")
+    db = rows.store_at(tmp_path / "cg.db")
     assert [j.status for j in db.run_sync(ops.jobs_for_call, "rec-1")] == ["pending", "pending"]
     db.close_sync()
 
@@ -158,11 +160,10 @@ async def test_sandbox_live_sends_for_real(tmp_path: Path) -> None:
 
 def test_calls_purge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = write_config(tmp_path)
-    db = SqliteStore(tmp_path / "cg.db")
+    db = rows.store_at(tmp_path / "cg.db")
     now = time.time()
     for key in ("a", "b"):
-        row = {"id": key, "call_id": key, "generation": 1, "anonymous": False, "owner": None, "profile": None, "started_at": now}
-        db.run_sync(ops.begin_turn, row, {"request_id": f"r-{key}", "instance": "t", "started_at": now, "stream": True, "user_text": "hi"}, None, now)
+        db.run_sync(ops.begin_turn, rows.call(key, started_at=now), rows.turn(f"r-{key}", "t", started_at=now), None, now)
     ended = {"id": "e-a", "type": "call.ended", "call_id": "a", "source": "call_layer", "reason": "x"}
     db.run_sync(ops.end_call, "a", ended, None, [], False, now - 3 * 86400)
     db.close_sync()
@@ -172,7 +173,7 @@ def test_calls_purge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert capsys.readouterr().out.startswith("0 ended call(s) deleted")
     assert main(["calls", "purge", "--config", str(cfg), "--before", "2d"]) == 0
     assert capsys.readouterr().out.startswith("1 ended call(s) deleted")
-    db = SqliteStore(tmp_path / "cg.db")
+    db = rows.store_at(tmp_path / "cg.db")
     assert [c["id"] for c in db.run_sync(ops.list_calls)] == ["b"]
     db.close_sync()
 
@@ -204,20 +205,20 @@ def test_json_log_lines_carry_the_pairs_as_fields_masked() -> None:
     assert second["step"] == "crm" and "ValueError: boom" in second["exception"]
 
 
-def _finished_call(db: SqliteStore, key: str, now: float) -> None:
-    row = {"id": key, "call_id": key, "generation": 1, "anonymous": False, "owner": None, "profile": None, "started_at": now}
-    db.run_sync(ops.begin_turn, row, {"request_id": f"r-{key}", "instance": "t", "started_at": now, "stream": True, "user_text": "my number is +4915112345567"}, None, now)
-    outcome = {"status": "ok", "raw_text": 'Bye.<imsagent_hangup endword="Bye."/>', "spoken_text": "Bye.", "commands": [], "tool_calls": [], "ttft_ms": 210.4, "duration_ms": 480.2}
-    db.run_sync(ops.finish_turn, key, f"r-{key}", outcome, [], now + 0.5)
-    hangup = {"id": f"h-{key}", "type": "hangup", "call_id": key, "source": "text_command", "endword": "Bye."}
-    db.run_sync(ops.add_events, key, [(hangup, None)], False, now + 0.5)
+def _finished_call(db: Any, key: str, now: float) -> None:
+    turn = rows.turn(f"r-{key}", "t", started_at=now, user_text="my number is +4915112345567")
+    db.run_sync(ops.begin_turn, rows.call(key, started_at=now), turn, None, now)
+    outcome = rows.outcome(raw='Bye.<imsagent_hangup endword="Bye."/>', spoken="Bye.", ttft_ms=210.4, duration_ms=480.2)
+    db.run_sync(ops.finish_turn, key, f"r-{key}", outcome, [], [], now + 0.5)
+    hangup = rows.event(f"h-{key}", "hangup", call_id=key, endword="Bye.")
+    db.run_sync(ops.add_events, key, [hangup], False, now + 0.5)
     ended = {"id": f"e-{key}", "type": "call.ended", "call_id": key, "source": "text_command", "reason": "agent_hangup"}
     db.run_sync(ops.end_call, key, ended, None, [], False, now + 1)
 
 
 def test_calls_tail_of_one_call_prints_it_and_stops_at_its_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = write_config(tmp_path)
-    db = SqliteStore(tmp_path / "cg.db")
+    db = rows.store_at(tmp_path / "cg.db")
     _finished_call(db, "t-1", time.time() - 60)
     _finished_call(db, "t-2", time.time() - 30)
     db.close_sync()
@@ -235,7 +236,7 @@ async def test_calls_tail_follows_new_calls(tmp_path: Path) -> None:
     import sys
 
     cfg = write_config(tmp_path)
-    db = SqliteStore(tmp_path / "cg.db")
+    db = rows.store_at(tmp_path / "cg.db")
     _finished_call(db, "before", time.time() - 60)  # before the tail started: not shown
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "proxy.cli", "calls", "tail", "--config", str(cfg), stdout=asyncio.subprocess.PIPE

@@ -20,12 +20,12 @@ TAGS = ("imsagent_hangup", "imsagent_transfer_call")
 
 
 def run(pieces: list[str], max_chars: int = 1024) -> list[Any]:
-    """Feed ``pieces``, flush, and merge adjacent text (the normalized answer)."""
+    """Feed ``pieces``, close, and merge adjacent text (the normalized answer)."""
     p = CommandParser(TAGS, max_chars)
     events: list[Any] = []
     for piece in pieces:
         events += p.feed(piece)
-    events += p.flush()
+    events += p.close()
     merged: list[Any] = []
     for e in events:
         if isinstance(e, str) and merged and isinstance(merged[-1], str):

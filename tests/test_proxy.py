@@ -441,18 +441,19 @@ async def test_control_deliveries_pending_at_a_crash_are_sent_or_recorded_stale(
 
     from proxy.config import parse_config
     from proxy.server.app import running
-    from proxy.storage import SqliteStore, ops
+    from proxy.storage import NewEvent, ops
 
-    db = SqliteStore(tmp_path / "cg.db")
+    from . import rows
+
+    db = rows.store_at(tmp_path / "cg.db")
     now = _time.time()
     fresh = {"id": "evt_fresh", "call_id": "c-1", "type": "hangup", "source": "text_command"}
     stale = {"id": "evt_stale", "call_id": "c-2", "type": "transfer", "source": "text_command"}
     for event in (fresh, stale):  # a process queued them, then died before sending
-        call = {"id": event["call_id"], "call_id": event["call_id"], "generation": 1, "anonymous": False, "started_at": now}
-        turn = {"request_id": f"r-{event['id']}", "instance": "dead", "started_at": now, "stream": True, "user_text": "x"}
-        db.run_sync(ops.begin_turn, call, turn, None, now)
-        db.run_sync(ops.add_events, event["call_id"], [(event, None)], True, now)
-    db.run_sync(lambda c: c.execute("UPDATE deliveries SET created_at = ? WHERE event_id = 'evt_stale'", (now - 600,)))
+        start = rows.call(event["call_id"], started_at=now)
+        db.run_sync(ops.begin_turn, start, rows.turn(f"r-{event['id']}", "dead", started_at=now, user_text="x"), None, now)
+        db.run_sync(ops.add_events, event["call_id"], [NewEvent(event)], True, now)
+    db.run_sync(lambda c: c.execute("UPDATE deliveries SET created_at = :at WHERE event_id = 'evt_stale'", {"at": now - 600}))
     db.close_sync()
     recv = Receiver()
     async with serve_app(recv.app()) as hook:

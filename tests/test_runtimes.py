@@ -45,7 +45,7 @@ async def replay(url: str, path: str, body: dict[str, Any], headers: dict[str, s
             call_id = resp.headers["X-Call-Id"]
     dec = SSEDecoder()
     content, calls, finish, mixed = "", [], None, 0
-    for ev in dec.decode(raw) + dec.flush():
+    for ev in dec.feed(raw) + dec.close():
         if not ev.data or ev.data == "[DONE]":
             continue
         for ch in json.loads(ev.data).get("choices", []):
@@ -344,13 +344,16 @@ async def test_an_id_whose_call_ended_starts_a_new_call_and_the_old_one_stays_re
     async with aiohttp.ClientSession() as http:
         await (await http.post(f"{s.url}/v1/calls/gen/end", json={"reason": "caller_hangup"})).read()
     again = await replay(s.url, "/v1/chat/completions", body, {"X-Call-Id": "gen"})
-    assert again["call_id"] == "gen~2"
+    assert again["call_id"] == "gen"  # the runtime's id, not callgate's record key
     newest = await get_record(s.url, "gen")
-    assert (newest["id"], newest["call_id"], newest["generation"], newest["status"]) == ("gen~2", "gen", 2, "active")
+    assert (newest["id"], newest["call_id"], newest["generation"], newest["status"]) == ("gen", "gen", 2, "active")
+    assert newest["key"] == "gen~2"
     assert [t["spoken_text"] for t in newest["turns"]] == ["second"]
     first = await get_record(s.url, "gen", "?generation=1")
-    assert (first["id"], first["status"], [t["spoken_text"] for t in first["turns"]]) == ("gen", "ended", ["first"])
-    assert (await get_record(s.url, "gen~2"))["id"] == "gen~2"
+    assert (first["id"], first["generation"], first["status"], [t["spoken_text"] for t in first["turns"]]) == (
+        "gen", 1, "ended", ["first"]
+    )
+    assert (await get_record(s.url, "gen", "?generation=2"))["key"] == "gen~2"
 
 
 # -- argument shapes, without HTTP ----------------------------------------------------------

@@ -204,7 +204,7 @@ async def test_another_key_cannot_take_over_or_hang_up_a_call(stack: Any) -> Non
             assert err["code"] == "insufficient_permissions" and "belongs to another key" in err["message"]
         await s.registry.drain()
         victim = s.registry.get("victim")
-        assert victim is not None and not victim.hung_up and victim.hangup_source is None and not victim.ended
+        assert victim is not None and not victim.lifecycle.hung_up and victim.hangup_source is None and not victim.ended
         record = await s.record("victim")
         assert (record["status"], record["owner"], record["events"], len(record["turns"])) == ("active", "runtime-a", [], 1)
         # the call layer ends it: the only events the webhook ever gets are this end
@@ -306,7 +306,7 @@ async def test_end_and_state_on_unknown_ids_create_nothing(stack: Any) -> None:
         assert record["id"] == "real" and len(crm.got) == 1
         assert [b["type"] for b in hook.bodies] == ["call.ended"] and len(hook.got) == 1
         assert [c["id"] for c in await calls_in(s)] == ["real"]
-        assert [j.call_id for j in await s.store.read(ops.list_jobs)] == ["real"]
+        assert [j.call_key for j in await s.store.read(ops.list_jobs)] == ["real"]
 
 
 # -- 5. hostile bodies and call ids ------------------------------------------------------------

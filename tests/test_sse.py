@@ -22,14 +22,14 @@ def decode_in_pieces(data: bytes, cuts: list[int]) -> list[SSEEvent]:
     events: list[SSEEvent] = []
     start = 0
     for cut in sorted(set(cuts)) + [len(data)]:
-        events += dec.decode(data[start:cut])
+        events += dec.feed(data[start:cut])
         start = cut
-    return events + dec.flush()
+    return events + dec.close()
 
 
 def decode_whole(data: bytes) -> list[SSEEvent]:
     dec = SSEDecoder()
-    return dec.decode(data) + dec.flush()
+    return dec.feed(data) + dec.close()
 
 
 @pytest.mark.parametrize("name", fixture_names() or ["content-plain.sse"])
@@ -90,9 +90,9 @@ def test_every_single_split_point() -> None:
 
 def test_trailing_input_without_blank_line_is_flushed() -> None:
     dec = SSEDecoder()
-    assert dec.decode(b"data: {\"a\":1}\n\ndata: [DONE]") == [SSEEvent(b'data: {"a":1}\n\n', '{"a":1}')]
-    assert dec.flush() == [SSEEvent(b"data: [DONE]", "[DONE]")]
-    assert dec.flush() == []
+    assert dec.feed(b"data: {\"a\":1}\n\ndata: [DONE]") == [SSEEvent(b'data: {"a":1}\n\n', '{"a":1}')]
+    assert dec.close() == [SSEEvent(b"data: [DONE]", "[DONE]")]
+    assert dec.close() == []
 
 
 def test_bom_and_keepalive_only_block() -> None:
@@ -103,7 +103,7 @@ def test_bom_and_keepalive_only_block() -> None:
 def test_event_too_large() -> None:
     dec = SSEDecoder(max_event_bytes=64)
     with pytest.raises(SSEDecodeError):
-        dec.decode(b"data: " + b"x" * 100)
+        dec.feed(b"data: " + b"x" * 100)
 
 
 def test_encoding() -> None:

@@ -4,48 +4,36 @@ both engines (SQLite, and a real PostgreSQL cluster)."""
 from __future__ import annotations
 
 import asyncio
-import time
-from pathlib import Path
 from typing import Any
 
+import pytest
 
-from proxy.storage import JobStatus, Store, ops
+from proxy.storage import CommandRecord, JobStatus, Store, ops
+from proxy.storage.db import pyformat
 
-
-NOW = time.time()
-
-
-def call(key: str, *, new: bool = True, anonymous: bool = False) -> dict[str, Any]:
-    return {"id": key, "call_id": key.split("~")[0], "generation": 1, "anonymous": anonymous, "owner": None,
-            "profile": None, "started_at": NOW, "new": new}
-
-
-def turn(request_id: str, instance: str = "me") -> dict[str, Any]:
-    return {"request_id": request_id, "instance": instance, "started_at": NOW, "stream": True, "user_text": "hi"}
-
-
-def event(eid: str, kind: str, **kw: Any) -> dict[str, Any]:
-    return {"id": eid, "type": kind, "call_id": "c", "source": "text_command", **kw}
+from .rows import NOW, call, ended, event, outcome, turn
 
 
 async def test_turns_are_numbered_and_recorded(store: Store) -> None:
     assert await store.write(ops.begin_turn, call("c1"), turn("r1"), {"callerNumber": "+1"}, NOW) == 1
-    assert await store.write(ops.begin_turn, call("c1", new=False), turn("r2"), None, NOW) == 2
-    assert await store.write(ops.begin_turn, call("c1", new=True), turn("r3"), {"x": 1}, NOW) == 3  # a stale "new" is fine
-    outcome = {"status": "ok", "raw_text": "Hello", "spoken_text": "Hello", "commands": [], "tool_calls": []}
-    await store.write(ops.finish_turn, "c1", "r1", outcome, [{"name": "f", "arguments": {}, "turn": "r1"}], NOW)
+    assert await store.write(ops.begin_turn, call("c1"), turn("r2"), None, NOW) == 2
+    assert await store.write(ops.begin_turn, call("c1"), turn("r3"), {"x": 1}, NOW) == 3
+    cmd = CommandRecord("hangup", "text_command", {"endword": "Hello"}, "<imsagent_hangup/>", True, event_id="nope")
+    done = outcome(raw="Hello", spoken="Hello")
+    await store.write(ops.finish_turn, "c1", "r1", done, [cmd], [{"name": "f", "arguments": {}, "turn": "r1"}], NOW)
     record = await store.read(ops.call_record, "c1")
     assert [(t["request_id"], t["status"]) for t in record["turns"]] == [("r1", "ok"), ("r2", "in_progress"), ("r3", "in_progress")]
     assert record["metadata"] == {"callerNumber": "+1", "x": 1}
     assert record["state"]["tool_calls"][0]["name"] == "f"
     assert record["transcript"][:2] == [{"role": "user", "text": "hi"}, {"role": "assistant", "text": "Hello"}]
+    assert record["turns"][0]["commands"] == [cmd.to_json()]
 
 
 async def test_events_numbered_by_the_database_and_one_hangup_per_call(store: Store) -> None:
     await store.write(ops.begin_turn, call("c2"), turn("r1"), None, NOW)
-    rejected = event("h2", "command.rejected", function="hangup", reason="duplicate")
-    first = await store.write(ops.add_events, "c2", [(event("t1", "transfer"), None), (event("h1", "hangup"), None)], True, NOW)
-    second = await store.write(ops.add_events, "c2", [(event("h2", "hangup"), rejected)], True, NOW)
+    rejected = {"id": "h2", "type": "command.rejected", "call_id": "c", "source": "text_command", "function": "hangup", "reason": "duplicate"}
+    first = await store.write(ops.add_events, "c2", [event("t1", "transfer"), event("h1", "hangup")], True, NOW)
+    second = await store.write(ops.add_events, "c2", [event("h2", "hangup", instead=rejected)], True, NOW)
     assert [(e["seq"], e["type"]) for e in first + second] == [(1, "transfer"), (2, "hangup"), (3, "command.rejected")]
     assert [e["type"] for e in await store.read(ops.events_after, "c2", 1)] == ["hangup", "command.rejected"]
     row = await store.read(ops.find_call, "c2", False)
@@ -54,9 +42,10 @@ async def test_events_numbered_by_the_database_and_one_hangup_per_call(store: St
 
 async def test_a_call_ends_once_with_its_jobs_and_event(store: Store) -> None:
     await store.write(ops.begin_turn, call("c3"), turn("r1"), None, NOW)
-    ended = {"id": "e-end", "type": "call.ended", "call_id": "c3", "source": "call_layer", "reason": "caller_hangup"}
     steps = [("crm", "webhook", []), ("sms", "sms", ["crm"])]
-    results = await asyncio.gather(*(store.write(ops.end_call, "c3", {**ended, "id": f"e{i}"}, {"k": i}, steps, True, NOW) for i in range(5)))
+    results = await asyncio.gather(*(
+        store.write(ops.end_call, "c3", ended(f"e{i}", "c3", "caller_hangup"), {"k": i}, steps, True, NOW) for i in range(5)
+    ))
     won = [r for r in results if r is not None]
     assert len(won) == 1 and won[0]["seq"] == 1
     record = await store.read(ops.call_record, "c3")
@@ -76,9 +65,11 @@ async def test_state_is_a_merge_patch(store: Store) -> None:
 
 async def test_generations_and_finding_calls(store: Store) -> None:
     await store.write(ops.begin_turn, call("g"), turn("r1"), None, NOW)
-    await store.write(ops.begin_turn, {**call("g~2"), "call_id": "g", "generation": 2}, turn("r2"), None, NOW)
-    assert (await store.read(ops.find_call, "g", False)).id == "g~2"
-    assert (await store.read(ops.find_call, "g", True)).id == "g"
+    await store.write(ops.begin_turn, call("g~2", generation=2), turn("r2"), None, NOW)
+    assert (await store.read(ops.find_call, "g", False)).key == "g~2"
+    assert (await store.read(ops.find_call, "g", True)).key == "g"
+    record = await store.read(ops.call_record, "g~2")
+    assert (record["id"], record["call_id"], record["generation"], record["key"]) == ("g", "g", 2, "g~2")
     assert await store.read(ops.find_call, "nope", False) is None
 
 
@@ -95,16 +86,15 @@ async def test_recovery_interrupts_dead_turns_and_due_ends_come_from_the_databas
 
 async def test_jobs_are_claimed_under_a_lease_once_and_in_order(store: Store) -> None:
     await store.write(ops.begin_turn, call("j"), turn("r"), None, NOW)
-    ended = {"id": "e", "type": "call.ended", "call_id": "j", "source": "call_layer", "reason": "x"}
-    await store.write(ops.end_call, "j", ended, None, [("a", "webhook", []), ("b", "webhook", ["a"])], False, NOW)
+    await store.write(ops.end_call, "j", ended("e", "j"), None, [("a", "webhook", []), ("b", "webhook", ["a"])], False, NOW)
     free = {"a": 10, "b": 10}
     claims = await asyncio.gather(*(store.write(ops.claim_jobs, f"w{i}", NOW + 1, 30, free, 10) for i in range(4)))
     claimed = [j for got, _ in claims for j in got]
     assert [j.step for j in claimed] == ["a"]  # once, by one worker; b waits for a
     job = claimed[0]
     assert job.locked_by and job.attempts == 1
-    assert not await store.write(ops.finish_job, job.id, "someone-else", "done", NOW)  # not the holder
-    assert await store.write(ops.finish_job, job.id, job.locked_by, "done", NOW, output={"ok": 1})
+    assert not await store.write(ops.finish_job, job.id, "someone-else", JobStatus.DONE, NOW)  # not the holder
+    assert await store.write(ops.finish_job, job.id, job.locked_by, JobStatus.DONE, NOW, output={"ok": 1})
     (b,), _ = await store.write(ops.claim_jobs, "w9", NOW + 2, 30, free, 10)
     assert b.step == "b"
     # the holder dies: its lease runs out and another takes the job up
@@ -112,7 +102,7 @@ async def test_jobs_are_claimed_under_a_lease_once_and_in_order(store: Store) ->
     assert found["jobs"] == 1
     (again,), _ = await store.write(ops.claim_jobs, "w10", NOW + 41, 30, free, 10)
     assert (again.step, again.attempts) == ("b", 2)
-    assert await store.write(ops.finish_job, again.id, "w10", "failed", NOW, error="HTTP 500")
+    assert await store.write(ops.finish_job, again.id, "w10", JobStatus.FAILED, NOW, error="HTTP 500")
     assert await store.write(ops.retry_jobs, None, NOW) == 1
     jobs = await store.read(ops.jobs_for_call, "j")
     assert [(j.step, j.status, j.attempts) for j in jobs] == [("a", JobStatus.DONE, 1), ("b", JobStatus.PENDING, 0)]
@@ -120,14 +110,14 @@ async def test_jobs_are_claimed_under_a_lease_once_and_in_order(store: Store) ->
 
 async def test_deliveries_go_in_order_per_call(store: Store) -> None:
     await store.write(ops.begin_turn, call("d"), turn("r"), None, NOW)
-    await store.write(ops.add_events, "d", [(event("d1", "transfer"), None), (event("d2", "hangup"), None)], True, NOW)
+    await store.write(ops.add_events, "d", [event("d1", "transfer"), event("d2", "hangup")], True, NOW)
     first = await store.write(ops.claim_deliveries, "w1", NOW + 1, 30, 10)
     assert [d.event_id for d in first] == ["d1"]  # d2 waits for d1
     assert await store.write(ops.claim_deliveries, "w2", NOW + 1, 30, 10) == []
     assert await store.write(ops.finish_delivery, "d1", "w1", "pending", NOW, error="HTTP 503", next_at=NOW + 5)
     assert await store.write(ops.claim_deliveries, "w2", NOW + 2, 30, 10) == []  # d1 pending: still first
     (d1,) = await store.write(ops.claim_deliveries, "w2", NOW + 6, 30, 10)
-    assert (d1.event_id, d1.attempts) == ("d1", 1)
+    assert (d1.event_id, d1.attempts) == ("d1", 2)  # tries claimed: the one that failed, and this one
     assert await store.write(ops.finish_delivery, "d1", "w2", "done", NOW + 6)
     (d2,) = await store.write(ops.claim_deliveries, "w2", NOW + 7, 30, 10)
     assert await store.write(ops.finish_delivery, d2.event_id, "w2", "failed", NOW + 7, error="refused")
@@ -138,7 +128,7 @@ async def test_deliveries_go_in_order_per_call(store: Store) -> None:
 
 async def test_listing_calls(store: Store) -> None:
     for i in range(3):
-        await store.write(ops.begin_turn, {**call(f"l{i}"), "started_at": NOW + i}, turn(f"r{i}"), None, NOW)
+        await store.write(ops.begin_turn, call(f"l{i}", started_at=NOW + i), turn(f"r{i}"), None, NOW)
     assert [c["id"] for c in await store.read(ops.list_calls, limit=2)] == ["l2", "l1"]
     assert [c["id"] for c in await store.read(ops.list_calls, since=NOW + 1, status="active")] == ["l2", "l1"]
 
@@ -147,38 +137,69 @@ async def test_retention_purges_ended_calls_with_everything_they_hold(store: Sto
     steps = [("crm", "webhook", [])]
     for key, ended_at in (("old", NOW - 100), ("old-busy", NOW - 100), ("new", NOW - 1), ("live", None)):
         await store.write(ops.begin_turn, call(key), turn(f"r-{key}"), {"callerNumber": "+4915112345678"}, NOW)
-        await store.write(ops.add_events, key, [(event(f"h-{key}", "hangup"), None)], True, NOW)
+        await store.write(ops.add_events, key, [event(f"h-{key}", "hangup")], True, NOW)
         if ended_at is not None:
-            ended = {"id": f"e-{key}", "type": "call.ended", "call_id": key, "source": "call_layer", "reason": "x"}
-            await store.write(ops.end_call, key, ended, None, steps, True, ended_at)
+            await store.write(ops.end_call, key, ended(f"e-{key}", key), None, steps, True, ended_at)
     # every step and delivery is finished, except old-busy's step: it is still pending
-    await store.write(lambda c: c.execute("UPDATE jobs SET status = 'done' WHERE call_id <> 'old-busy'"))
+    await store.write(lambda c: c.execute("UPDATE jobs SET status = 'done' WHERE call_key <> 'old-busy'"))
     await store.write(lambda c: c.execute("UPDATE deliveries SET status = 'done'"))
 
     assert await store.write(ops.purge, NOW - 10) == 1
     assert await store.read(ops.call_record, "old") is None
-    for table, column in (("turns", "call_key"), ("events", "call_key"), ("deliveries", "call_key"), ("jobs", "call_id")):
-        assert await store.read(lambda c: c.value(f"SELECT COUNT(*) FROM {table} WHERE {column} = 'old'")) == 0
-    assert sorted(c["id"] for c in await store.read(ops.list_calls)) == ["live", "new", "old-busy"]
+    for table in ("turns", "events", "deliveries", "jobs"):
+        assert await store.read(lambda c: c.value(f"SELECT COUNT(*) FROM {table} WHERE call_key = 'old'")) == 0
+    assert sorted(c["key"] for c in await store.read(ops.list_calls)) == ["live", "new", "old-busy"]
     assert await store.write(ops.purge, NOW - 10) == 0  # old-busy waits for its step
     await store.write(lambda c: c.execute("UPDATE jobs SET status = 'failed'"))
     assert await store.write(ops.purge, NOW) == 2  # old-busy and new; never an active call
-    assert [c["id"] for c in await store.read(ops.list_calls)] == ["live"]
+    assert [c["key"] for c in await store.read(ops.list_calls)] == ["live"]
 
 
-def test_a_version_1_database_gets_version_2s_indexes(tmp_path: Path) -> None:
-    import sqlite3
+async def test_a_lost_hangup_is_recorded_as_the_database_decided(store: Store) -> None:
+    """A turn's command whose hangup lost to another instance's is recorded as
+    rejected, with the code of the event stored instead."""
+    await store.write(ops.begin_turn, call("c5"), turn("r1"), None, NOW)
+    await store.write(ops.add_events, "c5", [event("h1", "hangup")], False, NOW)
+    instead = {"id": "h2", "type": "command.rejected", "call_id": "c5", "source": "text_command", "code": "duplicate_hangup",
+               "reason": "duplicate hangup: the call already hung up"}
+    await store.write(ops.add_events, "c5", [event("h2", "hangup", instead=instead)], False, NOW)
+    cmd = CommandRecord("hangup", "text_command", {}, "<imsagent_hangup/>", True, event_id="h2")
+    await store.write(ops.finish_turn, "c5", "r1", outcome(), [cmd], [], NOW)
+    [recorded] = (await store.read(ops.call_record, "c5"))["turns"][0]["commands"]
+    assert (recorded["accepted"], recorded["code"]) == (False, "duplicate_hangup")
 
-    from proxy.storage import SqliteStore
 
-    SqliteStore(tmp_path / "v1.db").close_sync()
-    with sqlite3.connect(tmp_path / "v1.db") as db:  # back to how version 1 left it
-        db.execute("DROP INDEX jobs_by_update")
-        db.execute("DROP INDEX deliveries_by_update")
-        db.execute("DELETE FROM schema_version")
-        db.execute("INSERT INTO schema_version (version) VALUES (1)")
-    SqliteStore(tmp_path / "v1.db").close_sync()
-    with sqlite3.connect(tmp_path / "v1.db") as db:
-        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert {"jobs_by_update", "deliveries_by_update"} <= names
-        assert db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 2
+async def test_writes_of_one_order_key_commit_in_order(store: Store) -> None:
+    """Writes given one ``order_key`` take effect in the order they were queued, on
+    either engine (PostgreSQL's pool runs writes side by side)."""
+    await store.write(ops.begin_turn, call("o"), turn("r0"), None, NOW)
+    futs = [store.submit(ops.patch_state, "o", {"n": i, f"k{i}": i}, NOW, order_key="o") for i in range(30)]
+    await store.settled("o")
+    assert all(f.done() for f in futs)
+    state = await store.read(_state, "o")
+    assert state["n"] == 29 and len(state) == 31
+
+
+def _state(c: Any, key: str) -> dict[str, Any]:
+    return (ops.read_call(c, key)).state
+
+
+async def test_a_literal_percent_and_a_cast_in_a_query_work_on_both_engines(store: Store) -> None:
+    await store.write(ops.begin_turn, call("50%"), turn("r1"), None, NOW)
+    got = await store.read(lambda c: c.value("SELECT COUNT(*) FROM calls WHERE id LIKE '50%' AND call_id = :id", {"id": "50%"}))
+    assert got == 1
+
+
+def test_named_parameters_become_pyformat_for_postgresql() -> None:
+    assert pyformat("SELECT :a, ':b', x::text, '100%', \"p:q\" FROM t WHERE y LIKE '%:c' AND z = :d_1") == (
+        "SELECT %(a)s, ':b', x::text, '100%%', \"p:q\" FROM t WHERE y LIKE '%%:c' AND z = %(d_1)s"
+    )
+    assert pyformat("SELECT 5 % 2") == "SELECT 5 %% 2"
+
+
+@pytest.mark.parametrize("bad", ["nope", "RUNNING"])
+async def test_the_schema_refuses_a_status_no_enum_has(store: Store, bad: str) -> None:
+    await store.write(ops.begin_turn, call("s1"), turn("r1"), None, NOW)
+    with pytest.raises(Exception, match="(?i)check"):
+        await store.write(lambda c: c.execute("UPDATE calls SET status = :s WHERE id = 's1'", {"s": bad}))
+    assert (await store.read(ops.find_call, "s1", True)).status == "active"

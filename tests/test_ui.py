@@ -19,6 +19,7 @@ from openai import AsyncOpenAI
 from proxy.demo.scripted_upstream import ScriptedReply
 from proxy.storage import Store, ops, views
 
+from . import rows
 from .conftest import Receiver, serve_app
 
 ADMIN_KEY = "ops-secret-0123456789abcdef"
@@ -57,15 +58,14 @@ async def test_views_filter_calls_and_see_every_change(store: Store) -> None:
         assert marks[-1] != marks[-2]
 
     for i, key in enumerate(("old", "new")):
-        call = {"id": key, "call_id": key, "generation": 1, "anonymous": False, "owner": None, "profile": None, "started_at": now - 100 + 50 * i, "new": True}
-        turn = {"request_id": f"r-{key}", "instance": "me", "started_at": now, "stream": True, "user_text": "hi" if i else ""}
-        await store.write(ops.begin_turn, call, turn, {"caller_number": "+4915112345567"}, now + i)
+        start = rows.call(key, started_at=now - 100 + 50 * i)
+        turn = rows.turn(f"r-{key}", started_at=now, user_text="hi" if i else "")
+        await store.write(ops.begin_turn, start, turn, {"caller_number": "+4915112345567"}, now + i)
         await changed()
-    outcome = {"status": "ok", "raw_text": "Bye", "spoken_text": "Bye", "commands": [], "tool_calls": []}
-    await store.write(ops.finish_turn, "new", "r-new", outcome, [], now + 2)
+    await store.write(ops.finish_turn, "new", "r-new", rows.outcome(raw="Bye", spoken="Bye"), [], [], now + 2)
     await changed()
-    hangup = {"id": "evt_h", "call_id": "new", "type": "hangup", "source": "text_command", "attrs": {"outcome": "sold"}}
-    await store.write(ops.add_events, "new", [(hangup, None)], True, now + 3)
+    hangup = rows.event("evt_h", "hangup", attrs={"outcome": "sold"})
+    await store.write(ops.add_events, "new", [hangup], True, now + 3)
     await changed()
     ended = {"id": "evt_e", "type": "call.ended", "call_id": "new", "source": "text_command", "reason": "agent_hangup"}
     await store.write(ops.end_call, "new", ended, None, [("crm", "webhook", [])], False, now + 4)
@@ -78,12 +78,12 @@ async def test_views_filter_calls_and_see_every_change(store: Store) -> None:
     await changed()
     assert await store.read(views.fingerprint) == marks[-1]  # nothing changed, nothing moves
 
-    rows = await store.read(views.calls_page)
-    assert [r["id"] for r in rows] == ["new", "old"]
-    new = rows[0]
+    page = await store.read(views.calls_page)
+    assert [r["id"] for r in page] == ["new", "old"]
+    new = page[0]
     assert (new["status"], new["end_reason"], new["spoke"], new["jobs"]) == ("ended", "agent_hangup", True, {"pending": 1})
     assert [e["type"] for e in new["events"]] == ["hangup", "call.ended"] and new["outputs"] == [{"tags": ["crm_down"]}]
-    assert new["metadata"] == {"caller_number": "+4915112345567"} and not rows[1]["spoke"]
+    assert new["metadata"] == {"caller_number": "+4915112345567"} and not page[1]["spoke"]
     pick = [
         ({"status": "active"}, ["old"]), ({"end_reason": "agent_hangup"}, ["new"]), ({"since": now - 60}, ["new"]),
         ({"until": now - 60}, ["old"]), ({"limit": 1}, ["new"]), ({"end_reason": "idle_timeout"}, []),

@@ -13,6 +13,8 @@ import aiohttp
 
 from proxy.storage import open_store, ops
 
+from . import rows
+
 from .conftest import serve_app
 from .test_metrics import sample
 from .lab import llm_app, turn
@@ -71,8 +73,7 @@ def test_operations_work_on_postgresql(tmp_path: Path, pg_url: str, capsys: Any)
     store = open_store("", url=pg_url, pool_size=1)
     now = time.time()
     try:
-        store.run_sync(ops.begin_turn, {"id": "pg-1", "call_id": "pg-1", "generation": 1, "anonymous": False, "started_at": now, "new": True},
-                       {"request_id": "r1", "instance": "x", "started_at": now, "stream": True, "user_text": "hi"}, None, now)
+        store.run_sync(ops.begin_turn, rows.call("pg-1", started_at=now), rows.turn("r1", "x", started_at=now), None, now)
         ended = {"id": "e1", "type": "call.ended", "call_id": "pg-1", "source": "call_layer", "reason": "caller_hangup"}
         store.run_sync(ops.end_call, "pg-1", ended, None, [("crm", "webhook", [])], True, now)
         store.run_sync(lambda c: c.execute("UPDATE jobs SET status = 'failed', last_error = 'HTTP 500'"))

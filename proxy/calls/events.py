@@ -1,10 +1,13 @@
 """Control events: what callgate tells the call layer (one pydantic model per kind).
 
-Kinds (``type``): ``hangup``, ``transfer``, ``command.rejected``, ``call.ended``.
-Every event has ``id`` (``evt_`` + 24 hex, unique), ``seq`` (1, 2, ... within the
-call; the SSE ``id:``), ``call_id``, ``created_at`` (UTC, ISO 8601) and ``source``:
+Kinds (``type``, :class:`~proxy.storage.statuses.EventType`): ``hangup``,
+``transfer``, ``command.rejected``, ``call.ended``. Every event has ``id`` (``evt_``
++ 24 hex, unique), ``seq`` (1, 2, ... within the call; the SSE ``id:``),
+``call_id`` (the runtime's id), ``generation`` (1, or 2, 3, ... for a later call
+under an id whose call had ended), ``created_at`` (UTC, ISO 8601) and ``source``:
 ``text_command`` | ``tool_call`` | ``call_layer`` | ``idle_timeout`` |
-``response_finished``.
+``response_finished`` | ``limits``. A ``command.rejected`` event's ``code`` is a
+:class:`~proxy.core.commands.RejectReason`; its ``reason`` says it in words.
 
 ``closing_text`` is what the call layer must let finish playing before it acts (the
 hangup ``endword``, the transfer ``msg``); ``reply_text`` is everything the runtime
@@ -18,8 +21,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from ..core.commands import HANGUP, AnyCommand, Command
+from ..core.commands import HANGUP, AnyCommand, Command, RejectReason
 from ..core.ids import new_id
+from .model import Call
 
 __all__ = [
     "CallEndedEvent",
@@ -47,6 +51,7 @@ class _Event(BaseModel):
     id: str = Field(default_factory=_id)
     seq: int = 0
     call_id: str
+    generation: int = 1
     created_at: datetime = Field(default_factory=_now)
     source: Source
 
@@ -84,6 +89,7 @@ class CommandRejectedEvent(_Event):
 
     type: Literal["command.rejected"] = "command.rejected"
     function: str | None = None
+    code: RejectReason
     reason: str
     count: int = 1
     spoken: str = ""
@@ -104,21 +110,24 @@ ControlEvent = Annotated[
 control_event_adapter: TypeAdapter[Any] = TypeAdapter(ControlEvent)
 
 
-def event_for_command(cmd: AnyCommand, call_id: str, reply_text: str) -> HangupEvent | TransferEvent | CommandRejectedEvent:
-    """The control event a command found in a reply stands for."""
+def event_for_command(cmd: AnyCommand, call: Call, reply_text: str) -> HangupEvent | TransferEvent | CommandRejectedEvent:
+    """The control event a command found in a reply of ``call`` stands for."""
     attrs = dict(cmd.args)
     if not isinstance(cmd, Command):
         return CommandRejectedEvent(
-            call_id=call_id,
-            source=cmd.source,
+            call_id=call.call_id,
+            generation=call.generation,
+            source=cmd.source,  # type: ignore[arg-type]
             function=cmd.function,
+            code=cmd.code,
             reason=cmd.reason,
             spoken=cmd.closing,
             attrs=attrs,
             raw=cmd.raw,
         )
-    common = {
-        "call_id": call_id,
+    common: dict[str, Any] = {
+        "call_id": call.call_id,
+        "generation": call.generation,
         "source": cmd.source,
         "closing_text": cmd.closing,
         "reply_text": reply_text,

@@ -2,36 +2,23 @@
 
 The database holds the call (its turns, control events, state, metadata); a
 :class:`Call` here holds what the relay needs without asking it: who the call is,
-whether it hung up, how many replies of it are in flight on this process, and the
-last write queued for it (a read of the record waits for that write). A
-:class:`Turn` is one chat completion request while it is in flight. Only
-:class:`~proxy.calls.registry.CallRegistry` changes them.
+its :class:`~proxy.core.lifecycle.Lifecycle` (one state, the replies in flight on
+this process, whether it hung up), and its counts against ``limits:``. A
+:class:`Turn` is one chat completion request while it is in flight. A call changes
+only through :meth:`Call.move`, which only the call domain (:mod:`proxy.calls`)
+calls.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
-from ..storage import CallRow
+from ..core.lifecycle import Action, CallEvent, CallState, Lifecycle
+from ..storage import CallRecord, CallStart, CommandRecord, TurnOutcome, TurnStatus
 
-__all__ = ["Call", "EndReason", "Turn", "TurnOutcome", "TurnStatus"]
-
-
-class TurnStatus(StrEnum):
-    """How a turn (one chat completion request) went."""
-
-    IN_PROGRESS = "in_progress"
-    OK = "ok"
-    UPSTREAM_ERROR = "upstream_error"  # the upstream failed, sent an error event or a body that is not SSE/JSON
-    UPSTREAM_INCOMPLETE = "upstream_incomplete"  # the stream ended with no finish_reason
-    CLIENT_DISCONNECTED = "client_disconnected"  # the runtime went away mid-reply
-    INTERRUPTED = "interrupted"  # the process serving it stopped (found by recovery)
-    ERROR = "error"  # callgate itself failed mid-reply
+__all__ = ["Call", "EndReason", "Turn", "TurnOutcome", "TurnStatus", "record_key"]
 
 
 class EndReason(StrEnum):
@@ -44,6 +31,12 @@ class EndReason(StrEnum):
     LIMITS_EXCEEDED = "limits_exceeded"  # the call passed a limit of limits:
 
 
+def record_key(call_id: str, generation: int) -> str:
+    """The record key of the ``generation``-th call under ``call_id``: the id itself
+    for the first, ``{call_id}~{generation}`` after."""
+    return call_id if generation == 1 else f"{call_id}~{generation}"
+
+
 @dataclass(slots=True)
 class Turn:
     """One chat completion request of a call, in flight. ``started_at``: Unix s."""
@@ -52,77 +45,77 @@ class Turn:
     started_at: float
     stream: bool
     user_text: str = ""
-    commands: list[dict[str, Any]] = field(default_factory=list)
+    commands: list[CommandRecord] = field(default_factory=list)
     rejected: int = 0  # commands rejected in this reply
     uncounted: int = 0  # of those, the ones past limits.rejected_events_per_reply (one event says how many)
-
-
-@dataclass(frozen=True, slots=True)
-class TurnOutcome:
-    """How a turn ended, as the relay saw it (times in ms)."""
-
-    status: TurnStatus
-    error: str | None = None
-    raw_text: str = ""
-    spoken_text: str = ""
-    tool_calls: Sequence[dict[str, Any]] = ()
-    ttft_ms: float | None = None
-    duration_ms: float | None = None
 
 
 class Call:
     """One call as this process knows it.
 
     ``call_id``: the id the runtime gave (or callgate, for a request without one);
-    ``id``: the record's key, the same but for a later call under an id whose call
-    had ended (``{call_id}~{generation}``).
+    ``generation``: which call under that id (1, 2, ... after earlier ones ended);
+    ``key``: the record key (:func:`record_key`), internal to callgate.
     """
 
     __slots__ = (
-        "id", "call_id", "generation", "anonymous", "owner", "profile", "started_at", "hung_up", "hangup_source",
-        "active_requests", "last_activity", "ending", "ended", "last_write", "stored", "turns", "events",
+        "key", "call_id", "generation", "anonymous", "owner", "profile", "started_at", "lifecycle", "hangup_source",
+        "last_activity", "turns", "events",
     )
 
-    def __init__(self, call_id: str, *, anonymous: bool = False, generation: int = 1, owner: str | None = None, profile: str | None = None) -> None:
+    def __init__(
+        self, call_id: str, *, anonymous: bool = False, generation: int = 1, owner: str | None = None, profile: str | None = None
+    ) -> None:
         self.call_id = call_id
         self.generation = generation
-        self.id = call_id if generation == 1 else f"{call_id}~{generation}"
+        self.key = record_key(call_id, generation)
         self.anonymous = anonymous
         self.owner = owner
         self.profile = profile
         self.started_at = time.time()
-        self.hung_up = False
+        self.lifecycle = Lifecycle()
         self.hangup_source: str | None = None  # the source of the call's accepted hangup
-        self.active_requests = 0
         self.last_activity = time.monotonic()
-        self.ending = False  # its end is being written: a new request starts the next call
-        self.ended = False
-        self.last_write: asyncio.Future[Any] | None = None
-        self.stored = False  # its row was written (or read): begin_turn need not make it
         self.turns = 0  # turns and control events so far (limits:)
         self.events = 0
 
     @classmethod
-    def from_row(cls, row: CallRow) -> Call:
+    def from_record(cls, row: CallRecord) -> Call:
         """The cache entry of a stored call."""
-        call = cls(row.call_id, anonymous=row.anonymous, generation=row.generation, owner=row.owner)
-        call.id = row.id
-        call.hung_up = row.hangup_source is not None
+        call = cls(row.call_id, anonymous=row.anonymous, generation=row.generation, owner=row.owner, profile=row.profile)
+        call.key = row.key
+        call.started_at = row.started_at
         call.hangup_source = row.hangup_source
-        call.ended = row.ended
-        call.stored = True
-        call.turns, call.events = row.turns, row.events
+        hung_up = row.hangup_source is not None
+        state = CallState.ENDED if row.ended else CallState.HUNG_UP if hung_up else CallState.ACTIVE
+        call.lifecycle = Lifecycle(state, 0, hung_up)
+        call.turns, call.events = row.turns, row.last_seq
         return call
 
-    def row(self) -> dict[str, Any]:
-        """What the database's ``calls`` row is made from."""
-        return {
-            "id": self.id,
-            "call_id": self.call_id,
-            "generation": self.generation,
-            "anonymous": self.anonymous,
-            "owner": self.owner,
-            "profile": self.profile,
-            "started_at": self.started_at,
-            "new": not self.stored,
-        }
+    @property
+    def state(self) -> CallState:
+        """Where the call stands."""
+        return self.lifecycle.state
+
+    @property
+    def ended(self) -> bool:
+        """Ending or ended: a new request for its call id begins the next call."""
+        return self.lifecycle.ended
+
+    @property
+    def in_flight(self) -> int:
+        """Its replies being served on this process."""
+        return self.lifecycle.in_flight
+
+    def move(self, event: CallEvent) -> tuple[Action, ...]:
+        """Apply ``event`` (:meth:`~proxy.core.lifecycle.Lifecycle.on`); the actions
+        it asks for. Raises :class:`~proxy.core.lifecycle.IllegalMove`."""
+        self.lifecycle, actions = self.lifecycle.on(event)
+        return actions
+
+    def start(self) -> CallStart:
+        """What its row is made of."""
+        return CallStart(self.key, self.call_id, self.generation, self.anonymous, self.owner, self.profile, self.started_at)
+
+    def __repr__(self) -> str:
+        return f"<Call {self.key} {self.state} in_flight={self.in_flight}>"

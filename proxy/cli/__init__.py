@@ -1,5 +1,5 @@
-"""The ``callgate`` command: ``serve``, ``check``, ``demo``, ``calls``, ``jobs``,
-``deliveries``, ``end-function test``.
+"""The ``callgate`` command: ``serve``, ``check``, ``migrate``, ``demo``, ``calls``,
+``jobs``, ``deliveries``, ``end-function test``.
 
 ``ops``: the text the operations commands print. May import every layer.
 """
@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import logs
 from ..config import Config, load_config
+from ..storage import DeliveryStatus, JobStatus
 from ..errors import ConfigError
 
 __all__ = ["main", "run_event_loop"]
@@ -40,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--socket-fd", type=int, help=argparse.SUPPRESS)  # one of --workers: the parent's socket
     p_check = sub.add_parser("check", help="validate a config file and print each profile's settings")
     p_check.add_argument("--config", required=True)
+    p_migrate = sub.add_parser("migrate", help="apply the database's pending schema migrations (serve does it at start)")
+    p_migrate.add_argument("--config")
     p_demo = sub.add_parser("demo", help="a self-contained call: scripted LLM, proxy, openai client")
     p_demo.add_argument("--cluster", action="store_true", help="through three instances on PostgreSQL, behind nginx")
 
@@ -97,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check(args.config, config)
     if args.command in ("calls", "jobs", "deliveries"):
         return _ops(args, config)
+    if args.command == "migrate":
+        return _migrate(config)
     if args.command == "end-function":
         return _sandbox(args, config)
     return _serve(args, config)
@@ -118,7 +123,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         return 2
     from ..server.app import serve
     from ..server.workers import WorkersRefused, run_workers
-    from ..storage import StoreLocked
+    from ..errors import StorageError
 
     try:
         if config.server.workers > 1 and args.socket_fd is None:
@@ -127,8 +132,8 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     except WorkersRefused as e:
         print(f"callgate: {e}", file=sys.stderr)
         return 2
-    except StoreLocked as e:
-        print(f"callgate: {e}; one server per SQLite database (use PostgreSQL for more)", file=sys.stderr)
+    except StorageError as e:
+        print(f"callgate: {e}", file=sys.stderr)
         return 1
     except OSError as e:
         print(f"callgate: cannot listen on {config.server.host}:{config.server.port}: {e.strerror}", file=sys.stderr)
@@ -154,16 +159,45 @@ def _check(path: str, config: Config) -> int:
     return 0
 
 
+def _migrate(config: Config) -> int:
+    """``callgate migrate``: the pending schema migrations, each logged; with SQLite,
+    only while no server holds the database."""
+    from ..errors import StorageError
+    from ..storage import OpenMode, migrations, open_store
+
+    logs.setup("info", config.log_mask.fields, config.log_mask.phone_numbers, "text")
+    st = config.storage
+    try:
+        store = open_store(st.path, url=st.url, mode=OpenMode.MIGRATE, pool_size=1)
+    except StorageError as e:
+        print(f"callgate: {e}", file=sys.stderr)
+        return 2
+    store.close_sync()
+    print(f"{store.path}: schema v{migrations.LATEST}")
+    return 0
+
+
+# The commands that only read the database open it read-only.
+_READS = {("calls", "list"), ("calls", "show"), ("calls", "tail"), ("jobs", "list"), ("deliveries", "list")}
+
+
 def _ops(args: argparse.Namespace, config: Config) -> int:
     """``calls``, ``jobs`` and ``deliveries``: on the database directly, with or
-    without a server running (a running one picks retries up within ``poll_s``)."""
-    from ..storage import open_store
+    without a server running (a running one picks retries up within ``poll_s``).
+    They never migrate it: a database of another schema version is refused."""
+    from ..errors import StorageError
+    from ..storage import OpenMode, open_store
 
     path = config.storage.path
     if not config.storage.url and not Path(path).exists():
         print(f"callgate: no database at {path} (storage.path)", file=sys.stderr)
         return 2
-    store = open_store(path, url=config.storage.url, pool_size=2)
+    mode = OpenMode.READ if (args.command, args.action) in _READS else OpenMode.WRITE
+    try:
+        store = open_store(path, url=config.storage.url, mode=mode, pool_size=2)
+    except StorageError as e:
+        print(f"callgate: {e}", file=sys.stderr)
+        return 2
     try:
         return _OPS[(args.command, args.action)](args, config, store)
     except ValueError as e:
@@ -190,7 +224,7 @@ def _calls_show(args: argparse.Namespace, config: Config, store: Any) -> int:
     from . import ops
 
     row = store.run_sync(db.find_call, args.call_id, False)
-    record = store.run_sync(db.call_record, row.id) if row is not None else None
+    record = store.run_sync(db.call_record, row.key) if row is not None else None
     if record is None:
         print(f"callgate: no call {args.call_id!r} in {config.storage.path}", file=sys.stderr)
         return 1
@@ -259,7 +293,7 @@ def _jobs_list(args: argparse.Namespace, config: Config, store: Any) -> int:
     from ..storage import ops as db
     from . import ops
 
-    print(ops.jobs_list(store.run_sync(db.list_jobs, status="failed" if args.failed else None)))
+    print(ops.jobs_list(store.run_sync(db.list_jobs, status=JobStatus.FAILED if args.failed else None)))
     return 0
 
 
@@ -281,7 +315,7 @@ def _deliveries_list(args: argparse.Namespace, config: Config, store: Any) -> in
     from ..storage import ops as db
     from . import ops
 
-    rows = store.run_sync(db.list_deliveries, status="failed" if args.failed else None)
+    rows = store.run_sync(db.list_deliveries, status=DeliveryStatus.FAILED if args.failed else None)
     print(ops.deliveries_list(rows, store.run_sync(db.count_deliveries)))
     return 0
 

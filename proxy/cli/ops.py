@@ -38,7 +38,7 @@ def calls_list(rows: list[dict[str, Any]]) -> str:
     out = [f"{'call id':<36} {'status':<7} {'started (UTC)':<19} {'ended (UTC)':<19} {'end reason':<18} steps"]
     for r in rows:
         steps = ", ".join(f"{n} {st}" for st, n in sorted(r["jobs"].items())) or "-"
-        out.append(f"{r['id']:<36} {r['status']:<7} {_when(r['started_at']):<19} {_when(r['ended_at']):<19} {str(r['end_reason'] or '-'):<18} {steps}")
+        out.append(f"{r['key']:<36} {r['status']:<7} {_when(r['started_at']):<19} {_when(r['ended_at']):<19} {str(r['end_reason'] or '-'):<18} {steps}")
     out.append(f"({len(rows)} call(s))")
     return "\n".join(out)
 
@@ -47,7 +47,7 @@ def calls_show(record: dict[str, Any], *, as_json: bool) -> str:
     if as_json:
         return json.dumps(record, ensure_ascii=False, indent=2, default=str)
     out = [
-        f"call {record['id']}  status {record.get('status')}",
+        f"call {record.get('key') or record['id']}  status {record.get('status')}",
         f"  started {record.get('started_at')}  ended {record.get('ended_at') or '-'}  reason {record.get('end_reason') or '-'} ({record.get('end_source') or '-'})",
         f"  state {json.dumps(record.get('state') or {}, ensure_ascii=False)}",
         "  transcript:",
@@ -71,7 +71,7 @@ def jobs_list(jobs: list[Job]) -> str:
     """``jobs list``."""
     out = [f"{'job':>6} {'call id':<36} {'step':<16} {'kind':<10} {'status':<8} {'tries':>5}  last error"]
     for j in jobs:
-        out.append(f"{j.id:>6} {j.call_id:<36} {j.step:<16} {j.kind:<10} {j.status:<8} {j.attempts:>5}  {j.last_error or ''}")
+        out.append(f"{j.id:>6} {j.call_key:<36} {j.step:<16} {j.kind:<10} {j.status:<8} {j.attempts:>5}  {j.last_error or ''}")
     out.append(f"({len(jobs)} job(s))")
     return "\n".join(out)
 
@@ -80,7 +80,7 @@ def deliveries_list(deliveries: list[Delivery], counts: dict[str, int]) -> str:
     """``deliveries list``: newest first, then the counts by status."""
     out = [f"{'event':<30} {'call id':<36} {'seq':>4} {'type':<16} {'status':<8} {'tries':>5}  last error"]
     for d in deliveries:
-        out.append(f"{d.event_id:<30} {d.call_id:<36} {d.seq:>4} {d.type:<16} {d.status:<8} {d.attempts:>5}  {d.last_error or ''}")
+        out.append(f"{d.event_id:<30} {d.call_key:<36} {d.seq:>4} {d.type:<16} {d.status:<8} {d.attempts:>5}  {d.last_error or ''}")
     totals = ", ".join(f"{n} {st}" for st, n in sorted(counts.items())) or "none"
     out.append(f"({len(deliveries)} shown; in all: {totals})")
     return "\n".join(out)

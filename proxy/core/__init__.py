@@ -2,8 +2,8 @@
 clock-driven waiting or config lookups; plain data in, frozen events out.
 
 =================  ==========================================================
-``sse``            incremental SSE decoder (``decode``/``flush``), encoders
-``parser``         the incremental text-command parser (``feed``/``flush``)
+``sse``            incremental SSE decoder (``feed``/``close``), encoders
+``parser``         the incremental text-command parser (``feed``/``close``)
 ``commands``       the normalized control command, validation, renderings
 ``tool_calls``     streamed tool-call assembly
 ``function_map``   the FunctionMap: LLM function names <-> built-in functions

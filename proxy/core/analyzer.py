@@ -1,8 +1,9 @@
 """Per-choice analysis of one reply (sans-IO): what the model wrote, as findings.
 
-A :class:`ChoiceAnalyzer` is fed one choice's ``delta.content`` pieces and
-``delta.tool_calls`` entries in order, and :meth:`~ChoiceAnalyzer.finish` once at
-its end. It answers with findings and never touches JSON:
+A :class:`ChoiceAnalyzer` is fed one choice's ``delta.content`` pieces
+(:meth:`~ChoiceAnalyzer.feed`) and ``delta.tool_calls`` entries
+(:meth:`~ChoiceAnalyzer.feed_tool`) in order, and :meth:`~ChoiceAnalyzer.close`d
+once at its end. It answers with findings and never touches JSON:
 
 * ``str``: text that is no part of a command, spoken as it is;
 * :class:`Silenced`: text after a hangup in the same reply (only ``passthrough``
@@ -32,6 +33,7 @@ from .commands import (
     AnyCommand,
     Command,
     RejectedCommand,
+    RejectReason,
     reject,
     validate,
 )
@@ -40,20 +42,15 @@ from .parser import CommandParser, ParsedTag, ParserEvent, UnterminatedTag
 from .tool_calls import ToolCallAssembler
 
 __all__ = [
-    "AFTER_HANGUP",
     "ChoiceAnalyzer",
     "Finding",
     "Found",
     "HangupPolicy",
     "NoCallPolicy",
-    "SECOND_TRANSFER",
     "Silenced",
     "ToolEntry",
 ]
 
-AFTER_HANGUP = "command after a hangup in the same reply"
-SECOND_TRANSFER = "a second transfer in the same reply"
-UNTERMINATED = "command not closed before the reply ended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,16 +86,18 @@ Finding = str | Silenced | Found
 class HangupPolicy(Protocol):
     """What the call domain says about a hangup (``proxy.calls`` implements it)."""
 
-    def refuse_hangup(self, act: bool) -> str | None:
+    def refuse_hangup(self, source: str, act: bool) -> RejectReason | None:
         """Why a hangup may not happen now, or ``None``. With ``act`` (choice 0, the
-        one the runtime speaks) an allowed hangup is recorded as the call's."""
+        one the runtime speaks) an allowed hangup is recorded as the call's, with its
+        ``source`` (``text_command`` or ``tool_call``)."""
         ...
 
 
 class NoCallPolicy:
     """The policy when there is no call to ask: every hangup is allowed."""
 
-    def refuse_hangup(self, act: bool) -> str | None:
+    def refuse_hangup(self, source: str, act: bool) -> RejectReason | None:
+        """Never a refusal."""
         return None
 
 
@@ -140,7 +139,7 @@ class ChoiceAnalyzer:
         self._allow = transfer_allow
         self._policy = policy
 
-    def content(self, text: str) -> list[Finding] | None:
+    def feed(self, text: str) -> list[Finding] | None:
         """A piece of ``delta.content``; ``None`` when it is plain speech that goes
         on exactly as it came (the hot path)."""
         self.raw.append(text)
@@ -149,16 +148,16 @@ class ChoiceAnalyzer:
             return None
         return [self._finding(item) for item in items]
 
-    def tool_entry(self, entry: Mapping[str, Any]) -> ToolEntry:
+    def feed_tool(self, entry: Mapping[str, Any]) -> ToolEntry:
         """One ``delta.tool_calls`` entry."""
         call = self.tools.feed(entry)
         return ToolEntry(entry, call.index, self._fmap.function_for(call.name) is not None)
 
-    def finish(self) -> list[Finding]:
+    def close(self) -> list[Finding]:
         """The choice ended: what the parser still held, then the commands of the
         mapped tool calls."""
         self.finished = True
-        found = [self._finding(item) for item in self.parser.flush()]
+        found = [self._finding(item) for item in self.parser.close()]
         for call in self.tools.calls():
             cmd = self._fmap.command(call, self._allow)
             if cmd is not None:
@@ -183,20 +182,20 @@ class ChoiceAnalyzer:
     def _command(self, item: ParsedTag | UnterminatedTag) -> AnyCommand:
         function = self._by_tag.get(item.tag)
         if isinstance(item, UnterminatedTag):
-            return RejectedCommand(function, {}, "text_command", item.raw, UNTERMINATED)
+            return RejectedCommand(function, {}, "text_command", item.raw, RejectReason.UNTERMINATED)
         return validate(function or item.tag, item.attrs, source="text_command", raw=item.raw, transfer_allow=self._allow)
 
     def _decide(self, cmd: AnyCommand) -> AnyCommand:
         """The reply's and the call's rules on top of the command's own validity."""
         if self.hung_up:
-            return reject(cmd, AFTER_HANGUP)
+            return reject(cmd, RejectReason.AFTER_HANGUP)
         if isinstance(cmd, Command) and cmd.function == TRANSFER:
             if self.transferred:
-                return reject(cmd, SECOND_TRANSFER)
+                return reject(cmd, RejectReason.SECOND_TRANSFER)
             self.transferred = True
         if isinstance(cmd, Command) and cmd.function == HANGUP:
             self.hung_up = True  # even a refused one: nothing is spoken after it
-            refusal = self._policy.refuse_hangup(self.index == 0)
+            refusal = self._policy.refuse_hangup(cmd.source, self.index == 0)
             if refusal is not None:
                 return reject(cmd, refusal)
         return cmd

@@ -8,7 +8,9 @@ and string ``args``: ``endword`` (hangup), ``caller``, ``callee``, ``msg``,
 model added (kept as written, e.g. ``outcome``).
 
 A command that cannot be carried out becomes a :class:`RejectedCommand` with a
-``reason``; its text is never spoken, only its ``err_msg`` when it has one.
+``code`` (:class:`RejectReason`: what travels to events, metrics and records) and a
+``reason`` (a sentence for people); its text is never spoken, only its ``err_msg``
+when it has one.
 
 Renderings (``commands.output``): :func:`render_text` gives the canonical tag
 (serialized by lxml, so values are escaped correctly); :func:`render_tool_call`
@@ -22,6 +24,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -31,9 +34,11 @@ from .ids import new_id
 
 __all__ = [
     "HANGUP",
+    "REASONS",
     "TRANSFER",
     "AnyCommand",
     "Command",
+    "RejectReason",
     "RejectedCommand",
     "callee_allowed",
     "callee_shape_ok",
@@ -51,6 +56,39 @@ TRANSFER = "transfer"
 
 # Attribute order of the canonical rendering, as in the IMS doc.
 _ORDER = {HANGUP: ("endword",), TRANSFER: ("caller", "callee", "err_msg", "msg")}
+
+
+class RejectReason(StrEnum):
+    """Why a control command was not carried out: the ``code`` of its
+    ``command.rejected`` event and of ``callgate_commands_total{reason}``."""
+
+    NO_CALLEE = "no_callee"  # a transfer without callee
+    BAD_CALLEE = "bad_callee"  # a callee that is no phone number or sip:/tel: URI
+    NOT_ALLOWED = "not_allowed"  # a callee outside commands.transfer_allow
+    UNKNOWN_FUNCTION = "unknown_function"  # a tag or tool call no built-in function has
+    BAD_ARGUMENTS = "bad_arguments"  # a transfer tool call whose arguments are not a JSON object
+    UNTERMINATED = "unterminated"  # a text command not closed before the reply ended
+    AFTER_HANGUP = "after_hangup"  # a command after a hangup in the same reply
+    SECOND_TRANSFER = "second_transfer"  # a second transfer in the same reply
+    DUPLICATE_HANGUP = "duplicate_hangup"  # the call hung up already
+    CALL_ENDED = "call_ended"  # the call ended while the reply was still streaming
+    OVER_LIMIT = "over_limit"  # past limits.rejected_events_per_reply: counted on one event
+
+
+# The sentence each code stands for (a few add what they found).
+REASONS: Mapping[RejectReason, str] = {
+    RejectReason.NO_CALLEE: "transfer without callee",
+    RejectReason.BAD_CALLEE: "callee is not a phone number (E.164: +, digits, * #) or a sip:/tel: URI",
+    RejectReason.NOT_ALLOWED: "callee is not in commands.transfer_allow",
+    RejectReason.UNKNOWN_FUNCTION: "unknown function",
+    RejectReason.BAD_ARGUMENTS: "tool call arguments are not a JSON object",
+    RejectReason.UNTERMINATED: "command not closed before the reply ended",
+    RejectReason.AFTER_HANGUP: "command after a hangup in the same reply",
+    RejectReason.SECOND_TRANSFER: "a second transfer in the same reply",
+    RejectReason.DUPLICATE_HANGUP: "duplicate hangup: the call already hung up",
+    RejectReason.CALL_ENDED: "the call has ended",
+    RejectReason.OVER_LIMIT: "more commands rejected in this reply",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +114,8 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class RejectedCommand:
-    """A control command that will not be carried out, and why.
+    """A control command that will not be carried out: ``code`` says why, ``reason``
+    in words (:data:`REASONS`, sometimes with what was found).
 
     ``function`` is ``None`` when it is not even known which function was meant.
     """
@@ -85,8 +124,13 @@ class RejectedCommand:
     args: Mapping[str, str] = field(hash=False)
     source: str
     raw: str
-    reason: str
+    code: RejectReason
+    reason: str = ""
     tool_call_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.reason:
+            object.__setattr__(self, "reason", REASONS[self.code])
 
     @property
     def closing(self) -> str:
@@ -147,23 +191,21 @@ def validate(
     if function == TRANSFER:
         callee = args.get("callee", "").strip()
         if not callee:
-            return RejectedCommand(function, args, source, raw, "transfer without callee", tool_call_id)
+            return RejectedCommand(function, args, source, raw, RejectReason.NO_CALLEE, tool_call_id=tool_call_id)
         if not callee_shape_ok(callee):
-            return RejectedCommand(
-                function, args, source, raw, "callee is not a phone number (E.164: +, digits, * #) or a sip:/tel: URI", tool_call_id
-            )
+            return RejectedCommand(function, args, source, raw, RejectReason.BAD_CALLEE, tool_call_id=tool_call_id)
         if not callee_allowed(callee, transfer_allow):
-            return RejectedCommand(
-                function, args, source, raw, f"callee {callee!r} is not in commands.transfer_allow", tool_call_id
-            )
+            reason = f"callee {callee!r} is not in commands.transfer_allow"
+            return RejectedCommand(function, args, source, raw, RejectReason.NOT_ALLOWED, reason, tool_call_id)
     elif function != HANGUP:
-        return RejectedCommand(None, args, source, raw, f"unknown function {function!r}", tool_call_id)
+        reason = f"unknown function {function!r}"
+        return RejectedCommand(None, args, source, raw, RejectReason.UNKNOWN_FUNCTION, reason, tool_call_id)
     return Command(function, args, source, raw, tool_call_id)
 
 
-def reject(cmd: AnyCommand, reason: str) -> RejectedCommand:
-    """The same command, rejected for ``reason``."""
-    return RejectedCommand(cmd.function, cmd.args, cmd.source, cmd.raw, reason, cmd.tool_call_id)
+def reject(cmd: AnyCommand, code: RejectReason) -> RejectedCommand:
+    """The same command, rejected for ``code``."""
+    return RejectedCommand(cmd.function, cmd.args, cmd.source, cmd.raw, code, tool_call_id=cmd.tool_call_id)
 
 
 def _ordered(cmd: Command) -> list[tuple[str, str]]:

@@ -27,6 +27,7 @@ from .commands import (
     AnyCommand,
     Command,
     RejectedCommand,
+    RejectReason,
     normalize_args,
     ordered_args,
     validate,
@@ -140,9 +141,7 @@ class FunctionMap:
             parsed = None
         if not isinstance(parsed, dict):
             if spec.function != HANGUP:
-                return RejectedCommand(
-                    spec.function, {}, "tool_call", raw, "tool call arguments are not a JSON object", call.id
-                )
+                return RejectedCommand(spec.function, {}, "tool_call", raw, RejectReason.BAD_ARGUMENTS, tool_call_id=call.id)
             parsed = {}
         return validate(
             spec.function,

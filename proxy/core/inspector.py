@@ -316,7 +316,7 @@ class ReplyInspector:
         return tools, content
 
     def _content(self, st: _Choice, content: str, cmds: list[AnyCommand]) -> _Rendered:
-        findings = st.analyzer.content(content)
+        findings = st.analyzer.feed(content)
         if findings is None:  # the hot path: plain speech
             st.out.spoken.append(content)
             return None
@@ -338,7 +338,7 @@ class ReplyInspector:
             if not isinstance(entry, dict):
                 kept.append(entry)
                 continue
-            sent = self._renderer.tool_entry(st.analyzer.tool_entry(entry), st.out)
+            sent = self._renderer.tool_entry(st.analyzer.feed_tool(entry), st.out)
             if sent is not entry:
                 changed = True
             if sent is not None:
@@ -347,7 +347,7 @@ class ReplyInspector:
 
     def _finish(self, st: _Choice, cmds: list[AnyCommand]) -> _Rendered:
         """The choice ended: what was held, and the mapped tool calls' commands."""
-        findings = st.analyzer.finish()
+        findings = st.analyzer.close()
         self._collect(st, findings, cmds)
         if not findings or self._renderer.changes_nothing:
             return None

@@ -9,7 +9,7 @@ pieces, however the pieces are split.
 
 * ``str``: text that cannot be part of a command, to pass on now;
 * :class:`ParsedTag`: a complete command tag;
-* :class:`UnterminatedTag` (from :meth:`CommandParser.flush` only): a command that
+* :class:`UnterminatedTag` (from :meth:`CommandParser.close` only): a command that
   was opened but never closed before the end of the text.
 
 Only a suffix that could still become a configured tag is held back (``<``,
@@ -121,7 +121,7 @@ class CommandParser:
         self._run(text, out)
         return out
 
-    def flush(self) -> list[ParserEvent]:
+    def close(self) -> list[ParserEvent]:
         """End of text: release what is held. A half-written command comes back as
         :class:`UnterminatedTag` (never as text, so it is not spoken); a partial
         closing tag ``</imsagent_`` is dropped; a mere prefix (``<ims``) is text."""

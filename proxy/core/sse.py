@@ -5,7 +5,7 @@ Format: the WHATWG HTML "Server-sent events" section, as the OpenAI API uses it 
 last). Lines may end in CRLF, LF or CR; ``:`` lines are comments; several ``data:``
 lines join with ``\\n``.
 
-:class:`SSEDecoder` is fed raw bytes as they arrive (any split, including inside a
+:class:`SSEDecoder` is fed raw bytes (:meth:`~SSEDecoder.feed`, then :meth:`~SSEDecoder.close`) as they arrive (any split, including inside a
 UTF-8 character or between CR and LF) and returns whole :class:`SSEEvent` objects.
 Each event keeps its exact ``raw`` bytes so a relay can forward it untouched.
 """
@@ -42,7 +42,7 @@ class SSEDecodeError(ValueError):
 
 
 class SSEDecoder:
-    """Feed bytes with :meth:`decode`, get finished events; :meth:`flush` at end of stream.
+    """Feed bytes with :meth:`feed`, get finished events; :meth:`close` at end of stream.
 
     ``max_event_bytes`` bounds the memory one event may take (default 1 MiB); past it
     :class:`SSEDecodeError` is raised.
@@ -61,7 +61,7 @@ class SSEDecoder:
         self._first = True  # no byte read yet past a possible BOM
         self._head = b""  # the stream's first bytes while they may still be a split BOM
 
-    def decode(self, chunk: bytes) -> list[SSEEvent]:
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Consume ``chunk``; return every event it completed (possibly none).
 
         Raises :class:`SSEDecodeError` when one event exceeds ``max_event_bytes``.
@@ -97,7 +97,7 @@ class SSEDecoder:
             raise SSEDecodeError(f"SSE event larger than {self._max} bytes")
         return events
 
-    def flush(self) -> list[SSEEvent]:
+    def close(self) -> list[SSEEvent]:
         """End of stream: finish a last line or event that had no terminator."""
         buf, pos = self._buf or self._head, self._pos  # _head: the stream was a BOM's first bytes only
         self._buf, self._pos, self._head = b"", 0, b""

@@ -164,7 +164,7 @@ async def run_demo() -> int:
             await talk(base)
             await asyncio.wait_for(subscriber, 10)
             jobs = await app[SERVICES].pipeline.wait_call(CALL_ID, 10)
-            return 0 if report(events, [j.to_dict() for j in jobs], crm) else 1
+            return 0 if report(events, [j.to_json() for j in jobs], crm) else 1
     finally:
         await up_runner.cleanup()
         await crm_runner.cleanup()

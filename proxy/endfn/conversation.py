@@ -11,6 +11,7 @@ changes nothing stored and nothing another step sees.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,12 +26,14 @@ __all__ = ["Conversation"]
 class Conversation:
     """One ended call, for a step.
 
-    ``id``: the call id; ``transcript``: ``[{"role": "user"|"assistant", "text"}]``
+    ``id``: the runtime's call id; ``generation``: which call under it (1, or 2, 3,
+    ... for a later call under an id whose call had ended); ``transcript``: ``[{"role": "user"|"assistant", "text"}]``
     as spoken; ``events``: the control events as JSON; ``end_reason``;
     ``started_at``/``ended_at`` (UTC); ``metadata``: from the runtime (IMS
     ``extendData``, ...); ``record``: the whole call record; ``outcome_tags``: rule
     tags plus those earlier steps produced; ``step``: this step's name;
-    ``idempotency_key``: ``{call_id}:{step}``, the same on every retry;
+    ``idempotency_key``: ``{call_id}:{step}`` (``{call_id}~{generation}:{step}`` past
+    the first call under an id), the same on every retry;
     ``sandbox``: ``True`` under ``callgate end-function test`` (skip your own side
     effects then).
     """
@@ -49,6 +52,7 @@ class Conversation:
     step: str = ""
     idempotency_key: str = ""
     sandbox: bool = False
+    generation: int = 1
 
     @classmethod
     def from_record(
@@ -60,10 +64,14 @@ class Conversation:
         idempotency_key: str = "",
         sandbox: bool = False,
     ) -> Conversation:
-        """From a call record (``GET /v1/calls/{id}`` JSON) and earlier step outputs."""
-        results = dict(results or {})
+        """From a call record (``GET /v1/calls/{id}`` JSON) and earlier step outputs.
+        Everything it holds is a deep copy: a step changing it changes nothing the
+        next try or another step sees."""
+        record = copy.deepcopy(record)
+        results = copy.deepcopy(dict(results or {}))
         return cls(
-            id=record["id"],
+            id=record.get("call_id") or record["id"],
+            generation=int(record.get("generation") or 1),
             state=record.get("state") or {},
             transcript=record.get("transcript") or [],
             events=record.get("events") or [],
@@ -82,7 +90,7 @@ class Conversation:
     def with_result(self, step: str, output: Any) -> Conversation:
         """A new conversation that also has ``output`` as ``results[step]`` (and its
         ``tags``, if it has any, among the outcome tags)."""
-        results = {**self.results, step: output}
+        results = {**self.results, step: copy.deepcopy(output)}
         return dataclasses.replace(self, results=results, outcome_tags=_tags(self.record, results))
 
     def context(self) -> dict[str, Any]:
@@ -90,6 +98,7 @@ class Conversation:
         summary = self.results.get("summary")
         return {
             "call_id": self.id,
+            "generation": self.generation,
             "end_reason": self.end_reason,
             "state": self.state,
             "metadata": self.metadata,

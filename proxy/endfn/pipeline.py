@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import EndFunctionConfig, Step
+from ..core.backoff import delay_s
 from ..metrics import STEP_TRIES
 from ..storage import TERMINAL, Job, JobStatus, Store, ops
 from ..storage.claims import claim_loop
@@ -107,8 +108,8 @@ class Pipeline:
                 await asyncio.wait(pending, timeout=1)
 
     async def wait_call(self, call_id: str, timeout: float = 10.0) -> list[Job]:
-        """Wait until every job of ``call_id`` is finished; returns them. Raises
-        ``TimeoutError`` after ``timeout`` seconds."""
+        """Wait until every job of the call with record key ``call_id`` is finished;
+        returns them. Raises ``TimeoutError`` after ``timeout`` seconds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -152,7 +153,7 @@ class Pipeline:
             self._per_step.get(j.step, 0) + sum(1 for c in claimed if c.step == j.step) >= limit for j in claimed
         )
         for job in blocked:
-            log.error("end-function step blocked call_id=%s step=%s", job.call_id, job.step)
+            log.error("end-function step blocked call_id=%s step=%s", job.call_key, job.step)
         if blocked:
             self._notify()
         for job in claimed:
@@ -171,28 +172,28 @@ class Pipeline:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("end-function step crashed call_id=%s step=%s", job.call_id, job.step)
+            log.exception("end-function step crashed call_id=%s step=%s", job.call_key, job.step)
         finally:
             self._changed.set()
             self._changed = asyncio.Event()
             if self._saturated or job.step in self._awaited:
                 self._wake.set()  # capacity came free, or steps after this one may be due
 
-    async def _record(self, call_id: str) -> dict[str, Any]:
+    async def _record(self, key: str) -> dict[str, Any]:
         """The ended call's record (it no longer changes): read once for its steps."""
-        record = self._records.get(call_id)
+        record = self._records.get(key)
         if record is None:
-            record = await self.store.read(ops.call_record, call_id, full=False) or {"id": call_id}
-            self._records[call_id] = record
+            record = await self.store.read(ops.call_record, key, full=False) or {"id": key, "key": key}
+            self._records[key] = record
             while len(self._records) > 512:
                 self._records.popitem(last=False)
         return record
 
     async def _finish(self, job: Job, status: JobStatus, **kw: Any) -> None:
-        held = await self.store.write(ops.finish_job, job.id, self.me, str(status), time.time(), **kw)
+        held = await self.store.write(ops.finish_job, job.id, self.me, status, time.time(), **kw)
         STEP_TRIES.labels(job.step, "retry" if status == JobStatus.PENDING else str(status)).inc()
         if not held:
-            log.warning("lost the lease of end-function step call_id=%s step=%s; its result was not written", job.call_id, job.step)
+            log.warning("lost the lease of end-function step call_id=%s step=%s; its result was not written", job.call_key, job.step)
 
     async def _try(self, job: Job) -> None:
         step = self.steps.get(job.step)
@@ -200,10 +201,10 @@ class Pipeline:
             await self._finish(job, JobStatus.FAILED, error="step is no longer configured")
             return
         current_step.set(job.step)
-        record = await self._record(job.call_id)
+        record = await self._record(job.call_key)
         results = {}
         if step.after:  # the outputs of the steps it comes after (and any other done by now)
-            jobs = await self.store.read(ops.jobs_for_call, job.call_id)
+            jobs = await self.store.read(ops.jobs_for_call, job.call_key)
             results = {j.step: j.output for j in jobs if j.status == JobStatus.DONE}
         conv = Conversation.from_record(record, results, step=job.step, idempotency_key=job.idempotency_key, sandbox=self.effects.sandbox)
         skip = unmet(step.when, conv.context())
@@ -217,18 +218,17 @@ class Pipeline:
             await self._finish(job, JobStatus.DONE, response_code=result.response_code, duration_ms=duration_ms, output=result.output)
             return
         if result.retryable and job.attempts < step.retry.attempts:
-            delay = min(step.retry.max_backoff_s, step.retry.backoff_s * 2 ** (job.attempts - 1))
-            delay *= 0.5 + self._jitter() / 2
+            delay = delay_s(job.attempts, step.retry.backoff_s, step.retry.max_backoff_s, self._jitter())
             await self._finish(
                 job, JobStatus.PENDING, error=result.error, response_code=result.response_code,
                 duration_ms=duration_ms, next_at=time.time() + delay,
             )
             log.warning("end-function step failed, retry in %.2fs call_id=%s step=%s attempt=%d error=%s",
-                        delay, job.call_id, job.step, job.attempts, result.error)
+                        delay, job.call_key, job.step, job.attempts, result.error)
             return
         await self._finish(job, JobStatus.FAILED, error=result.error, response_code=result.response_code, duration_ms=duration_ms)
         log.error("end-function step failed for good call_id=%s step=%s attempts=%d error=%s",
-                  job.call_id, job.step, job.attempts, result.error)
+                  job.call_key, job.step, job.attempts, result.error)
 
 
 async def run_step(step: Step, conv: Conversation, effects: Effects) -> StepResult:

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 
 from ..config import Config
-from ..storage import SqliteStore, ops
+from ..storage import OpenMode, ops, open_store
 from .effects import Effects, Recorder
 from .pipeline import Pipeline
 
@@ -37,13 +37,13 @@ async def run_sandbox(config: Config, record: dict[str, Any], *, live: bool = Fa
     async with aiohttp.ClientSession() as session:
         effects: Effects = Effects(session) if live else Recorder()
         with tempfile.TemporaryDirectory(prefix="callgate-sandbox-") as tmp:
-            store = SqliteStore(Path(tmp) / "sandbox.db")
+            store = open_store(Path(tmp) / "sandbox.db", mode=OpenMode.SERVE)
             await store.start()
             pipeline = Pipeline(store, steps_cfg, effects, me="sandbox")
-            await store.write(ops.put_record, record, pipeline.step_specs, time.time())
+            key = await store.write(ops.put_record, record, pipeline.step_specs, time.time())
             runner = asyncio.create_task(pipeline.run())
             try:
-                jobs = await pipeline.wait_call(record["id"], timeout_s) if steps_cfg.steps else []
+                jobs = await pipeline.wait_call(key, timeout_s) if steps_cfg.steps else []
             finally:
                 await pipeline.stop(0)
                 runner.cancel()

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import re
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,9 +44,9 @@ from ..config import Config
 from ..core.ago import ago
 from ..core.sse import encode_event
 from ..endfn.sandbox import run_sandbox
-from ..errors import NotFound, RequestError
+from ..errors import JobNotFinished, NotFound, RequestError
 from ..logs import mask, mask_text
-from ..storage import ops, views
+from ..storage import DeliveryStatus, JobStatus, ops, views
 from .auth import requires
 from .bodies import error_response, json_response, whole_number
 from .services import SERVICES
@@ -64,6 +64,9 @@ _PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+# Unix seconds as the OpenAPI document's pattern for since/until has them (float()
+# alone also takes "nan", "inf" and "1_0").
+_UNIX_S = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*")
 _IDS = frozenset({"id", "call_id", "call_key", "event_id", "request_id", "idempotency_key", "tool_call_id"})
 _SECRET_HEADER = re.compile(r"authorization|signature|secret|token|api[-_]?key|password|cookie", re.IGNORECASE)
 
@@ -152,7 +155,7 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
     """A row of the calls list from a row of :func:`proxy.storage.views.calls_page`."""
     lite = {**row, "transcript": [{"role": "user", "text": "-"}] if row["spoke"] else []}
     meta = row["metadata"]
-    keep = ("id", "call_id", "status", "started_at", "ended_at", "last_activity", "end_reason", "end_source", "turns", "jobs")
+    keep = ("id", "key", "call_id", "generation", "status", "started_at", "ended_at", "last_activity", "end_reason", "end_source", "turns", "jobs")
     return {
         **{k: row[k] for k in keep},
         "caller_number": meta.get("caller_number"),
@@ -169,13 +172,10 @@ def _when(text: str | None, now: float, name: str) -> float | None:
     since = ago(text, now)
     if since is not None:
         return since
-    try:
-        value = float(text[:33])
-        if len(text) > 32 or not math.isfinite(value):
-            raise ValueError(text)
-        return value
-    except ValueError:
-        raise RequestError(f"{name} {text[:40]!r} is not a time: Unix seconds, or 30m, 2h, 1d ago", param=name, code="invalid_time") from None
+    if _UNIX_S.fullmatch(text) is None:
+        raise RequestError(f"{name} {text[:40]!r} is not a time: Unix seconds, or 30m, 2h, 1d ago", param=name, code="invalid_time")
+    value = float(text)  # the pattern admits what float() reads; one past the range is that end of it
+    return max(-sys.float_info.max, min(sys.float_info.max, value))
 
 
 
@@ -258,12 +258,12 @@ async def sandbox(request: web.Request) -> web.Response:
 @requires("admin")
 async def dead_letters(request: web.Request) -> web.Response:
     s = request.app[SERVICES]
-    failed = await s.store.read(ops.list_jobs, status="failed")
-    blocked = await s.store.read(ops.list_jobs, status="blocked")
-    deliveries = await s.store.read(ops.list_deliveries, status="failed")
+    failed = await s.store.read(ops.list_jobs, status=JobStatus.FAILED)
+    blocked = await s.store.read(ops.list_jobs, status=JobStatus.BLOCKED)
+    deliveries = await s.store.read(ops.list_deliveries, status=DeliveryStatus.FAILED)
     body = {
-        "jobs": [j.to_dict() for j in sorted(failed + blocked, key=lambda j: -j.id)],
-        "deliveries": [d.to_dict() for d in deliveries],
+        "jobs": [j.to_json() for j in sorted(failed + blocked, key=lambda j: -j.id)],
+        "deliveries": [d.to_json() for d in deliveries],
         "delivery_counts": await s.store.read(ops.count_deliveries),
     }
     return json_response(masker(s.config)(body))
@@ -293,7 +293,7 @@ async def retry_job(request: web.Request) -> web.Response:
         job = await request.app[SERVICES].store.read(ops.job, job_id)
         if job is None:
             return error_response(f"no job {raw!r}", "job_not_found", 404)
-        return error_response(f"job {job_id} is {job.status}: only a finished step can be retried", "job_not_finished", 409)
+        raise JobNotFinished(f"job {job_id} is {job.status}: only a finished step can be retried")
     return json_response({"retried": n})
 
 

@@ -26,7 +26,7 @@ from ..endfn.effects import Effects
 from ..endfn.pipeline import Pipeline
 from ..errors import CallgateError, UpstreamStatus, openai_error_body
 from ..profiles import resolve_profiles
-from ..storage import open_store
+from ..storage import OpenMode, open_store
 from . import admin, call_api, relay
 from .auth import Keys, authenticate
 from .delivery import EventDelivery
@@ -113,9 +113,8 @@ async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None
     session = aiohttp.ClientSession(connector=connector, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar())
     ef = config.end_function
     st = config.storage
-    store = open_store(st.path, url=st.url, wal_max_bytes=st.wal_max_bytes, pool_size=st.pool_size)
-    if not store.shared:
-        store.lock()  # one server per SQLite file
+    # the SQLite lock, then pending migrations
+    store = open_store(st.path, url=st.url, mode=OpenMode.SERVE, wal_max_bytes=st.wal_max_bytes, pool_size=st.pool_size)
     await store.start()
     registry = CallRegistry(
         store,

@@ -1,13 +1,7 @@
 """What a request brings, checked: bodies read with a size limit, parsed as JSON
-objects no deeper than ``server.max_json_depth``; call ids; whole numbers in paths,
-queries and headers. And what the JSON routes answer (:func:`json_response`,
+objects (:mod:`proxy.core.json_body`); call ids; whole numbers in paths, queries and
+headers. And what the JSON routes answer (:func:`json_response`,
 :func:`error_response`).
-
-A lone surrogate (``"\\ud800"``, an escape JSON's grammar allows but no character;
-or its UTF-8-style bytes, which Python's parser lets through) becomes U+FFFD in the
-parsed body: unreadable to the JSON encoder and the database, it lost the call's
-record (the request answered 200, the call was never stored). The bytes relayed
-upstream stay as they came.
 
 Errors are :class:`~proxy.errors.RequestError` (400, ``param`` naming where) and
 :class:`~proxy.errors.BodyTooLarge` (413), rendered in OpenAI's error shape by the
@@ -17,25 +11,20 @@ app's middleware.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from ..core.call_id import InvalidCallId
+from ..core.json_body import BadBody, json_object
 from ..errors import BodyTooLarge, RequestError, openai_error_body
 
 __all__ = [
-    "check_depth", "checked", "error_response", "json_object", "json_response", "read_body", "read_json_object",
-    "whole_number",
+    "body_checked", "checked", "error_response", "json_response", "read_body", "read_json_object", "whole_number",
 ]
 
-# What a raw body with a lone surrogate holds: a \\uD800-\\uDFFF escape, or the bytes
-# ED A0-BF .. (each pattern searched only when its first byte is there at all).
-_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
-_ENCODED_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+T = TypeVar("T")
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -52,65 +41,13 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def json_object(raw: bytes, max_depth: int = 64) -> dict[str, Any]:
-    """A request body that must be a JSON object nested at most ``max_depth`` deep
-    (:class:`RequestError`, 400, otherwise, naming the path that goes too deep)."""
+def body_checked(read: Callable[[], T]) -> T:
+    """``read()``, its :class:`~proxy.core.json_body.BadBody` as a
+    :class:`RequestError` (400) with the same message, ``param`` and ``code``."""
     try:
-        body = json.loads(raw)
-    except RecursionError:
-        raise RequestError(f"request body is nested deeper than {max_depth}", code="json_too_deep") from None
-    except ValueError as e:
-        raise RequestError(f"request body is not valid JSON: {e}") from None
-    if not isinstance(body, dict):
-        raise RequestError("request body must be a JSON object")
-    too_deep = _too_deep(body, max_depth)
-    if too_deep is not None:
-        raise RequestError(f"request body is nested deeper than {max_depth} at {too_deep}", param=too_deep, code="json_too_deep")
-    if _may_hold_surrogates(raw):
-        body = _scrubbed(body)
-    return body
-
-
-def _may_hold_surrogates(raw: bytes) -> bool:
-    """Whether ``raw`` may hold a lone surrogate (a pair's escapes match too)."""
-    escaped = b"\\" in raw and _ESCAPED_SURROGATE.search(raw) is not None
-    return escaped or (b"\xed" in raw and _ENCODED_SURROGATE.search(raw) is not None)
-
-
-def _scrubbed(value: Any) -> Any:
-    """``value`` with each lone surrogate in its strings (keys too) replaced by U+FFFD
-    (recursive: called on a value no deeper than ``max_depth``)."""
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_scrubbed(k): _scrubbed(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrubbed(v) for v in value]
-    return value
-
-
-def _too_deep(value: Any, max_depth: int) -> str | None:
-    """The path of the first value deeper than ``max_depth``, or ``None`` (iterative:
-    no recursion however deep the value)."""
-    stack: list[tuple[Any, int, str]] = [(value, 1, "")]
-    while stack:
-        item, depth, path = stack.pop()
-        if depth > max_depth:
-            return path or "$"
-        if isinstance(item, dict):
-            stack += [(v, depth + 1, f"{path}.{k}" if path else str(k)) for k, v in item.items() if isinstance(v, (dict, list))]
-        elif isinstance(item, list):
-            stack += [(v, depth + 1, f"{path}[{i}]") for i, v in enumerate(item) if isinstance(v, (dict, list))]
-    return None
-
-
-def check_depth(value: Any, max_depth: int, where: str) -> None:
-    """:class:`RequestError` (400) when ``value`` (e.g. metadata parsed out of a JSON
-    string field) is nested deeper than ``max_depth``; ``where`` names it."""
-    too_deep = _too_deep(value, max_depth)
-    if too_deep is not None:
-        path = f"{where}.{too_deep}" if too_deep != "$" else where
-        raise RequestError(f"{where} is nested deeper than {max_depth} at {path}", param=path, code="json_too_deep")
+        return read()
+    except BadBody as e:
+        raise RequestError(str(e), param=e.param, code=e.code) from None
 
 
 def checked(resolve: Callable[[], str | None]) -> str | None:
@@ -125,12 +62,12 @@ def checked(resolve: Callable[[], str | None]) -> str | None:
 async def read_json_object(
     request: web.Request, limit: int, max_depth: int = 64, *, empty: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """:func:`read_body` then :func:`json_object`; an empty body gives ``empty``
-    when it is given (an error otherwise)."""
+    """:func:`read_body` then :func:`~proxy.core.json_body.json_object`; an empty body
+    gives ``empty`` when it is given (an error otherwise)."""
     raw = await read_body(request, limit)
     if empty is not None and not raw.strip():
         return empty
-    return json_object(raw, max_depth)
+    return body_checked(lambda: json_object(raw, max_depth))
 
 
 def whole_number(text: str, most_digits: int = 18) -> int | None:

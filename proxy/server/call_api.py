@@ -13,11 +13,12 @@
 * ``PATCH /v1/calls/{call_id}/state``: a JSON merge patch (RFC 7386: ``null``
   removes a key) into the call's ``state``, which every end-function step reads as
   ``conv.state``. 409 once the call has ended; 404 for a call that never had a turn.
-* ``GET /v1/calls/{call_id}``: the call record; a live call from memory, an ended
-  one from the database with its end-function steps (also after a restart). 404 in
-  the OpenAI error shape when unknown. A call id whose call ended and came back
-  names the newest call; ``?generation=1`` (2, ...) reads the earlier ones, also
-  at their record keys (``{call_id}~2``).
+* ``GET /v1/calls/{call_id}``: the call record, from the database once the call's
+  queued writes are done, with its end-function steps (also after a restart). 404
+  in the OpenAI error shape when unknown. A call id whose call ended and came back
+  names the newest call; ``?generation=1`` (2, ...) reads the earlier ones. The
+  record's ``id`` and ``call_id`` are the runtime's id, ``generation`` says which
+  call under it; ``key`` is callgate's record key.
 
 Every call is found through the registry (:meth:`~proxy.calls.registry.CallRegistry.find`:
 memory, else the database).
@@ -29,12 +30,13 @@ import json
 
 from aiohttp import web
 
-from ..calls.model import Call, EndReason
-from ..calls.registry import CallRegistry, Signal
+from ..calls.followers import Signal
+from ..calls.model import Call, EndReason, record_key
+from ..calls.registry import CallRegistry
 from ..config import KeyConfig
 from ..core.call_id import check_call_id
 from ..core.sse import encode_event
-from ..errors import NotFound, RequestError
+from ..errors import CallEnded, NotFound, RequestError
 from ..storage import ops
 from .auth import key_of, requires, visible
 from .bodies import checked, error_response, json_response, read_json_object, whole_number
@@ -43,10 +45,9 @@ from .services import SERVICES
 __all__ = ["call_events", "end_call", "get_call", "patch_state"]
 
 
-
-
 @requires("calls:read")
 async def call_events(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/calls/{call_id}/events``; see the module docstring."""
     s = request.app[SERVICES]
     seen = whole_number(request.headers.get("Last-Event-ID", "").strip()) or 0
     call_id = _path_id(request)
@@ -58,7 +59,7 @@ async def call_events(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
-    signal = s.registry.subscribe(call.id if call is not None else call_id)
+    signal = s.registry.subscribe(call.key if call is not None else call_id)
     # A call not seen yet may turn out to be another key's: checked at its first event.
     pending_check = None if call is not None or key is None or key.calls_of is None else key
     try:
@@ -112,6 +113,7 @@ async def _call(request: web.Request, call_id: str) -> Call:
 
 @requires("calls:write")
 async def end_call(request: web.Request) -> web.Response:
+    """``POST /v1/calls/{call_id}/end``; see the module docstring."""
     s = request.app[SERVICES]
     srv = s.config.server
     payload = await read_json_object(request, srv.max_state_bytes, srv.max_json_depth, empty={})
@@ -124,23 +126,28 @@ async def end_call(request: web.Request) -> web.Response:
         raise RequestError("'state' must be an object", param="state")
     call = await _call(request, _path_id(request))
     ended = await s.registry.end(call, reason, "call_layer", state)
-    end_reason, end_source = (reason, "call_layer") if ended else await s.store.read(ops.end_of, call.id)
-    return json_response({"call_id": call.id, "already_ended": not ended, "end_reason": end_reason, "end_source": end_source})
+    end_reason, end_source = (reason, "call_layer") if ended else await s.store.read(ops.end_of, call.key)
+    return json_response({
+        "call_id": call.call_id, "generation": call.generation, "already_ended": not ended, "end_reason": end_reason,
+        "end_source": end_source,
+    })
 
 
 @requires("calls:write")
 async def patch_state(request: web.Request) -> web.Response:
+    """``PATCH /v1/calls/{call_id}/state``; see the module docstring."""
     s = request.app[SERVICES]
     patch = await read_json_object(request, s.config.server.max_state_bytes, s.config.server.max_json_depth)
     call = await _call(request, _path_id(request))
     state = None if call.ended else await s.registry.patch_state(call, patch)
     if state is None:
-        return error_response(f"call {call.id!r} has ended; its state is final", "call_ended", 409)
-    return json_response({"call_id": call.id, "state": state})
+        raise CallEnded(f"call {call.call_id!r} has ended; its state is final")
+    return json_response({"call_id": call.call_id, "generation": call.generation, "state": state})
 
 
 @requires("calls:read")
 async def get_call(request: web.Request) -> web.Response:
+    """``GET /v1/calls/{call_id}``; see the module docstring."""
     s = request.app[SERVICES]
     call_id = _path_id(request)
     raw = request.query.get("generation", "")
@@ -148,8 +155,7 @@ async def get_call(request: web.Request) -> web.Response:
     if raw and not generation:
         raise RequestError("'generation' must be a positive integer", param="generation")
     if generation:
-        key = call_id if generation == 1 else f"{call_id}~{generation}"
-        record = await s.registry.record(key, exact=True)
+        record = await s.registry.record(record_key(call_id, generation), exact=True)
     else:
         record = await s.registry.record(call_id)
     if record is None or not visible(key_of(request), record.get("owner")):

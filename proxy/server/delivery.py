@@ -6,7 +6,7 @@ claims due deliveries under a lease, each only when no earlier delivery of its c
 is pending (each call's events go in order), and POSTs the event's JSON to
 ``control.webhook.url`` with ``Idempotency-Key`` (the event id). A delivery that
 fails is tried again with doubling backoff (``backoff_s`` .. ``max_backoff_s``, with
-jitter) for as long as the event is fresh (``max_age_s``); a refused one (a 4xx but
+jitter: :func:`~proxy.core.backoff.delay_s` of the tries claimed) for as long as the event is fresh (``max_age_s``); a refused one (a 4xx but
 408/429) or one no longer fresh becomes a dead letter, ``failed`` with its reason,
 listed and resent by ``callgate deliveries``. Nothing is dropped silently: a
 crash leaves the row ``pending`` and another start (or instance) sends it.
@@ -24,6 +24,7 @@ from collections.abc import Callable
 import aiohttp
 
 from ..config import ControlWebhookConfig
+from ..core.backoff import delay_s
 from ..outbound import post_json
 from ..metrics import DELIVERIES
 from ..storage import Delivery, DeliveryStatus, Store, ops
@@ -135,7 +136,7 @@ class EventDelivery:
         if result.ok:
             await self._finish(d, DeliveryStatus.DONE, code=result.status)
             return
-        delay = min(cfg.max_backoff_s, cfg.backoff_s * 2 ** d.attempts) * (0.5 + self._jitter() / 2)
+        delay = delay_s(d.attempts, cfg.backoff_s, cfg.max_backoff_s, self._jitter())
         if not result.retryable:
             await self._finish(d, DeliveryStatus.FAILED, error=f"refused: {result.error}", code=result.status)
         elif time.time() + delay - d.created_at > cfg.max_age_s:
@@ -145,14 +146,14 @@ class EventDelivery:
             return
         log.error(
             "control event not delivered (dead letter) call_id=%s event=%s type=%s attempts=%d error=%s",
-            d.call_id, d.event_id, d.type, d.attempts + 1, result.error,
+            d.call_key, d.event_id, d.type, d.attempts, result.error,
         )
 
     def _stale(self, error: str | None) -> str:
         return f"stale: not delivered within {self.cfg.max_age_s} s" + (f"; last error: {error}" if error else "")
 
     async def _finish(self, d: Delivery, status: DeliveryStatus, *, error: str | None = None, code: int | None = None, next_at: float | None = None) -> None:
-        held = await self.store.write(ops.finish_delivery, d.event_id, self.me, str(status), time.time(), error=error, response_code=code, next_at=next_at)
+        held = await self.store.write(ops.finish_delivery, d.event_id, self.me, status, time.time(), error=error, response_code=code, next_at=next_at)
         DELIVERIES.labels("retry" if status == DeliveryStatus.PENDING else str(status)).inc()
         if not held:
             log.warning("lost the lease of a control-event delivery event=%s; its result was not written", d.event_id)

@@ -2,53 +2,69 @@
 
 The database is the source of truth for every call; memory is a cache of it. One
 interface, :class:`Store`, with one engine per module; every operation is written
-once, as SQL in :mod:`~proxy.storage.ops`, and runs in a transaction the engine
-opens:
+once, as SQL in :mod:`~proxy.storage.ops` (one module per aggregate), and runs in
+a transaction the engine opens:
 
-=============  =====================================================================
-``schema``     the tables and their versioned migrations
-``ops``        every operation (both engines)
-``records``    statuses, jobs, deliveries, the assembled call record
-``db``         the connection surface the operations use (placeholders, locking)
-``sqlite``     the embedded engine: a writer thread, reader threads, WAL
-``postgres``   the shared engine: a connection pool in worker threads, LISTEN/NOTIFY
-``legacy``     moving a database of the first layout into the current one
-``claims``     the loop of a worker on claimed rows (jobs, deliveries)
-``views``      what the operator page reads (calls list filters, a change fingerprint)
-=============  =====================================================================
+==============  =====================================================================
+``statuses``    every stored status as an enum (the schema CHECKs the same values)
+``records``     typed records: rows read by column name, values written, the call record
+``db``          the connection surface the operations use (named parameters, rows by name)
+``ops``         every operation: ``calls``, ``reads``, ``queue`` (jobs and deliveries),
+                ``instances``
+``migrations``  the numbered schema migrations and their runner
+``schema``      what the tables hold
+``sqlite``      the embedded engine: a writer thread, reader threads, WAL
+``postgres``    the shared engine: a connection pool in worker threads, LISTEN/NOTIFY
+``claims``      the loop of a worker on claimed rows (jobs, deliveries)
+``views``       what the operator page reads (calls list filters, a change fingerprint)
+==============  =====================================================================
 
-May import: ``proxy.core``, ``proxy.errors``. Records go in and out as plain
-JSON-ready data; storage knows nothing of HTTP, steps or pydantic models.
+Records go in and out as typed values and JSON-ready data; storage knows nothing of
+HTTP, steps or pydantic models.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
 from .records import (
-    TERMINAL,
-    CallRow,
+    CallRecord,
+    CallStart,
+    CommandRecord,
     Delivery,
-    DeliveryStatus,
     Job,
-    JobStatus,
+    NewEvent,
+    TurnOutcome,
+    TurnRecord,
+    TurnStart,
     end_function_summary,
 )
-from .sqlite import SqliteStore, StoreLocked
+from .sqlite import SqliteStore
+from .statuses import TERMINAL, CallStatus, DeliveryStatus, EventType, JobStatus, TurnStatus
 
 __all__ = [
     "TERMINAL",
-    "CallRow",
+    "CallRecord",
+    "CallStart",
+    "CallStatus",
+    "CommandRecord",
     "Delivery",
     "DeliveryStatus",
+    "EventType",
     "Job",
     "JobStatus",
+    "NewEvent",
+    "OpenMode",
     "SqliteStore",
     "Store",
-    "StoreLocked",
+    "TurnOutcome",
+    "TurnRecord",
+    "TurnStart",
+    "TurnStatus",
     "end_function_summary",
     "open_store",
 ]
@@ -59,33 +75,39 @@ class Store(Protocol):
     any ``op(conn, *args)``); it runs in a transaction of its own (or a savepoint of
     a batch).
 
-    ``fifo``: writes take effect in the order they were submitted (otherwise the
-    caller orders the writes of one call itself). ``shared``: several processes may
-    use the database at once.
+    ``order_key``: writes given the same key (a call's record key) commit in the
+    order they were queued, whatever the engine; :meth:`settled` waits for them.
+    ``shared``: several processes may use the database at once.
     """
 
     dialect: str
-    fifo: bool
     shared: bool
-    path: str  # where it is (a file, or the URL)
+    path: str  # where it is (a file, or the URL without its password)
     on_notify: Callable[[str], None] | None  # what other instances' commits wake
 
-    async def start(self) -> None: ...
+    async def start(self) -> None:
+        """Start the engine's threads (writes before this fail)."""
+        ...
 
     async def room(self) -> None:
         """Returns when the engine can take more writes (backpressure)."""
         ...
 
-    def post(self, op: Callable[..., Any], *args: Any) -> None:
-        """Queue a write nobody waits for (``fifo`` engines); failures are logged."""
+    def post(self, op: Callable[..., Any], *args: Any, order_key: str | None = None) -> None:
+        """Queue a write nobody waits for; failures are logged."""
         ...
 
-    def submit(self, op: Callable[..., Any], *args: Any, **kw: Any) -> asyncio.Future[Any]:
+    def submit(self, op: Callable[..., Any], *args: Any, order_key: str | None = None, **kw: Any) -> asyncio.Future[Any]:
         """Queue a write; the future resolves after the commit (failures are logged)."""
         ...
 
-    async def write(self, op: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    async def write(self, op: Callable[..., Any], *args: Any, order_key: str | None = None, **kw: Any) -> Any:
         """A write, awaited until committed."""
+        ...
+
+    async def settled(self, order_key: str | None = None) -> None:
+        """Returns once the writes queued before it for ``order_key`` (every write,
+        with ``None``) have committed or failed."""
         ...
 
     async def read(self, op: Callable[..., Any], *args: Any, **kw: Any) -> Any:
@@ -96,16 +118,67 @@ class Store(Protocol):
         """On the calling thread (the CLI)."""
         ...
 
-    async def close(self) -> None: ...
+    def migrate(self) -> tuple[int, int]:
+        """Apply the pending schema migrations: ``(version before, after)``."""
+        ...
 
-    def close_sync(self) -> None: ...
+    def check(self) -> int:
+        """The schema version, if it is this callgate's (else a ``StorageError``)."""
+        ...
+
+    async def close(self) -> None:
+        """Finish what is queued and close."""
+        ...
+
+    def close_sync(self) -> None:
+        """Close, on the calling thread (the CLI)."""
+        ...
 
 
-def open_store(path: str | Path, *, url: str | None = None, wal_max_bytes: int = 16 << 20, pool_size: int = 8) -> Store:
+class OpenMode(StrEnum):
+    """What a command does with the database it opens."""
+
+    SERVE = "serve"  # callgate serve: the SQLite lock, then pending migrations
+    MIGRATE = "migrate"  # callgate migrate: the same, and nothing else
+    WRITE = "write"  # a CLI command that writes: the schema must be this callgate's
+    READ = "read"  # a CLI command that only reads: the same, and SQLite opens read-only
+
+
+def open_store(
+    path: str | Path,
+    *,
+    url: str | None = None,
+    mode: OpenMode = OpenMode.SERVE,
+    wal_max_bytes: int = 16 << 20,
+    pool_size: int = 8,
+) -> Store:
     """The engine for ``storage.url`` (PostgreSQL) when set, else ``storage.path``
-    (SQLite). Raises the driver's error when PostgreSQL cannot be reached."""
+    (SQLite), opened for ``mode``. Raises :class:`~proxy.errors.StoreLocked`,
+    :class:`~proxy.errors.SchemaTooOld` (``WRITE``, ``READ``),
+    :class:`~proxy.errors.SchemaTooNew`, and the driver's error when the database
+    cannot be reached."""
+    store: Any
     if url:
         from .postgres import PostgresStore
 
-        return PostgresStore(url, pool_size=pool_size)
-    return SqliteStore(path, wal_max_bytes=wal_max_bytes)
+        store = PostgresStore(url, pool_size=pool_size)
+    else:
+        if mode is OpenMode.WRITE:  # checked before a connection that may write opens it
+            probe = SqliteStore(path, readonly=True)
+            try:
+                probe.check()
+            finally:
+                probe.close_sync()
+        store = SqliteStore(path, wal_max_bytes=wal_max_bytes, readonly=mode is OpenMode.READ)
+    try:
+        if mode in (OpenMode.SERVE, OpenMode.MIGRATE):
+            if not url:
+                store.lock()  # one server per SQLite file; migrated by the one holding it
+            store.migrate()
+        else:
+            store.check()
+    except BaseException:
+        store.close_sync()
+        raise
+    result: Store = store
+    return result

@@ -7,16 +7,17 @@ very same code (``psycopg`` 3, sync API). PostgreSQL decides what must hold acro
 processes: ``FOR UPDATE SKIP LOCKED`` claims, row locks on the call row, unique
 indexes, conditional updates.
 
-Writes of one call are ordered by the caller (the registry chains them); the engine
-is not FIFO. A write that stores events, ends a call, or queues jobs and deliveries
+The pool's threads run writes side by side, so writes given the same ``order_key``
+(a call's) are chained here: each starts once the one before it has finished. A
+write that stores events, ends a call, or queues jobs and deliveries
 also ``NOTIFY``-s channel ``callgate`` (delivered on commit): one thread per process
 ``LISTEN``-s and hands each payload to ``on_notify`` (``events:<call>``,
 ``ended:<call>``, ``jobs``, ``deliveries``; ``reset:`` after the listening
 connection was lost and made again). A notification is only a wake-up: every
 reader also polls, so a lost one only delays.
 
-Schema migrations run at start under ``pg_advisory_xact_lock``: N instances starting
-together migrate once.
+Schema migrations (:meth:`PostgresStore.migrate`) run each step under
+``pg_advisory_xact_lock``: N instances starting together migrate once.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..metrics import STORAGE_WRITE
-from . import schema
+from . import migrations
 from .db import Conn
 
 __all__ = ["PostgresStore"]
@@ -52,22 +53,22 @@ class PostgresStore:
     """
 
     dialect = "postgres"
-    fifo = False
     shared = True
 
     def __init__(self, url: str, *, pool_size: int = 8, max_queue: int = 2000) -> None:
-        import psycopg
+        from psycopg.rows import dict_row
         from psycopg_pool import ConnectionPool
 
         self.url = url
-        self.path = url
+        self.path = _without_password(url)
         self.pool_size = pool_size
         self.max_queue = max_queue
-        with psycopg.connect(url, autocommit=False) as conn:
-            _migrate(conn)
-        self.pool = ConnectionPool(url, min_size=pool_size, max_size=pool_size, open=True, name="callgate")
+        self.pool = ConnectionPool(
+            url, min_size=pool_size, max_size=pool_size, open=True, name="callgate", kwargs={"row_factory": dict_row}
+        )
         self.pool.wait(timeout=30)  # every connection made before the first request needs one
         self._workers = concurrent.futures.ThreadPoolExecutor(pool_size, thread_name_prefix="callgate-pg")
+        self._tails: dict[str, asyncio.Future[Any]] = {}  # order_key -> its last write
         self._inflight = 0
         self._room = asyncio.Event()
         self.on_notify: Callable[[str], None] | None = None
@@ -78,6 +79,25 @@ class PostgresStore:
     def _run(self, op: Op, args: tuple[Any, ...]) -> Any:
         with self.pool.connection() as conn, conn.transaction():
             return op(Conn(conn, "postgres"), *args)
+
+    # -- the schema ------------------------------------------------------------------------------
+
+    def migrate(self) -> tuple[int, int]:
+        """Apply the pending migrations, each step under the advisory lock;
+        ``(version before, after)``. Raises :class:`~proxy.errors.SchemaTooNew`."""
+        return migrations.migrate(self._locked, self.path)
+
+    def check(self) -> int:
+        """The schema version, when it is this callgate's
+        (:func:`proxy.storage.migrations.check`)."""
+        return int(self.run_sync(migrations.check, self.path))
+
+    def _locked(self, op: Op) -> Any:
+        def run(c: Conn) -> Any:
+            c.execute("SELECT pg_advisory_xact_lock(:key)", {"key": _MIGRATION_LOCK})
+            return op(c)
+
+        return self._run(run, ())
 
     def _timed(self, op: Op, args: tuple[Any, ...]) -> Any:
         """A write: the transaction's time, connection checkout to commit, is measured."""
@@ -114,22 +134,52 @@ class PostgresStore:
         fut.add_done_callback(done)
         return fut
 
-    def post(self, op: Op, *args: Any) -> None:
-        self.submit(op, *args)
+    def post(self, op: Op, *args: Any, order_key: str | None = None) -> None:
+        """Queue a write nobody waits for; a failure is logged."""
+        self.submit(op, *args, order_key=order_key)
 
-    def submit(self, op: Op, *args: Any, **kw: Any) -> asyncio.Future[Any]:
-        fut = self._call(op, args, kw)
+    def submit(self, op: Op, *args: Any, order_key: str | None = None, **kw: Any) -> asyncio.Future[Any]:
+        """Queue a write (after the earlier ones of ``order_key``); the future
+        resolves after its commit. A failure is logged."""
+        fut = self._ordered(op, args, kw, order_key)
         fut.add_done_callback(_log_failure)
         return fut
 
-    async def write(self, op: Op, *args: Any, **kw: Any) -> Any:
-        return await self._call(op, args, kw)
+    async def write(self, op: Op, *args: Any, order_key: str | None = None, **kw: Any) -> Any:
+        """Run a write (after the earlier ones of ``order_key``) and wait for its commit."""
+        return await self._ordered(op, args, kw, order_key)
+
+    async def settled(self, order_key: str | None = None) -> None:
+        """Returns once the writes queued for ``order_key`` (every key's, with
+        ``None``) have committed or failed."""
+        tails = list(self._tails.values()) if order_key is None else [t for t in [self._tails.get(order_key)] if t]
+        if tails:
+            await asyncio.wait([asyncio.shield(t) for t in tails])
 
     async def read(self, op: Op, *args: Any, **kw: Any) -> Any:
+        """A read on a pooled connection, in a worker thread."""
         return await self._call(op, args, kw, write=False)
 
     def run_sync(self, op: Op, *args: Any, **kw: Any) -> Any:
+        """``op`` in one transaction on this thread (the CLI; never on the event loop)."""
         return self._run(functools.partial(op, **kw) if kw else op, args)
+
+    def _ordered(self, op: Op, args: tuple[Any, ...], kw: dict[str, Any], key: str | None) -> asyncio.Future[Any]:
+        """The write, started now or chained after the last one of ``key``."""
+        prev = self._tails.get(key) if key is not None else None
+        if prev is None or prev.done():
+            fut = self._call(op, args, kw)
+        else:
+            fut = asyncio.ensure_future(self._after(prev, op, args, kw))
+        if key is not None:
+            self._tails[key] = fut
+            fut.add_done_callback(lambda f: self._tails.pop(key, None) if self._tails.get(key) is f else None)
+        return fut
+
+    async def _after(self, prev: asyncio.Future[Any], op: Op, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(prev)
+        return await self._call(op, args, kw)
 
     # -- notifications ---------------------------------------------------------------------------
 
@@ -160,9 +210,11 @@ class PostgresStore:
     # -- closing -------------------------------------------------------------------------------
 
     async def close(self) -> None:
+        """Stop listening, then close the pool (off the event loop)."""
         await asyncio.get_running_loop().run_in_executor(None, self.close_sync)
 
     def close_sync(self) -> None:
+        """Stop listening, the worker threads and the pool."""
         self._stop.set()
         if self._listener is not None:
             self._listener.join(timeout=5)
@@ -171,17 +223,16 @@ class PostgresStore:
         self.pool.close()
 
 
-def _migrate(conn: Any) -> None:
-    """Apply the schema's migrations once, whoever starts first."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
-        if version >= schema.VERSION:
-            return
-        for statement in schema.ddl("postgres"):
-            conn.execute(statement)
-        conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (schema.VERSION,))
+def _without_password(url: str) -> str:
+    """``url`` with its password (if any) as ``***``, for messages and logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _log_failure(fut: asyncio.Future[Any]) -> None:

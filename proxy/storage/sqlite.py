@@ -17,7 +17,13 @@ WAL file passes ``wal_max_bytes``.
 
 One server process per database file: :meth:`SqliteStore.lock` takes an exclusive
 lock on ``<path>.lock`` (released when the process dies, even by ``kill -9``). The
-CLI's operations do not take it.
+CLI's operations do not take it; its read-only commands open the file read-only
+(``readonly``), with no pragma that writes and no checkpoint, so they leave it as
+it was. :meth:`SqliteStore.migrate` copies the file to ``<path>.bak-v<N>`` before
+it applies a migration (:mod:`proxy.storage.migrations`).
+
+Writes are FIFO, so the ``order_key`` of :class:`~proxy.storage.Store` needs nothing
+more here: every write commits after the ones queued before it.
 """
 
 from __future__ import annotations
@@ -37,11 +43,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import StoreLocked
 from ..metrics import STORAGE_WRITE
-from . import schema
+from . import migrations
 from .db import Conn
 
-__all__ = ["SqliteStore", "StoreLocked"]
+__all__ = ["SqliteStore"]
 
 log = logging.getLogger("callgate.storage")
 
@@ -52,30 +59,35 @@ class _OpFailed(Exception):
     """An operation of a batch raised (its exception is the cause)."""
 
 
-class StoreLocked(RuntimeError):
-    """Another callgate server holds this SQLite database."""
-
-
 class SqliteStore:
     """One SQLite database file; see the module docstring.
 
-    ``path``: the file (its folder is made); ``wal_max_bytes``: the WAL size past
-    which it is truncated (bytes); ``batch``: the most operations per commit.
+    ``path``: the file (its folder is made, unless ``readonly``); ``wal_max_bytes``:
+    the WAL size past which it is truncated (bytes); ``batch``: the most operations
+    per commit; ``readonly``: open the file read-only (the CLI's reading commands).
+    The schema is neither made nor checked here: :meth:`migrate` or :meth:`check`.
     """
 
     dialect = "sqlite"
-    fifo = True  # writes are applied in the order they were submitted
     shared = False  # one server process per database
 
     def __init__(
-        self, path: str | Path, *, wal_max_bytes: int = 16 << 20, batch: int = 256, readers: int = 2, max_queue: int = 2000
+        self,
+        path: str | Path,
+        *,
+        wal_max_bytes: int = 16 << 20,
+        batch: int = 256,
+        readers: int = 2,
+        max_queue: int = 2000,
+        readonly: bool = False,
     ) -> None:
         self.path = str(path)
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        if not readonly:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.wal_max_bytes = wal_max_bytes
         self.batch = batch
         self._write_conn = self._connect()
-        self._migrate(self._write_conn)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._local = threading.local()
@@ -91,37 +103,38 @@ class SqliteStore:
     # -- connections ----------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=10000")
-        conn.execute(f"PRAGMA journal_size_limit={self.wal_max_bytes}")
+        if self.readonly:
+            uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=10000")
+        else:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute(f"PRAGMA journal_size_limit={self.wal_max_bytes}")
+        conn.row_factory = sqlite3.Row
         return conn
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
-        if version >= schema.VERSION:
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            old = [r[1] for r in conn.execute("PRAGMA table_info(calls)")]
-            if "record" in old:  # the layout before version 1: one JSON record per call
-                for table in ("calls", "jobs", "deliveries"):
-                    conn.execute(f"ALTER TABLE {table} RENAME TO {table}_v0")
-                for index in [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")]:
-                    conn.execute(f"DROP INDEX {index}")
-            for statement in schema.ddl("sqlite"):
-                conn.execute(statement)
-            if "record" in old:
-                from .legacy import copy_v0
+    # -- the schema -----------------------------------------------------------------------
 
-                copy_v0(Conn(conn, "sqlite"))
-            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (schema.VERSION,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+    def migrate(self) -> tuple[int, int]:
+        """Apply the pending migrations (after copying the file to
+        ``<path>.bak-v<N>``); ``(version before, after)``. Raises
+        :class:`~proxy.errors.SchemaTooNew`."""
+        return migrations.migrate(self.run_sync, self.path, self._backup)
+
+    def check(self) -> int:
+        """The schema version, when it is this callgate's
+        (:func:`proxy.storage.migrations.check`)."""
+        return int(self.run_sync(migrations.check, self.path))
+
+    def _backup(self, version: int) -> None:
+        target = f"{self.path}.bak-v{version}"
+        with contextlib.closing(sqlite3.connect(target)) as copy:
+            self._write_conn.backup(copy)
+            copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+        log.info("%s: copied to %s before migrating", self.path, target)
 
     def lock(self) -> None:
         """Take the one-server lock; :class:`StoreLocked` when another process has it."""
@@ -130,7 +143,7 @@ class SqliteStore:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             f.close()
-            raise StoreLocked(f"another callgate server is using {self.path}") from None
+            raise StoreLocked(f"another callgate server is using {self.path}; one server per SQLite database (use PostgreSQL for more)") from None
         self._lock_file = f
 
     # -- the writer -----------------------------------------------------------------------
@@ -152,23 +165,28 @@ class SqliteStore:
             self._room.clear()
             await self._room.wait()
 
-    def post(self, op: Op, *args: Any) -> None:
+    def post(self, op: Op, *args: Any, order_key: str | None = None) -> None:
         """Queue a write nobody waits for: no future, no wake-up of the event loop
         (the hot path: a turn's rows). A failure is logged by the writer."""
         if self._writer is None:
             raise RuntimeError("the store is not started")
         self._queue.put((op, args, None, None))
 
-    def submit(self, op: Op, *args: Any, **kw: Any) -> asyncio.Future[Any]:
+    def submit(self, op: Op, *args: Any, order_key: str | None = None, **kw: Any) -> asyncio.Future[Any]:
         """Queue a write; the future resolves after its commit. Nobody needs to await
         it: a failure is logged."""
         fut = self._enqueue(functools.partial(op, **kw) if kw else op, args)
         fut.add_done_callback(_log_failure)
         return fut
 
-    async def write(self, op: Op, *args: Any, **kw: Any) -> Any:
+    async def write(self, op: Op, *args: Any, order_key: str | None = None, **kw: Any) -> Any:
         """Run a write and wait for its commit; returns what ``op`` returned."""
         return await self._enqueue(functools.partial(op, **kw) if kw else op, args)
+
+    async def settled(self, order_key: str | None = None) -> None:
+        """Returns once every write queued before it has committed (or failed)."""
+        with contextlib.suppress(Exception):
+            await self._enqueue(_barrier, ())
 
     def _enqueue(self, op: Op, args: tuple[Any, ...]) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
@@ -278,7 +296,7 @@ class SqliteStore:
     def run_sync(self, op: Op, *args: Any, **kw: Any) -> Any:
         """Run ``op`` in one transaction on this thread (the CLI; never on the event loop)."""
         raw = self._write_conn
-        raw.execute("BEGIN IMMEDIATE")
+        raw.execute("BEGIN" if self.readonly else "BEGIN IMMEDIATE")
         try:
             result = op(Conn(raw, "sqlite"), *args, **kw)
         except BaseException:
@@ -295,7 +313,8 @@ class SqliteStore:
             return 0
 
     async def close(self) -> None:
-        """Finish the queued writes, stop the threads, truncate the WAL, close."""
+        """Finish the queued writes, stop the threads, truncate the WAL (not when
+        ``readonly``), close."""
         if self._writer is not None:
             self._queue.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
@@ -303,16 +322,23 @@ class SqliteStore:
         self.close_sync()
 
     def close_sync(self) -> None:
+        """Stop the reader threads and close every connection (the writer thread
+        must have stopped: :meth:`close`)."""
         self._readers.shutdown(wait=True)
         for conn in self._reader_conns:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
-        with contextlib.suppress(sqlite3.Error):
-            self._write_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if not self.readonly:
+            with contextlib.suppress(sqlite3.Error):
+                self._write_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._write_conn.close()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+def _barrier(c: Conn) -> None:
+    """A write that does nothing: when it commits, every write queued before it has."""
 
 
 def _settle_all(done: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:

@@ -32,7 +32,7 @@ CLOSE = chunk('再见！"/>')
 def relay_one(decoder: SSEDecoder, inspector: ReplyInspector, data: bytes) -> bytes:
     """What the relay does per upstream read: SSE decode, inspect, bytes out."""
     out = b""
-    for event in decoder.decode(data):
+    for event in decoder.feed(data):
         out += inspector.feed(event)[0]
     return out
 

@@ -3,7 +3,7 @@
 Each target is a function of ``bytes`` that returns nothing and raises on a bug:
 an :class:`AssertionError` when the decoder's answer depends on how its input was
 split (whole, at split points derived from the input, one byte or char at a time,
-with the ``flush()``/``close()`` at the end), or any exception the module does not
+with the ``close()`` at the end), or any exception the module does not
 document. Documented ones are caught and checked: :class:`SSEDecodeError` (an
 event past ``max_event_bytes``) and :class:`InvalidChunk` (a ``data:`` line that is
 not JSON).
@@ -42,8 +42,8 @@ def _sse_run(data: bytes, cuts: Any, limit: int) -> tuple[list[SSEEvent], bool]:
     events: list[SSEEvent] = []
     try:
         for piece in split(data, cuts):
-            events += dec.decode(piece)
-        events += dec.flush()
+            events += dec.feed(piece)
+        events += dec.close()
     except SSEDecodeError:
         return events, True
     return events, False
@@ -81,7 +81,7 @@ def _parse(pieces: list[str], tags: tuple[str, ...], limit: int) -> list[Any]:
     for piece in pieces:
         events += p.feed(piece)
         assert len(p.held) <= most, f"held {len(p.held)} chars > max_command_chars {limit}"
-    events += p.flush()
+    events += p.close()
     merged: list[Any] = []
     for e in events:
         if isinstance(e, str) and merged and isinstance(merged[-1], str):
@@ -273,11 +273,11 @@ def _inspect(stream: bytes, settings: InspectorSettings, cuts: Any) -> tuple[byt
     out: list[bytes] = []
     cmds: list[Any] = []
     for piece in split(stream, cuts):
-        for ev in dec.decode(piece):
+        for ev in dec.feed(piece):
             o, c = ins.feed(ev)
             out.append(o)
             cmds += c
-    for ev in dec.flush():
+    for ev in dec.close():
         o, c = ins.feed(ev)
         out.append(o)
         cmds += c

@@ -30,7 +30,8 @@ const badge = (status) => h("span", { class: `badge ${status || "none"}` }, stat
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
 const ms = (v) => (v == null ? "–" : `${Math.round(v)} ms`);
 const json = (v) => h("pre", { class: "json" }, JSON.stringify(v, null, 2));
-const callLink = (id) => h("a", { href: `#/call/${encodeURIComponent(id)}` }, id);
+// A call is opened by its record key (a later call under a reused id has its own); shown as the runtime's id.
+const callLink = (key, label) => h("a", { href: `#/call/${encodeURIComponent(key)}` }, label || key);
 
 function span(a, b) {
   const s = Math.max(0, Math.round(((b ? new Date(b) : new Date()) - new Date(a)) / 1000));
@@ -204,8 +205,8 @@ function renderCalls({ calls }) {
     if (list) list.replaceChildren(...[...seen[name]].sort().map((v) => h("option", { value: v })));
   }
   const rows = calls.map((c) =>
-    h("tr", { class: `call ${c.status}`, "data-call": c.id },
-      h("td", {}, callLink(c.id)),
+    h("tr", { class: `call ${c.status}`, "data-call": c.key },
+      h("td", {}, callLink(c.key, c.generation > 1 ? `${c.id} (#${c.generation})` : c.id)),
       h("td", {}, badge(c.status)),
       h("td", {}, when(c.started_at)),
       h("td", {}, c.status === "active" ? `${span(c.started_at)} so far` : span(c.started_at, c.ended_at)),
@@ -281,14 +282,14 @@ function renderCall(c) {
   const deliveries = Object.fromEntries((c.control_deliveries || []).map((d) => [d.event_id, d]));
   const ef = c.end_function;
   return h("div", { class: "call-page" },
-    h("h1", {}, `Call ${c.id} `, badge(c.status)),
+    h("h1", {}, `Call ${c.id}${c.generation > 1 ? ` (#${c.generation})` : ""} `, badge(c.status)),
     h("dl", { class: "facts" },
       h("dt", {}, "Started"), h("dd", {}, when(c.started_at)),
       h("dt", {}, "Ended"), h("dd", {}, when(c.ended_at)),
       h("dt", {}, "End reason"), h("dd", { class: "end-reason" }, c.end_reason ? `${c.end_reason} (${c.end_source})` : "–"),
       h("dt", {}, "Outcome"), h("dd", {}, c.outcome_tags.length ? c.outcome_tags.map((t) => h("span", { class: "tag" }, t)) : "–"),
       h("dt", {}, "Profile"), h("dd", {}, c.profile || "–")),
-    h("p", {}, h("a", { class: "button", href: `#/sandbox/${encodeURIComponent(c.id)}` }, "Try the end function in the sandbox")),
+    h("p", {}, h("a", { class: "button", href: `#/sandbox/${encodeURIComponent(c.key)}` }, "Try the end function in the sandbox")),
     section("Timeline", table("timeline", ["#", "Caller said", "Model wrote", "Spoken", "TTFT", "Duration", "Status"], c.turns.map(renderTurn), "No turns yet.")),
     section("Control events", table("events", ["Seq", "Type", "Source", "Detail", "Delivery", ""], c.events.map((e) => renderEvent(e, deliveries)), "No control events.")),
     section(["End function ", ef ? badge(ef.status) : null],
@@ -304,12 +305,12 @@ function deadView() {
 function renderDead({ jobs, deliveries }) {
   const jobRows = jobs.map((j) =>
     h("tr", { class: `step ${j.status}`, "data-step": j.step },
-      h("td", {}, callLink(j.call_id)), h("td", {}, j.step), h("td", {}, j.kind), h("td", {}, badge(j.status)),
+      h("td", {}, callLink(j.call_key)), h("td", {}, j.step), h("td", {}, j.kind), h("td", {}, badge(j.status)),
       h("td", { class: "num" }, j.attempts), h("td", { class: "error small" }, j.last_error || ""),
       h("td", {}, retryButton(`jobs/${j.id}/retry`))));
   const deliveryRows = deliveries.map((d) =>
     h("tr", { class: "delivery" },
-      h("td", {}, callLink(d.call_id)), h("td", { class: "num" }, d.seq), h("td", {}, d.type), h("td", { class: "num" }, d.attempts),
+      h("td", {}, callLink(d.call_key)), h("td", { class: "num" }, d.seq), h("td", {}, d.type), h("td", { class: "num" }, d.attempts),
       h("td", { class: "error small" }, d.last_error || ""), h("td", {}, retryButton(`deliveries/${encodeURIComponent(d.event_id)}/retry`))));
   return h("div", {},
     section("Failed steps", table("dead-jobs", ["Call", "Step", "Kind", "Status", "Tries", "Last error", ""], jobRows, "No failed steps.")),
@@ -322,8 +323,8 @@ function sandboxView(id) {
   if (id && id !== sandbox.id) Object.assign(sandbox, { id, report: null, error: "" });
   const pick = h("select", { name: "call", onchange: (ev) => (sandbox.id = ev.target.value) }, h("option", { value: sandbox.id }, sandbox.id || "pick a call"));
   api("calls?limit=50").then(({ calls }) => {
-    pick.replaceChildren(...calls.map((c) => h("option", { value: c.id, selected: c.id === sandbox.id }, `${c.id} (${c.status}, ${when(c.started_at)})`)));
-    if (!sandbox.id && calls.length) sandbox.id = calls[0].id;
+    pick.replaceChildren(...calls.map((c) => h("option", { value: c.key, selected: c.key === sandbox.id }, `${c.key} (${c.status}, ${when(c.started_at)})`)));
+    if (!sandbox.id && calls.length) sandbox.id = calls[0].key;
   }, failed);
   const head = h("form", { class: "filters", onsubmit: (ev) => (ev.preventDefault(), runSandbox()) },
     h("label", {}, "Recorded call", pick), h("button", { type: "submit" }, "Run the end function"),

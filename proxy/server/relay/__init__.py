@@ -1,0 +1,69 @@
+"""The relay: ``POST /v1/chat/completions`` and ``GET /v1/models`` to the upstream LLM.
+
+================  ===========================================================
+``request``       the request read once into a frozen :class:`ChatRequest`
+``upstream``      headers both ways, opening the upstream call
+``reply``         one reply in flight: its inspector, commands, timings, outcome
+``stream``        the reply to the runtime, streamed or whole
+================  ===========================================================
+
+A request is read and checked (400/413/404), the upstream call and the call's
+lookup start together (the model's time to first token hides the database's
+answer), the reply goes out as the inspector lets it, and the turn is recorded.
+Failures, all in the OpenAI error shape: upstream unreachable -> 502; no first byte
+within ``upstream.timeout_s`` -> 504; an upstream error status is relayed with its
+body; a non-SSE answer to a streaming request -> 502.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiohttp import web
+
+from ...errors import UpstreamUnreachable
+from ..auth import requires
+from ..services import SERVICES
+from .reply import Reply
+from .request import ChatRequest, read_chat_request
+from .stream import relay_reply
+from .upstream import abandon, downstream_headers, open_upstream
+
+__all__ = ["ChatRequest", "chat_completions", "models"]
+
+
+@requires("relay")
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/chat/completions`` (and ``/<profile>/v1/...``); see the module docstring."""
+    s = request.app[SERVICES]
+    req = await read_chat_request(request, s)
+    chat = req.chat
+    upstream = asyncio.ensure_future(open_upstream(s, "POST", "/chat/completions", request.headers, data=req.upstream))
+    try:
+        call, turn = await s.registry.begin_turn(
+            chat.call_id, stream=chat.stream, user_text=chat.user_text, metadata=chat.metadata,
+            profile=req.profile.name, owner=req.owner,
+        )
+    except BaseException:
+        abandon(upstream)
+        raise
+    reply = Reply(s, req.profile, call, turn, req.started)
+    try:
+        return await relay_reply(request, upstream, reply, chat.stream)
+    finally:
+        s.registry.finish_turn(call, turn, reply.outcome())
+
+
+@requires("relay")
+async def models(request: web.Request) -> web.Response:
+    """``GET /v1/models`` (and ``/<profile>/v1/models``), relayed as the upstream answers it."""
+    s = request.app[SERVICES]
+    s.profile(request)  # 404 for an unknown profile
+    resp = await open_upstream(s, "GET", "/models", request.headers)
+    async with resp:
+        try:
+            data = await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise UpstreamUnreachable(f"upstream failed: {type(e).__name__}") from None
+        return web.Response(body=data, status=resp.status, headers=downstream_headers(resp.headers))

@@ -1,0 +1,79 @@
+"""Every status the database stores, as an enum; the schema's CHECK constraints list
+the same values (a test holds them equal), and so do the metrics' labels.
+
+SQL uses them two ways: bound as parameters where a value is written (``SET status
+= :status``), and as literals made from the enum (:func:`lit`) in the ``WHERE``
+clauses that must match a partial index's predicate (``WHERE status = 'pending'``):
+neither SQLite's planner nor a generic PostgreSQL plan can use a partial index
+for ``status = ?``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+__all__ = ["TERMINAL", "CallStatus", "DeliveryStatus", "EventType", "JobStatus", "TurnStatus", "lit", "one_of"]
+
+
+class CallStatus(StrEnum):
+    """A call's row: ``active`` until its end is written, then ``ended``."""
+
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class TurnStatus(StrEnum):
+    """How a turn (one chat completion request) went."""
+
+    IN_PROGRESS = "in_progress"
+    OK = "ok"
+    UPSTREAM_ERROR = "upstream_error"  # the upstream failed, sent an error event or a body that is not SSE/JSON
+    UPSTREAM_INCOMPLETE = "upstream_incomplete"  # the stream ended with no finish_reason
+    CLIENT_DISCONNECTED = "client_disconnected"  # the runtime went away mid-reply
+    INTERRUPTED = "interrupted"  # the process serving it stopped (found by recovery)
+    ERROR = "error"  # callgate itself failed mid-reply
+
+
+class EventType(StrEnum):
+    """A control event's ``type``."""
+
+    HANGUP = "hangup"
+    TRANSFER = "transfer"
+    COMMAND_REJECTED = "command.rejected"
+    CALL_ENDED = "call.ended"
+
+
+class JobStatus(StrEnum):
+    """Where an end-function step stands."""
+
+    PENDING = "pending"  # waiting for its time, or for the steps it comes after
+    RUNNING = "running"  # a try is under way, under a lease
+    DONE = "done"
+    FAILED = "failed"  # out of tries: a dead letter, with its last error
+    SKIPPED = "skipped"  # its `when:` did not hold
+    BLOCKED = "blocked"  # a step it comes after failed
+
+
+class DeliveryStatus(StrEnum):
+    """Where a control event's webhook delivery stands."""
+
+    PENDING = "pending"  # due at next_at (the first try, or a retry); claimed under a lease while sent
+    DONE = "done"
+    FAILED = "failed"  # a dead letter: refused, or not delivered while fresh
+
+
+TERMINAL = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.SKIPPED, JobStatus.BLOCKED})
+
+
+def lit(value: StrEnum) -> str:
+    """An enum value as an SQL string literal (``'pending'``). Enum values are
+    identifiers: no quote to escape."""
+    assert "'" not in value
+    return f"'{value}'"
+
+
+def one_of(values: Iterable[StrEnum]) -> str:
+    """``'a', 'b', 'c'``: the values as a list of literals, for ``IN (...)`` and the
+    schema's CHECK constraints."""
+    return ", ".join(lit(v) for v in values)

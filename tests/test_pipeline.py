@@ -325,3 +325,41 @@ async def test_a_call_that_outlives_a_restart_keeps_its_turns_and_state(tmp_path
     assert body["state"] == {"account": "A-7"}
     assert [t["text"] for t in body["transcript"]] == ["hello", "How can I help?", "that's all", "Thanks! Bye."]
     assert [e["type"] for e in body["events"]] == ["hangup", "call.ended"]
+
+
+async def test_each_step_gets_its_own_copy_of_the_call(stack: Any) -> None:
+    """A step that changes its conv.state, conv.metadata or transcript changes nothing
+    a later step sees (the pipeline caches the record it reads once per call)."""
+    from . import hooks
+
+    steps = [
+        {"name": "scribble", "kind": "python", "function": "tests.hooks:scribble"},
+        {"name": "look", "kind": "python", "function": "tests.hooks:look", "after": ["scribble"]},
+    ]
+    s = await stack([PLAIN], end_function={"steps": steps})
+    await end_call(s.url, "copy-1", state={"k": 1}, talk_first=True)
+    jobs = {j.step: j for j in await s.pipeline.wait_call("copy-1")}
+    assert jobs["look"].output == {"state": False, "metadata": False, "transcript": False}
+    assert hooks.CALLS[-1].state == {"k": 1}
+
+
+async def test_a_reused_call_ids_events_and_steps_carry_the_runtimes_id(stack: Any, receiver: Receiver) -> None:
+    """The call layer matches on its own id: the second call under "again" sends its
+    hangup (and the end function sees it) as call_id "again", generation 2."""
+    from . import hooks
+
+    steps = [{"name": "custom", "kind": "python", "function": "tests.hooks:record"}]
+    s = await stack([PLAIN, HANGUP], end_function={"steps": steps, "after_hangup_s": 0},
+                    control={"webhook": {"url": f"{receiver.url}/events"}})  # type: ignore[attr-defined]
+    await end_call(s.url, "again", talk_first=True)
+    await s.pipeline.wait_call("again")
+    assert await talk(s.url, "again") == "Thanks! Bye."
+    await s.pipeline.wait_call("again~2")
+    await s.delivery.settled()
+    sent = [json.loads(g["body"]) for g in receiver.on("events")]
+    assert [(e["type"], e["call_id"], e["generation"]) for e in sent] == [
+        ("call.ended", "again", 1), ("hangup", "again", 2), ("call.ended", "again", 2)
+    ]
+    assert [(c.id, c.generation, c.idempotency_key) for c in hooks.CALLS[-2:]] == [
+        ("again", 1, "again:custom"), ("again", 2, "again~2:custom")
+    ]

@@ -1,0 +1,210 @@
+"""The YAML config, as pydantic models with defaults, validated at start.
+
+================  ============================================================
+``sections``      server, upstream, call ids, commands, profiles, keys, limits,
+                  control events, storage, log masking
+``steps``         the end function and its steps
+================  ============================================================
+
+
+Every key is documented in ``config.example.yaml``. String values may use
+``${VAR}`` (the variable must be set) and ``${VAR:-default}``; ``$${`` is a literal
+``${``. :func:`load_config` raises :class:`~proxy.errors.ConfigError` whose message
+names the path of every bad field (``commands.output: Input should be ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from ..errors import ConfigError
+from .sections import (
+    BUILTIN_PROFILES,
+    AuthConfig,
+    CallIdSource,
+    CommandsConfig,
+    ControlConfig,
+    ControlWebhookConfig,
+    FunctionMapEntry,
+    KeyConfig,
+    LimitsConfig,
+    LogMaskConfig,
+    Model,
+    ProfileConfig,
+    Scope,
+    ServerConfig,
+    StorageConfig,
+    UpstreamConfig,
+    default_call_id,
+)
+from .steps import (
+    AnalyticsStep,
+    EndFunctionConfig,
+    LLMConfig,
+    OutcomeStep,
+    PythonStep,
+    RetryConfig,
+    SmsStep,
+    Step,
+    SummaryStep,
+    WebhookStep,
+    When,
+)
+
+__all__ = [
+    "BUILTIN_PROFILES",
+    "AuthConfig",
+    "KeyConfig",
+    "LimitsConfig",
+    "Scope",
+    "AnalyticsStep",
+    "CallIdSource",
+    "CommandsConfig",
+    "Config",
+    "ControlConfig",
+    "ControlWebhookConfig",
+    "EndFunctionConfig",
+    "FunctionMapEntry",
+    "LLMConfig",
+    "LogMaskConfig",
+    "OutcomeStep",
+    "ProfileConfig",
+    "PythonStep",
+    "RetryConfig",
+    "ServerConfig",
+    "SmsStep",
+    "Step",
+    "StorageConfig",
+    "SummaryStep",
+    "UpstreamConfig",
+    "WebhookStep",
+    "When",
+    "interpolate",
+    "load_config",
+    "parse_config",
+]
+
+
+class Config(Model):
+    """The whole config file; every section has its defaults."""
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
+    call_id: list[CallIdSource] = Field(default_factory=default_call_id)
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    default_profile: str = Field("openai", description="the profile of /v1/... (other profiles: /<name>/v1/...)")
+    profiles: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")], ProfileConfig] = Field(default_factory=dict)
+    control: ControlConfig = Field(default_factory=ControlConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    end_function: EndFunctionConfig = Field(default_factory=EndFunctionConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    log_mask: LogMaskConfig = Field(default_factory=LogMaskConfig)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line, key=value pairs as fields")
+
+    @model_validator(mode="after")
+    def _profile_names(self) -> Config:
+        known = set(BUILTIN_PROFILES) | set(self.profiles)
+        if self.default_profile not in known:
+            raise ValueError(f"default_profile {self.default_profile!r} is not a profile: {sorted(known)}")
+        for name, p in self.profiles.items():
+            if p.extends is not None and p.extends not in known:
+                raise ValueError(f"profiles.{name}.extends: {p.extends!r} is not a profile: {sorted(known)}")
+        return self
+
+
+# -- loading ---------------------------------------------------------------------
+
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+# What `callgate serve` uses with no --config: the documented defaults, upstream
+# taken from the environment as in config.example.yaml.
+DEFAULT_YAML = """
+upstream:
+  base_url: "${UPSTREAM_BASE_URL:-https://api.openai.com/v1}"
+  api_key: "${UPSTREAM_API_KEY:-}"
+"""
+
+
+def interpolate(value: Any, env: Mapping[str, str] | None = None, path: str = "") -> Any:
+    """Replace ``${VAR}``/``${VAR:-default}`` in every string of a loaded YAML tree.
+
+    Raises :class:`ConfigError` naming the path when a ``${VAR}`` without default
+    is unset.
+    """
+    env = os.environ if env is None else env
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+    vars_: Mapping[str, str] = env
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$${":
+            return "${"
+        name, default = m.group(1), m.group(2)
+        if name in vars_:
+            return vars_[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{path or '<root>'}: environment variable {name} is not set (write ${{{name}:-default}})")
+
+    return _VAR.sub(sub, value)
+
+
+_STEP_KINDS = ("webhook", "python", "summary", "outcome", "sms", "analytics")
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in _STEP_KINDS and out.endswith("]"):
+            continue  # the discriminator tag pydantic adds for steps
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def parse_config(data: Any, source: str = "config", env: dict[str, str] | None = None) -> Config:
+    """Validate a loaded YAML tree. Raises :class:`ConfigError` listing each bad
+    field as ``path: message``."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, not {type(data).__name__}")
+    data = interpolate(data, env)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        lines = [f"{_loc(err['loc']) or '<root>'}: {err['msg']}" for err in e.errors()]
+        raise ConfigError(f"{source}: invalid config\n  " + "\n  ".join(lines)) from None
+
+
+def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> Config:
+    """Read and validate a YAML config file; ``None`` gives the defaults.
+
+    Raises :class:`ConfigError` (unreadable file, YAML syntax, bad fields).
+    """
+    if path is None:
+        return parse_config(yaml.safe_load(DEFAULT_YAML), "defaults", env)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return parse_config(data, str(path), env)

@@ -1,0 +1,253 @@
+"""The config's sections but the end function: server, upstream, call ids,
+commands and their FunctionMap, profiles, keys, limits, control events, storage,
+log masking. Every key is documented in ``config.example.yaml``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+from ..core.function_map import FunctionSpec
+from ..core.inspector import InspectorSettings
+
+__all__ = [
+    "BUILTIN_PROFILES", "AuthConfig", "CallIdSource", "CommandsConfig", "ControlConfig", "ControlWebhookConfig",
+    "FunctionMapEntry", "KeyConfig", "LimitsConfig", "LogMaskConfig", "Model", "ProfileConfig", "Scope", "ServerConfig",
+    "StorageConfig", "UpstreamConfig", "default_call_id",
+]
+
+
+class Model(BaseModel):
+    """The base of every config model: unknown keys are errors; aliases and names both work."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ServerConfig(Model):
+    """``server:``: where callgate listens, and the bounds on what a request may bring."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0, description="largest request body accepted (bytes)")
+    max_state_bytes: int = Field(64 * 1024, gt=0, description="largest PATCH /state or POST /end body (bytes)")
+    max_json_depth: int = Field(64, ge=4, le=512, description="deepest nesting of a JSON body")
+    backlog: int = Field(4096, ge=1, description="listen queue for connections not yet accepted")
+    workers: int = Field(1, ge=1, le=64, description="server processes on one port (SO_REUSEPORT); > 1 needs storage.url")
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="also serve GET /metrics here, without a key (a scraper on a private network)"
+    )
+    metrics_host: str = Field("127.0.0.1", description="the address metrics_port binds to")
+
+
+class UpstreamConfig(Model):
+    """``upstream:``: the OpenAI-compatible LLM every chat completion goes to."""
+
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str = Field("", repr=False, description="replaces the client's Authorization when set")
+    timeout_s: float = Field(60.0, gt=0, description="connect and between-reads timeout (s)")
+    drop_fields: list[str] = Field(
+        default_factory=list, description="top-level body fields never sent upstream, for every profile (kept as metadata)"
+    )
+
+
+class CallIdSource(Model):
+    """Exactly one of ``header`` (a request header name) or ``body`` (a dotted path
+    into the JSON body, e.g. ``extendData.instanceId``)."""
+
+    header: str | None = None
+    body: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> CallIdSource:
+        if (self.header is None) == (self.body is None):
+            raise ValueError("give exactly one of 'header' or 'body'")
+        return self
+
+
+    def pair(self) -> tuple[str, str]:
+        """``("header" | "body", name)``."""
+        return ("header", self.header) if self.header else ("body", self.body or "")
+
+
+def default_call_id() -> list[CallIdSource]:
+    """``call_id`` when the config gives none: the ``X-Call-Id`` header alone."""
+    return [CallIdSource(header="X-Call-Id")]
+
+
+# The runtime profiles callgate knows (proxy.profiles holds what they are).
+BUILTIN_PROFILES = ("openai", "ims", "vapi", "elevenlabs", "livekit", "pipecat")
+
+_PATH = r"^[A-Za-z_$][\w$-]*(\.[A-Za-z_$][\w$-]*)*$"
+
+
+class FunctionMapEntry(Model):
+    """IMS ``LlmConfig.FunctionMap`` entry; ``Function``/``MatchFunction`` or snake_case.
+
+    ``arguments``: where each command field (``endword``, ``caller``, ``callee``,
+    ``msg``, ``err_msg``) lives in the tool call's arguments, a dotted path or a list
+    of them tried in order (``{callee: destination.number}``); absent: the arguments
+    are the fields as written. ``defaults``: arguments added when callgate writes this
+    tool call (a required ``reason``, say).
+    """
+
+    function: Literal["hangup", "transfer"] = Field(
+        validation_alias=AliasChoices("Function", "function"), serialization_alias="Function"
+    )
+    match_function: str = Field(
+        min_length=1,
+        validation_alias=AliasChoices("MatchFunction", "match_function", "matchFunction"),
+        serialization_alias="MatchFunction",
+    )
+    arguments: dict[str, Annotated[str, Field(pattern=_PATH)] | list[Annotated[str, Field(pattern=_PATH)]]] | None = None
+    defaults: dict[str, Any] = Field(default_factory=dict)
+
+    def spec(self) -> FunctionSpec:
+        """This entry as the core's :class:`~proxy.core.function_map.FunctionSpec`."""
+        args = None
+        if self.arguments is not None:
+            args = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in self.arguments.items()}
+        return FunctionSpec(self.function, self.match_function, args, dict(self.defaults))
+
+
+def _default_function_map() -> list[FunctionMapEntry]:
+    return [
+        FunctionMapEntry(function="hangup", match_function="hangup"),
+        FunctionMapEntry(function="transfer", match_function="transfer_call"),
+    ]
+
+
+class CommandsConfig(Model):
+    """``commands:``: the text command tags, the FunctionMap, how commands are rendered
+    (``output``), the transfer allow-list, and what callgate injects into requests."""
+
+    hangup_tag: str = Field("imsagent_hangup", pattern=r"^[A-Za-z_][\w.-]*$")
+    transfer_tag: str = Field("imsagent_transfer_call", pattern=r"^[A-Za-z_][\w.-]*$")
+    function_map: list[FunctionMapEntry] = Field(default_factory=_default_function_map)
+    output: Literal["strip", "passthrough", "tool_calls", "text"] = "strip"
+    speak_closing: bool = True
+    max_command_chars: int = Field(1024, ge=64, description="most chars held back as a possible command (a transfer tag needs room)")
+    transfer_allow: list[str] = Field(default_factory=list)
+    inject_prompt: bool = False
+    prompt_language: Literal["en", "zh"] = "en"
+    inject_tools: bool = False
+
+    def inspector_settings(self) -> InspectorSettings:
+        """The inspector settings of the default profile."""
+        return InspectorSettings(
+            hangup_tag=self.hangup_tag,
+            transfer_tag=self.transfer_tag,
+            function_map=tuple(e.spec() for e in self.function_map),
+            output=self.output,
+            speak_closing=self.speak_closing,
+            max_command_chars=self.max_command_chars,
+            transfer_allow=tuple(self.transfer_allow),
+        )
+
+
+class ProfileConfig(Model):
+    """A runtime profile, or overrides of a built-in one: every key given replaces
+    the built-in value (see :mod:`proxy.profiles`)."""
+
+    extends: str | None = Field(None, description="a new profile starts from this one (default: the default profile)")
+    call_id: list[CallIdSource] | None = Field(None, description="call-id sources after the top-level call_id")
+    drop_fields: list[str] | None = Field(None, description="top-level body fields that never go upstream")
+    merge_metadata: list[str] | None = Field(None, description="body objects whose keys are merged into the metadata")
+    json_fields: list[str] | None = Field(None, description="metadata keys whose JSON-string value is parsed")
+    metadata: dict[str, list[CallIdSource]] | None = Field(None, description="normalized metadata key -> sources")
+    function_map: list[FunctionMapEntry] | None = None
+    output: Literal["strip", "passthrough", "tool_calls", "text"] | None = None
+    speak_closing: bool | None = None
+
+
+Scope = Literal["relay", "calls:read", "calls:write", "admin"]
+
+
+class KeyConfig(Model):
+    """An API key: ``relay`` (chat completions, models), ``calls:read`` (call records,
+    events), ``calls:write`` (end, state), ``admin`` (operations, metrics, the page)."""
+
+    name: str = Field(pattern=r"^[\w.-]{1,64}$", description="the key's name: owner of the calls it makes, shown in logs")
+    key: str = Field(min_length=16, repr=False, description="the secret, e.g. ${IMS_KEY}; at least 16 characters")
+    scopes: list[Scope] = Field(min_length=1)
+    calls_of: list[str] | None = Field(None, description="calls:* scopes: only the calls made by these key names")
+
+
+class AuthConfig(Model):
+    """``auth:``: the API keys (``keys``); without any, callgate serves loopback only
+    unless ``allow_unauthenticated``."""
+
+    keys: list[KeyConfig] = Field(default_factory=list)
+    allow_unauthenticated: bool = Field(False, description="serve on a non-loopback address with no keys (logged)")
+
+    @model_validator(mode="after")
+    def _unique(self) -> AuthConfig:
+        names = [k.name for k in self.keys]
+        if len(set(names)) != len(names):
+            raise ValueError("key names must be unique")
+        if len({k.key for k in self.keys}) != len(self.keys):
+            raise ValueError("two keys have the same secret")
+        return self
+
+
+class LimitsConfig(Model):
+    """Bounds on what one reply and one call can cause."""
+
+    max_turns_per_call: int = Field(500, ge=1, description="past this the call is ended (limits_exceeded), the request 429")
+    max_events_per_call: int = Field(200, ge=2, description="past this the call is ended (limits_exceeded)")
+    rejected_events_per_reply: int = Field(3, ge=1, description="more rejected commands in one reply go on one counted event")
+    spoken_rejections_per_reply: int = Field(1, ge=0, description="err_msg of at most this many rejected commands per reply is spoken")
+
+
+class ControlWebhookConfig(Model):
+    """``control.webhook:``: where control events are POSTed, and how long a failing
+    delivery is retried (times in s)."""
+
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(5.0, gt=0)
+    backoff_s: float = Field(0.5, ge=0, description="wait before the 2nd try; doubles after each, with jitter")
+    max_backoff_s: float = Field(10.0, ge=0, description="the longest wait between tries (s)")
+    max_age_s: float = Field(
+        120.0, gt=0, description="an event is retried while younger than this; then it is a dead letter (failed) (s)"
+    )
+
+
+class ControlConfig(Model):
+    """``control:``: how control events reach the call layer (webhook, SSE)."""
+
+    webhook: ControlWebhookConfig = Field(default_factory=ControlWebhookConfig)
+    sse_keepalive_s: float = Field(15.0, gt=0, description="comment line sent to idle event subscribers (s)")
+
+
+class StorageConfig(Model):
+    """``storage:``: the database (SQLite ``path``, or PostgreSQL ``url``), the memory
+    cache, what a turn keeps, retention."""
+
+    path: str = Field("./callgate.db", description="SQLite database (WAL); created when missing")
+    url: str | None = Field(
+        None, repr=False, pattern=r"^postgres(ql)?://", description="PostgreSQL (postgresql://user:pass@host/db): the shared store; overrides path"
+    )
+    pool_size: int = Field(8, ge=1, description="PostgreSQL connections per process")
+    cache_calls: int = Field(10_000, ge=1, description="active calls kept in memory; ended calls leave it at once")
+    max_turn_chars: int = Field(32_768, ge=256, description="a turn's stored raw and spoken text are cut here (chars)")
+    wal_max_bytes: int = Field(16 << 20, ge=1 << 20, description="the SQLite WAL is truncated past this size (bytes)")
+    retention_days: float | None = Field(None, gt=0, description="ended calls older than this are deleted (null: kept)")
+
+
+class LogMaskConfig(Model):
+    """``log_mask:``: what is masked in logs and the operator page."""
+
+    phone_numbers: bool = Field(True, description="mask digit runs that look like phone numbers")
+    fields: list[str] = Field(
+        default_factory=lambda: ["caller", "callee", "to", "callerNumber", "calleeNumber", "caller_number", "callee_number", "requesterId"],
+        description="mask the values of these key=value pairs",
+    )
+
+

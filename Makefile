@@ -16,7 +16,9 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/callgate demo
 
+# Types first (mypy with the pydantic plugin, configured in pyproject.toml), then the suite.
 test: $(VENV)/.installed
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q
 
 # The hot-path micro-benchmarks, the side-by-side latency benchmark (direct, callgate

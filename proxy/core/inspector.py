@@ -23,7 +23,7 @@ from . import json_codec
 from .analyzer import ChoiceAnalyzer, Finding, Found, HangupPolicy, NoCallPolicy
 from .capped import CappedText
 from .commands import HANGUP, TRANSFER, AnyCommand
-from .function_map import FunctionMap
+from .function_map import FunctionMap, FunctionSpec
 from .render import ChoiceOutput, renderer_for
 from .sse import SSEEvent
 
@@ -43,7 +43,7 @@ class InspectorSettings:
 
     hangup_tag: str = "imsagent_hangup"
     transfer_tag: str = "imsagent_transfer_call"
-    function_map: tuple[tuple[str, str], ...] = (("hangup", "hangup"), ("transfer", "transfer_call"))
+    function_map: tuple[FunctionSpec | tuple[str, str], ...] = (("hangup", "hangup"), ("transfer", "transfer_call"))
     output: OutputMode = "strip"
     speak_closing: bool = True
     max_command_chars: int = 1024
@@ -155,8 +155,8 @@ class ReplyInspector:
             return event.raw, []
         if data == "[DONE]":
             self.saw_done = True
-            tail, cmds = self.close()
-            return tail + event.raw, cmds
+            tail, last = self.close()
+            return tail + event.raw, last
         try:
             obj = json_codec.loads(data)
         except ValueError:
@@ -229,16 +229,20 @@ class ReplyInspector:
 
     @property
     def raw_text(self) -> str:
+        """Everything choice 0's content said so far, commands included (capped, for the record)."""
         st = self._choices.get(0)
         return st.analyzer.raw.text() if st else ""
 
     @property
     def spoken_text(self) -> str:
+        """What choice 0 sent the runtime as content so far: the speakable output (capped)."""
         st = self._choices.get(0)
         return st.out.spoken.text() if st else ""
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:
+        """Choice 0's tool calls as the upstream sent them, assembled per index
+        (``[{"id", "name", "arguments"}]``)."""
         st = self._choices.get(0)
         return st.analyzer.tool_calls() if st else []
 

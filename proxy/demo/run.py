@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from ..config import parse_config
 from ..endfn.conversation import Conversation
@@ -110,7 +111,7 @@ async def talk(base: str, served_by: Any = None) -> None:
     """The runtime's two turns through the official openai client, as the caller hears
     them. ``served_by(i)``: which instance served turn ``i`` (printed when given)."""
     client = AsyncOpenAI(base_url=f"{base}/v1", api_key="runtime-key", default_headers={"X-Call-Id": CALL_ID})
-    messages: list[dict[str, Any]] = [{"role": "system", "content": "你是宽带客服。"}]
+    messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": "你是宽带客服。"}]
     for i, user in enumerate(TURNS, 1):
         messages.append({"role": "user", "content": user})
         stream = await client.chat.completions.create(model="scripted-1", messages=messages, stream=True)
@@ -149,6 +150,10 @@ def report(events: list[dict[str, Any]], steps: list[dict[str, Any]], crm: list[
 
 
 async def run_demo() -> int:
+    """``make demo`` / ``callgate demo``: a scripted LLM, a CRM receiver and callgate on
+    built-in defaults, two turns through the openai client, then the call's record
+    and the end function's webhook as printed; the exit code (0 when the events and
+    the CRM's record are what the script says)."""
     upstream = ScriptedUpstream(list(SCRIPT))
     up_runner, up_url = await _serve(upstream.app())
     crm_runner, crm_url, crm = await crm_receiver()

@@ -23,6 +23,7 @@ deduplicate. On shutdown running steps get ``shutdown_grace_s``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -160,9 +161,9 @@ class Pipeline:
             task = asyncio.get_running_loop().create_task(self._execute(job))
             self._running[job.id] = task
             self._per_step[job.step] = self._per_step.get(job.step, 0) + 1
-            task.add_done_callback(lambda t, j=job: self._finished(j))
+            task.add_done_callback(functools.partial(self._finished, job))
 
-    def _finished(self, job: Job) -> None:
+    def _finished(self, job: Job, task: asyncio.Task[None] | None = None) -> None:
         self._running.pop(job.id, None)
         self._per_step[job.step] -= 1
 

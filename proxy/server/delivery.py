@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -118,7 +119,10 @@ class EventDelivery:
                 continue
             task = asyncio.get_running_loop().create_task(self._deliver(d))
             self._running[d.event_id] = task
-            task.add_done_callback(lambda t, eid=d.event_id: self._done(eid))
+            task.add_done_callback(functools.partial(self._done_task, d.event_id))
+
+    def _done_task(self, event_id: str, task: asyncio.Task[None]) -> None:
+        self._done(event_id)
 
     def _done(self, event_id: str) -> None:
         self._running.pop(event_id, None)

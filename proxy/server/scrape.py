@@ -93,7 +93,7 @@ async def _exposition(s: Services) -> bytes:
     else:
         counters = generate_latest(REGISTRY)
     database = CollectorRegistry(auto_describe=False)
-    database.register(_Database(await s.store.read(ops.gauges)))  # type: ignore[arg-type]
+    database.register(_Database(await s.store.read(ops.gauges)))
     return counters + generate_latest(database)
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 __all__ = ["claim_loop"]
 
@@ -17,7 +18,7 @@ __all__ = ["claim_loop"]
 async def claim_loop(
     dispatch: Callable[[], Awaitable[None]],
     wait_s: Callable[[], Awaitable[float]],
-    heartbeat: Callable[[], Awaitable[None]],
+    heartbeat: Callable[[], Coroutine[Any, Any, None]],
     wake: asyncio.Event,
     what: str,
     log: logging.Logger,
@@ -27,7 +28,7 @@ async def claim_loop(
     what is due; ``wait_s`` says how long to sleep (s) when nothing wakes it;
     ``heartbeat`` runs beside it for as long as the loop does; ``what`` names the
     rows in the log line of a failed claim."""
-    heart = asyncio.get_running_loop().create_task(heartbeat())
+    heart: asyncio.Task[None] = asyncio.get_running_loop().create_task(heartbeat())
     try:
         while running():
             try:

@@ -82,7 +82,7 @@ class Conn:
         row = self.one(sql, params)
         if row is None:
             return default
-        return row[0] if not self._pg else next(iter(row.values()))
+        return next(iter(row.values())) if self._pg else row[0]  # type: ignore[index]  # sqlite3.Row: by position too
 
     def many(self, sql: str, rows: Iterable[Params]) -> None:
         """One statement for each parameter mapping of ``rows``."""

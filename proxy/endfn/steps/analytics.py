@@ -32,6 +32,7 @@ def ended_by(conv: Conversation) -> str:
 
 
 def transaction(conv: Conversation) -> dict[str, Any]:
+    """The call's transaction record (the shape in the module docstring; times in ms)."""
     record = conv.record
     started, ended = conv.started_at, conv.ended_at
     duration_ms = round((ended - started).total_seconds() * 1000) if isinstance(started, datetime) and isinstance(ended, datetime) else None
@@ -72,10 +73,13 @@ def transaction(conv: Conversation) -> dict[str, Any]:
 
 
 async def run(cfg: AnalyticsStep, conv: Conversation, fx: Effects) -> StepResult:
+    """Append the call's :func:`transaction` to ``cfg.path`` (JSONL) or POST it to
+    ``cfg.url`` (the config holds exactly one); output ``{path | status, transactionId}``."""
     tx = transaction(conv)
     if cfg.path:
         await fx.append_jsonl(cfg.path, tx)
         return StepResult(ok=True, output={"path": cfg.path, "transactionId": tx["transactionId"]})
+    assert cfg.url is not None  # AnalyticsStep._target: one of the two
     headers = {"Content-Type": "application/json", "Idempotency-Key": conv.idempotency_key, **cfg.headers}
     d = await fx.post(cfg.url, encode_json(tx), headers, cfg.timeout_s)
     return StepResult(ok=d.ok, error=d.error, response_code=d.status, retryable=d.retryable, output={"status": d.status, "transactionId": tx["transactionId"]})

@@ -26,18 +26,24 @@ __all__ = ["CallSummary", "rule_summary", "run", "transcript_text"]
 log = logging.getLogger("callgate.steps.summary")
 
 
+Resolution = Literal["resolved", "unresolved", "transferred", "abandoned"]
+
+
 class CallSummary(BaseModel):
+    """The summary the model is asked for (``response_format``, prompts/summary.md)."""
+
     summary: str = Field(description="two or three sentences on what happened in the call")
     topic: str = Field(description="the main topic, a few words")
     caller_intent: str = Field(description="what the caller wanted")
     sentiment: Literal["positive", "neutral", "negative", "mixed"]
-    resolution: Literal["resolved", "unresolved", "transferred", "abandoned"]
+    resolution: Resolution
     outcome_tags: list[str] = Field(description="short snake_case tags, e.g. lead_collected")
     follow_up_required: bool
     follow_up_time: str | None = Field(description="when to follow up (ISO 8601 or words), or null")
 
 
 def transcript_text(conv: Conversation) -> str:
+    """The model's input: ``role: text`` per turn, then the call's facts as JSON."""
     lines = [f"{t['role']}: {t['text']}" for t in conv.transcript]
     facts = {"end_reason": conv.end_reason, "outcome_tags": conv.outcome_tags, "state": conv.state,
              "events": [{k: v for k, v in e.items() if k in ("type", "callee", "endword", "reason")} for e in conv.events]}
@@ -49,6 +55,7 @@ def rule_summary(conv: Conversation, reason: str) -> dict[str, Any]:
     users = [t["text"] for t in conv.transcript if t["role"] == "user"]
     agents = [t["text"] for t in conv.transcript if t["role"] == "assistant"]
     tags = conv.outcome_tags
+    resolution: Resolution
     if "transferred" in tags:
         resolution = "transferred"
     elif "no_response" in tags or "user_hangup" in tags:
@@ -71,6 +78,8 @@ def rule_summary(conv: Conversation, reason: str) -> dict[str, Any]:
 
 
 async def run(cfg: SummaryStep, conv: Conversation, fx: Effects) -> StepResult:
+    """Output a :class:`CallSummary` plus ``generated_by`` (``llm`` or ``rules``);
+    the rules' summary (:func:`rule_summary`) when the model fails, so the step never fails."""
     client = fx.llm(cfg.llm)
     if client is None:
         return StepResult(ok=True, output=rule_summary(conv, "sandbox: no LLM call"))

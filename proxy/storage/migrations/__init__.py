@@ -12,10 +12,15 @@ read-only command (:func:`check`). Each step applied is logged (``schema v1 -> v
 step; PostgreSQL runs each step under an advisory lock, so instances starting
 together migrate once. A database whose version is newer than :data:`LATEST`
 refuses to open (:class:`~proxy.errors.SchemaTooNew`), naming both versions.
+
+The steps: ``v001_tables`` (the tables, from the first layout), ``v002_update_indexes``,
+``v003_checks_and_call_key``; ``ddl`` holds the DDL they share, ``legacy`` the first
+layout's reading.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,7 +102,7 @@ def migrate(transaction: Transaction[Any], where: str, backup: Callable[[int], N
     if backup is not None and transaction(has_data):
         backup(start)
     for m in MIGRATIONS[start:]:
-        if transaction(lambda c, m=m: _step(c, m)):
+        if transaction(functools.partial(_step, m=m)):
             log.info("%s: schema v%d -> v%d: %s", where, m.version - 1, m.version, m.description)
     return start, LATEST
 

@@ -477,6 +477,8 @@ def test_the_admin_api_shows_the_dead_letters_and_retries_them(keyed_callgate: L
     assert _validated(live, "GET", "/v1/admin/calls", query={"end_reason": "caller_hung_up", "until": "1h"}).json() == {"calls": []}
     assert _validated(live, "GET", "/v1/admin/calls", query={"limit": "501"}).json()["error"]["param"] == "limit"
     assert _validated(live, "GET", "/v1/admin/calls", query={"since": "soon"}).json()["error"]["code"] == "invalid_time"
+    twice = live.request("GET", "/v1/admin/calls?tag=user_hangup&tag=completed")  # one value each, never the first of several
+    assert (twice.status_code, twice.json()["error"]["code"], twice.json()["error"]["param"]) == (400, "repeated_parameter", "tag")
 
     # the dead letters: the seeded call's (the steps are skipped for every other call,
     # and the call layer takes every other call's events)

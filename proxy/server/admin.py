@@ -29,6 +29,7 @@ return, as in the logs (:mod:`proxy.logs`); ids are not.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import sys
@@ -48,7 +49,7 @@ from ..errors import JobNotFinished, NotFound, RequestError
 from ..logs import mask, mask_text
 from ..storage import DeliveryStatus, JobStatus, ops, views
 from .auth import requires
-from .bodies import error_response, json_response, whole_number
+from .bodies import error_response, json_response, query_value, whole_number
 from .services import SERVICES
 
 __all__ = ["WATCH_S", "add_routes"]
@@ -200,17 +201,19 @@ def _key(request: web.Request) -> str:
 
 @requires("admin")
 async def list_calls(request: web.Request) -> web.Response:
+    """``GET /v1/admin/calls``: the newest calls first, filtered by ``status``,
+    ``end_reason``, ``tag``, ``since``/``until``, ``limit``; 400 for a bad or repeated parameter."""
     s = request.app[SERVICES]
-    q = request.query
+    q = functools.partial(query_value, request)
     now = time.time()
-    limit = _limit(q.get("limit"))
-    tag = q.get("tag") or None
+    limit = _limit(q("limit"))
+    tag = q("tag") or None
     rows = await s.store.read(
         views.calls_page,
-        since=_when(q.get("since"), now, "since"),
-        until=_when(q.get("until"), now, "until"),
-        status=q.get("status") or None,
-        end_reason=q.get("end_reason") or None,
+        since=_when(q("since"), now, "since"),
+        until=_when(q("until"), now, "until"),
+        status=q("status") or None,
+        end_reason=q("end_reason") or None,
         limit=limit if tag is None else 2000,  # tags are not in the database: look further
     )
     calls = [c for c in map(_summary, rows) if tag is None or tag in c["outcome_tags"]][:limit]
@@ -219,6 +222,7 @@ async def list_calls(request: web.Request) -> web.Response:
 
 @requires("admin")
 async def get_call(request: web.Request) -> web.Response:
+    """``GET /v1/admin/calls/{key}``: one call record by its record key, with outcome tags; 404 if none."""
     s = request.app[SERVICES]
     key = _key(request)
     record = await s.registry.record(key, exact=True)
@@ -257,6 +261,7 @@ async def sandbox(request: web.Request) -> web.Response:
 
 @requires("admin")
 async def dead_letters(request: web.Request) -> web.Response:
+    """``GET /v1/admin/dead-letters``: failed and blocked steps, failed deliveries, delivery counts by status."""
     s = request.app[SERVICES]
     failed = await s.store.read(ops.list_jobs, status=JobStatus.FAILED)
     blocked = await s.store.read(ops.list_jobs, status=JobStatus.BLOCKED)
@@ -305,6 +310,7 @@ async def retry_failed_jobs(request: web.Request) -> web.Response:
 
 @requires("admin")
 async def retry_delivery(request: web.Request) -> web.Response:
+    """``POST /v1/admin/deliveries/{event_id}/retry``: that failed delivery back to pending; 404 if none."""
     event_id = request.match_info["event_id"]
     n = await _retry(request, "deliveries", [event_id])
     if n == 0:
@@ -314,6 +320,7 @@ async def retry_delivery(request: web.Request) -> web.Response:
 
 @requires("admin")
 async def retry_failed_deliveries(request: web.Request) -> web.Response:
+    """``POST /v1/admin/deliveries/retry``: every failed delivery back to pending."""
     return json_response({"retried": await _retry(request, "deliveries", None)})
 
 

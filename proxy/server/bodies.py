@@ -21,7 +21,8 @@ from ..core.json_body import BadBody, json_object
 from ..errors import BodyTooLarge, RequestError, openai_error_body
 
 __all__ = [
-    "body_checked", "checked", "error_response", "json_response", "read_body", "read_json_object", "whole_number",
+    "body_checked", "checked", "error_response", "json_response", "query_value", "read_body", "read_json_object",
+    "whole_number",
 ]
 
 T = TypeVar("T")
@@ -68,6 +69,17 @@ async def read_json_object(
     if empty is not None and not raw.strip():
         return empty
     return body_checked(lambda: json_object(raw, max_depth))
+
+
+def query_value(request: web.Request, name: str) -> str | None:
+    """The query parameter ``name`` (``None`` when absent), or :class:`RequestError`
+    (400, ``code: "repeated_parameter"``) when it is given more than once: every
+    query parameter callgate reads takes one value, and taking the first of several
+    would answer a question the client did not ask."""
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise RequestError(f"{name!r} is given {len(values)} times; it takes one value", param=name, code="repeated_parameter")
+    return values[0] if values else None
 
 
 def whole_number(text: str, most_digits: int = 18) -> int | None:

@@ -39,7 +39,7 @@ from ..core.sse import encode_event
 from ..errors import CallEnded, NotFound, RequestError
 from ..storage import ops
 from .auth import key_of, requires, visible
-from .bodies import checked, error_response, json_response, read_json_object, whole_number
+from .bodies import checked, error_response, json_response, query_value, read_json_object, whole_number
 from .services import SERVICES
 
 __all__ = ["call_events", "end_call", "get_call", "patch_state"]
@@ -150,7 +150,7 @@ async def get_call(request: web.Request) -> web.Response:
     """``GET /v1/calls/{call_id}``; see the module docstring."""
     s = request.app[SERVICES]
     call_id = _path_id(request)
-    raw = request.query.get("generation", "")
+    raw = query_value(request, "generation") or ""
     generation = whole_number(raw)
     if raw and not generation:
         raise RequestError("'generation' must be a positive integer", param="generation")

@@ -10,31 +10,41 @@ reads the reply, control events go out, the call ends, the steps run):
 
 =================  ===================================================================
 ``proxy.core``     sans-IO: SSE, the command parser, commands and renderings, tool-call
-                   assembly, the FunctionMap, the reply inspector, call identity, ids,
-                   JSON. Feed input, get results: no asyncio, aiohttp, sqlite3, config.
+                   assembly, the FunctionMap, the reply inspector, the call's state
+                   machine, a chat request's checks, call identity, ids, JSON. Feed
+                   input, get results: no asyncio, aiohttp, sqlite3, config.
 ``proxy.errors``   the exception tree and OpenAI's error shape
 ``proxy.config``   the YAML config as pydantic models; ``proxy.prompts``: prompts/
                    files; ``proxy.logs``: logging and masking; ``proxy.metrics``:
                    the Prometheus instruments
 ``proxy.profiles`` the runtime profiles (IMS, Vapi, ElevenLabs, LiveKit, Pipecat), resolved
-``proxy.storage``  the database: call records, end-function jobs, deliveries
+``proxy.storage``  the database: typed records, SQL per aggregate, numbered migrations,
+                   two engines
 ``proxy.outbound`` the one outbound HTTP POST helper (control events and steps)
-``proxy.calls``    the call domain: ``Call``, ``Turn``, control events, the registry
-                   that owns a call's lifecycle, the one-hangup-per-call policy,
-                   outcome rules
+``proxy.calls``    the call domain: ``Call``, control events, the registry facade and
+                   its parts (cache, turns, ending, sweeper, followers)
 ``proxy.endfn``    the end function: ``Conversation``, the durable pipeline, effects
                    and the sandbox recorder, ``when:`` conditions, the steps
 ``proxy.server``   the aiohttp edge: app wiring, the relay, the call API, control-event
-                   delivery
+                   delivery, the operator page
 ``proxy.demo``     ``callgate demo`` and the scripted upstream
 ``proxy.cli``      the ``callgate`` command
 =================  ===================================================================
 
-The import rule, written once here and enforced by ``tests/test_layers.py``: a
-module imports only from its own package and from layers listed above it in this
-order: core and errors; config, prompts, logs and metrics; profiles, storage and outbound; calls;
-endfn; server; demo; cli. ``proxy.core`` imports nothing but the standard
-library (no asyncio, sqlite3), lxml, and itself.
+The import rule, written here once (``tests/test_layers.py`` reads it from this
+docstring): a module imports only from its own package and from the layers listed
+before its own; ``proxy.core`` imports nothing that does I/O or reads config, and
+none of: asyncio, aiohttp, sqlite3, psycopg, socket, threading, yaml. The layers,
+lowest first::
+
+    0  core, errors
+    1  config, prompts, logs, metrics
+    2  profiles, storage, outbound
+    3  calls
+    4  endfn
+    5  server
+    6  demo
+    7  cli
 
 What a user's end function needs is importable from here: ``from proxy import
 Conversation, StepResult``.

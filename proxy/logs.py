@@ -55,6 +55,7 @@ class MaskingFilter(logging.Filter):
         self.phone_numbers = phone_numbers
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Mask the record's message in place; never drops a record."""
         message = record.getMessage()
         masked = mask_text(message, self.fields, self.phone_numbers)
         if masked != message:
@@ -80,6 +81,7 @@ class JsonFormatter(logging.Formatter):
     pairs as fields (numbers as numbers)."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON (see the class docstring)."""
         message = record.getMessage()
         out: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),

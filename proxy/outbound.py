@@ -34,6 +34,7 @@ class PostResult:
 
 
 def encode_json(payload: Any) -> bytes:
+    """``payload`` as UTF-8 JSON (not ASCII-escaped; other values as their ``str``)."""
     return json.dumps(payload, ensure_ascii=False, default=str).encode()
 
 

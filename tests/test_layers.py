@@ -1,40 +1,42 @@
 """The house rules, read from the source with ``ast``.
 
-* The import rule written in ``proxy/__init__.py``: a module imports only from its
-  own package and from the layers below it; ``proxy.core`` is sans-IO.
-* No function in ``proxy/`` has more than 15 branch points.
-* Every public module says what it exports (``__all__``).
+* The import rule, read from ``proxy/__init__.py``'s docstring (it is written
+  nowhere else): a module imports only from its own package and from the layers
+  below it; ``proxy.core`` is sans-IO.
+* No module in ``proxy/`` is over 400 lines, no function over 15 branch points.
+* Every public module says what it exports (``__all__``); every public module,
+  class, function and method has a docstring; every package's docstring names each
+  of its modules (a newcomer finds every part from the tree).
 """
 
 from __future__ import annotations
 
 import ast
+import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 PROXY = Path(__file__).resolve().parents[1] / "proxy"
 
-# The layers, lowest first, as proxy/__init__.py states them. A package imports
-# only from its own package and from lower layers.
-LAYERS: dict[str, int] = {
-    "core": 0,
-    "errors": 0,
-    "config": 1,
-    "prompts": 1,
-    "logs": 1,
-    "metrics": 1,
-    "profiles": 2,
-    "storage": 2,
-    "outbound": 2,
-    "calls": 3,
-    "endfn": 4,
-    "server": 5,
-    "demo": 6,
-    "cli": 7,
-}
-# What the sans-IO core may never import, besides the higher layers.
-CORE_FORBIDDEN = {"asyncio", "aiohttp", "sqlite3", "psycopg", "socket", "threading", "yaml"}
+
+
+def _rule() -> tuple[dict[str, int], set[str]]:
+    """The layers (package -> number) and what ``proxy.core`` may never import, as
+    ``proxy/__init__.py``'s docstring states them."""
+    doc = ast.get_docstring(ast.parse((PROXY / "__init__.py").read_text(encoding="utf-8"))) or ""
+    layers = {
+        name.strip(): int(m.group(1))
+        for m in re.finditer(r"^ {4}(\d)  (.+)$", doc, re.M)
+        for name in m.group(2).split(",")
+    }
+    forbidden = re.search(r"none of: ([\w, ]+)\.", doc)
+    assert layers and forbidden, "proxy/__init__.py must state the layers and what core may not import"
+    return layers, {w.strip() for w in forbidden.group(1).split(",")}
+
+
+LAYERS, CORE_FORBIDDEN = _rule()
 
 BRANCHES = (
     ast.If, ast.For, ast.While, ast.Try, ast.ExceptHandler, ast.With, ast.BoolOp, ast.IfExp,
@@ -52,10 +54,10 @@ def package_of(path: Path) -> str:
     return rel.parts[0].removesuffix(".py")
 
 
-def imported(path: Path) -> list[str]:
+def imported(path: Path, root: Path = PROXY) -> list[str]:
     """Absolute module names ``path`` imports (relative imports resolved)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    package = list(path.relative_to(PROXY.parent).parts[:-1])  # proxy/core/sse.py -> [proxy, core]
+    package = list(path.relative_to(root.parent).parts[:-1])  # proxy/core/sse.py -> [proxy, core]
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -70,23 +72,24 @@ def imported(path: Path) -> list[str]:
     return out
 
 
-def violations(path: Path) -> list[str]:
-    """Every import of ``path`` that breaks the rule."""
-    if path == PROXY / "__init__.py":
+def violations(path: Path, root: Path = PROXY) -> list[str]:
+    """Every import of ``path`` (a module under ``root``, a copy of ``proxy/``) that
+    breaks the rule."""
+    if path == root / "__init__.py":
         return []  # the top re-exports the user's API lazily
-    own = package_of(path)
+    own = path.relative_to(root).parts[0].removesuffix(".py")
     bad = []
-    for name in imported(path):
+    for name in imported(path, root):
         parts = name.split(".")
         if own == "core" and parts[0] in CORE_FORBIDDEN:
-            bad.append(f"{path.relative_to(PROXY.parent)} imports {name}: proxy/core/ is sans-IO")
+            bad.append(f"{path.relative_to(root.parent)} imports {name}: proxy/core/ is sans-IO")
         if parts[0] != "proxy" or len(parts) < 2 or parts[1] == "__init__":
             continue
         target = parts[1]
         if target == own or target not in LAYERS:
             continue
         if LAYERS[target] >= LAYERS[own]:
-            bad.append(f"{path.relative_to(PROXY.parent)} imports {name}: {own} may not import {target}")
+            bad.append(f"{path.relative_to(root.parent)} imports {name}: {own} may not import {target}")
     return bad
 
 
@@ -100,22 +103,26 @@ def test_no_module_imports_a_higher_layer() -> None:
 
 
 def test_the_rule_catches_a_forbidden_import(tmp_path: Path) -> None:
-    """The check can fail: a core module importing asyncio or the server is caught."""
-    core = PROXY / "core"
-    probe = core / "_layer_probe.py"
+    """The check can fail: a core module importing asyncio or the server is caught
+    (the probe goes into a copy of the tree, never into proxy/ itself)."""
+    root = tmp_path / "proxy"
+    shutil.copytree(PROXY, root, ignore=shutil.ignore_patterns("__pycache__", "*.json", "ui"))
+    probe = root / "core" / "_layer_probe.py"
     probe.write_text("import asyncio\nfrom ..server import app\nfrom ..calls.model import Call\n")
-    try:
-        found = violations(probe)
-    finally:
-        probe.unlink()
-    assert len(found) == 3, found
+    assert len(violations(probe, root)) == 3, violations(probe, root)
+    assert not (PROXY / "core" / "_layer_probe.py").exists()
 
 
-def test_the_rule_is_written_in_proxy_init() -> None:
+def test_the_rule_names_every_layer_once() -> None:
     doc = ast.get_docstring(ast.parse((PROXY / "__init__.py").read_text()))
     assert doc and "import rule" in doc
-    for name in LAYERS:
-        assert name in doc, name
+    assert sorted(LAYERS.values()) == sorted(LAYERS.values()) and max(LAYERS.values()) == 7
+    assert {"core", "errors", "storage", "calls", "server", "cli"} <= set(LAYERS)
+    assert CORE_FORBIDDEN >= {"asyncio", "aiohttp", "sqlite3"}
+    names = "|".join(LAYERS)
+    again = re.compile(rf"may import\W[^.]*\b({names})\b, ({names})\b", re.I | re.S)
+    others = [p for p in modules() if p != PROXY / "__init__.py" and again.search(ast.get_docstring(ast.parse(p.read_text())) or "")]
+    assert others == [], "the rule is written once, in proxy/__init__.py"
 
 
 def branch_points(fn: ast.AST) -> int:
@@ -138,3 +145,57 @@ def test_public_modules_declare_all(path: Path) -> None:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     names = {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign)) for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
     assert "__all__" in names
+
+
+def test_no_module_is_over_400_lines() -> None:
+    long = [f"{p.relative_to(PROXY.parent)}: {n}" for p in modules() if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400]
+    assert long == []
+
+
+def _public(tree: ast.Module) -> list[tuple[str, ast.AST]]:
+    """The public definitions of a module: top-level functions and classes, and the
+    public methods of public classes (``__init__`` and dunders aside)."""
+    out: list[tuple[str, ast.AST]] = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+            out.append((node.name, node))
+            if isinstance(node, ast.ClassDef):
+                out += [
+                    (f"{node.name}.{m.name}", m)
+                    for m in node.body
+                    if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and not m.name.startswith("_")
+                ]
+    return out
+
+
+def test_every_public_definition_has_a_docstring() -> None:
+    missing = []
+    for path in modules():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if not path.name.startswith("_") or path.name == "__init__.py":
+            if ast.get_docstring(tree) is None and path.name != "__main__.py":
+                missing.append(f"{path.relative_to(PROXY.parent)}")
+        if path.name.startswith("_") and path.name != "__init__.py":
+            continue
+        for name, node in _public(tree):
+            if ast.get_docstring(node) is None and not _is_overload_or_property_setter(node):
+                missing.append(f"{path.relative_to(PROXY.parent)}:{name}")
+    assert missing == []
+
+
+def _is_overload_or_property_setter(node: ast.AST) -> bool:
+    decorators = getattr(node, "decorator_list", [])
+    return any(isinstance(d, ast.Attribute) and d.attr == "setter" for d in decorators)
+
+
+def test_every_package_docstring_names_its_modules() -> None:
+    missing = []
+    for init in sorted(PROXY.rglob("__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        for part in sorted(init.parent.iterdir()):
+            name = part.stem if part.suffix == ".py" else part.name
+            if name.startswith("_") or part.suffix not in (".py", "") or not (part.suffix == ".py" or (part / "__init__.py").exists()):
+                continue
+            if not any(f"``{form}``" in doc for form in (name, f"{name}/", f"proxy.{name}")):
+                missing.append(f"{init.parent.relative_to(PROXY.parent)}: {name}")
+    assert missing == []

@@ -1,7 +1,8 @@
 """The ``callgate`` command: ``serve``, ``check``, ``migrate``, ``demo``, ``calls``,
 ``jobs``, ``deliveries``, ``end-function test``.
 
-``ops``: the text the operations commands print. May import every layer.
+``ops``: the text the operations commands print. What it may import: the import
+rule in :mod:`proxy`.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``callgate`` with ``argv`` (default ``sys.argv[1:]``): runs the subcommand; the
+    process exit code (0 ok, 1 a check or command failed, 2 bad usage or config)."""
     args = _parser().parse_args(argv)
     if args.command == "demo":
         from ..demo.run import main as demo_main

@@ -44,6 +44,9 @@ def calls_list(rows: list[dict[str, Any]]) -> str:
 
 
 def calls_show(record: dict[str, Any], *, as_json: bool) -> str:
+    """One stored call record (:meth:`proxy.storage.records.CallRecord.to_json` shape)
+    as ``callgate calls show`` prints it: indented JSON with ``as_json``, else a
+    summary, the transcript, control events and end-function steps, one per line."""
     if as_json:
         return json.dumps(record, ensure_ascii=False, indent=2, default=str)
     out = [

@@ -10,12 +10,21 @@ clock-driven waiting or config lookups; plain data in, frozen events out.
 ``analyzer``       per-choice analysis: text, commands, tool calls (no JSON)
 ``render``         one renderer per output mode (``passthrough`` changes nothing)
 ``inspector``      one reply: SSE events in, bytes out and commands found
+``capped``         text kept up to a bound, with a mark of what was cut
+``lifecycle``      a call's state machine: states, events, actions, one table
+``chat``           a chat completion request, read and checked once
+``json_body``      a request body as a JSON object: depth, surrogates
+``profile``        a runtime profile, resolved: call ids, metadata, settings
 ``call_id``        which call a request belongs to; dotted paths into JSON
+``merge``          RFC 7386 JSON merge patch
+``backoff``        the wait before a retry
+``ago``            durations as operators type them (30m, 2h, 1d)
 ``ids``            unique ids
 ``json_codec``     JSON for the hot path (orjson when installed)
 =================  ==========================================================
 
-May import: the standard library, lxml, ``proxy.core`` itself.
+What it may import: the import rule in :mod:`proxy` (the standard library, lxml,
+itself).
 """
 
 __all__: list[str] = []

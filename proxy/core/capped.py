@@ -21,6 +21,7 @@ class CappedText:
         self.dropped = 0
 
     def append(self, piece: str) -> None:
+        """Add ``piece``; past ``limit`` chars only its length is counted (in ``dropped``)."""
         room = self.limit - self._size
         if room >= len(piece):
             self._parts.append(piece)
@@ -32,6 +33,7 @@ class CappedText:
             self.dropped += len(piece) - max(room, 0)
 
     def text(self) -> str:
+        """What was kept, with ``…[+N chars]`` when ``N`` chars were dropped."""
         joined = "".join(self._parts)
         return joined + f"…[+{self.dropped} chars]" if self.dropped else joined
 

@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover - exercised by tests through the fallbac
 
 
 def std_loads(data: str | bytes) -> Any:
+    """``json.loads``: the standard library's reading, used when orjson is absent."""
     return json.loads(data)
 
 

@@ -127,6 +127,7 @@ class Strip(Renderer):
     """The command leaves no trace but its closing words (with ``speak_closing``)."""
 
     def command(self, cmd: Command, out: ChoiceOutput) -> tuple[str, dict[str, Any] | None]:
+        """``(closing words or "", None)``: nothing of the command is written."""
         return (cmd.closing if self.speak_closing else ""), None
 
 
@@ -134,6 +135,7 @@ class Text(Renderer):
     """The command as a canonical text command."""
 
     def command(self, cmd: Command, out: ChoiceOutput) -> tuple[str, dict[str, Any] | None]:
+        """``(canonical text command, None)``, the tag named by the profile's ``tags``."""
         return render_text(cmd, self.tags[cmd.function]), None
 
 
@@ -144,6 +146,8 @@ class ToolCalls(Renderer):
     separate_tools = True
 
     def command(self, cmd: Command, out: ChoiceOutput) -> tuple[str, dict[str, Any] | None]:
+        """``("", tool call entry)``: the FunctionMap's Function for ``cmd.function``, at
+        the choice's next free tool-call index (none in a non-streamed message)."""
         out.rendered_tools = True
         index = None if out.message else out.new_tool_index()
         spec = self.fmap.spec_for(cmd.function)
@@ -156,12 +160,15 @@ class Passthrough(Renderer):
     changes_nothing = True
 
     def render(self, findings: list[Finding], out: ChoiceOutput) -> tuple[str, list[dict[str, Any]]]:
+        """Never called: a passthrough inspector forwards chunks without rendering."""
         raise AssertionError("passthrough renders nothing")
 
     def tool_entry(self, te: ToolEntry, out: ChoiceOutput) -> Mapping[str, Any] | None:
+        """The upstream's tool call entry, unchanged."""
         return te.entry
 
     def finish_reason(self, reason: str, out: ChoiceOutput) -> str:
+        """The upstream's ``finish_reason``, unchanged."""
         return reason
 
 

@@ -1,7 +1,10 @@
 """``callgate demo`` and the scripted upstream it (and the tests and benchmarks) use.
 
-``run``: the demo call; ``scripted_upstream``: an OpenAI-compatible LLM on loopback
-that answers from a script. May import every layer.
+``run``: the demo call; ``cluster``: the same call through three instances on
+PostgreSQL behind nginx (``--cluster``); ``scripted_upstream``: an OpenAI-compatible
+LLM on loopback that answers from a script; ``nginx`` and ``pgtemp``: a throwaway
+nginx and PostgreSQL server (the cluster demo, the tests, ``make bench``). What it
+may import: the import rule in :mod:`proxy`.
 """
 
 __all__: list[str] = []

@@ -84,6 +84,8 @@ class _Instance:
 
 
 async def run_cluster_demo() -> int:
+    """``callgate demo --cluster``: three instances on a throwaway PostgreSQL behind
+    nginx; the exit code (2 when nginx or PostgreSQL's binaries are missing)."""
     lacking = missing()
     if lacking:
         print("callgate demo --cluster needs:\n  " + "\n  ".join(lacking), file=sys.stderr)

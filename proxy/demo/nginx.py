@@ -46,16 +46,20 @@ http {{
 
 
 def available() -> bool:
+    """Whether an ``nginx`` binary is on ``PATH``."""
     return shutil.which("nginx") is not None
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listened on a moment ago."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    """Return once something accepts on 127.0.0.1:``port``; ``TimeoutError`` after
+    ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as s:

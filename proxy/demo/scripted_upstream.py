@@ -24,6 +24,10 @@ __all__ = ["OPENAI_FIELDS", "RawReply", "ScriptedReply", "ScriptedUpstream", "ch
 
 @dataclass
 class ScriptedReply:
+    """One streamed (or, for a non-streaming request, whole) chat completion: the
+    ``content`` pieces one chunk each, then ``tool_calls`` one chunk each, then a chunk
+    with ``finish_reason``, usage and ``[DONE]``."""
+
     content: Sequence[str] = ()
     tool_calls: Sequence[dict[str, Any]] = ()  # delta.tool_calls entries, one chunk each
     finish_reason: str = "stop"
@@ -33,6 +37,9 @@ class ScriptedReply:
 
 @dataclass
 class RawReply:
+    """An answer written byte for byte (a recorded provider stream, a broken one), in
+    ``pieces`` cut at the given byte offsets."""
+
     body: bytes
     pieces: Sequence[int] = ()  # cut points (bytes); empty: one write
     status: int = 200
@@ -62,6 +69,8 @@ class ScriptedUpstream:
     strict: bool = False
 
     def app(self) -> web.Application:
+        """The aiohttp app: ``POST /v1/chat/completions`` answers the next of ``replies``
+        (recording the request in ``requests``), ``GET /v1/models`` lists ``models``."""
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)

@@ -9,7 +9,7 @@
 ``steps/``        the built-in steps, one module each
 ================  ===========================================================
 
-May import: core, errors, config, prompts, logs, storage, outbound, calls.
+What it may import: the import rule in :mod:`proxy`.
 """
 
 from .conversation import Conversation

@@ -69,6 +69,7 @@ class Recorder(Effects):
         self.records: list[dict[str, Any]] = []
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: float, auth: tuple[str, str] | None = None) -> PostResult:
+        """Record the POST (its body as JSON when it parses) and answer 200."""
         text = body.decode("utf-8", "replace")
         try:
             shown: Any = json.loads(text)
@@ -80,8 +81,10 @@ class Recorder(Effects):
         return PostResult(ok=True, attempts=1, status=200)
 
     async def append_jsonl(self, path: str, record: Any) -> None:
+        """Record the line instead of writing it."""
         self.records.append({"step": current_step.get(), "effect": "append", "path": path, "record": record})
 
     def llm(self, cfg: LLMConfig) -> AsyncOpenAI | None:
+        """Record the LLM call and give no client: the step takes its fallback."""
         self.records.append({"step": current_step.get(), "effect": "LLM call skipped", "base_url": cfg.base_url, "model": cfg.model})
         return None

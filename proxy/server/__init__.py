@@ -3,15 +3,20 @@
 =============  ==============================================================
 ``app``        the application: routes, the OpenAI-shaped error middleware,
                start and stop of the shared services
-``relay``      ``POST /v1/chat/completions`` and ``GET /v1/models``
+``relay/``     ``POST /v1/chat/completions`` and ``GET /v1/models``: the request
+               read once, the upstream call, the reply, the stream
 ``call_api``   the call layer's API: events (SSE), end, state, the call record
 ``delivery``   control events to ``control.webhook.url``, durable and in order
-``bodies``     reading request bodies (size limit, JSON objects)
+``admin``      the operator page (``ui/``) and its API
+``auth``       API keys and scopes (``@requires``)
+``scrape``     ``GET /metrics`` and ``server.metrics_port``
+``workers``    ``serve --workers N``: one listening socket per worker
+``openapi``    ``GET /openapi.json`` (``openapi.json``)
+``bodies``     reading request bodies (size limit, JSON objects), JSON answers
 ``services``   the objects one running server shares between handlers
 =============  ==============================================================
 
-May import every layer below it: core, errors, config, prompts, logs, storage,
-outbound, calls, endfn.
+What it may import: the import rule in :mod:`proxy`.
 """
 
 __all__: list[str] = []

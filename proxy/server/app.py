@@ -82,6 +82,7 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """``GET /healthz`` (no key): ``{"status": "ok", "calls": calls in memory}``."""
     s = request.app[SERVICES]
     return web.json_response({"status": "ok", "calls": len(s.registry)})
 

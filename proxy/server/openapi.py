@@ -20,4 +20,5 @@ def spec_bytes() -> bytes:
 
 
 async def openapi(request: web.Request) -> web.Response:
+    """``GET /openapi.json`` (no key): the document as stored."""
     return web.Response(body=spec_bytes(), content_type="application/json")

@@ -20,6 +20,8 @@ __all__ = ["SERVICES", "Services"]
 
 @dataclass
 class Services:
+    """What the handlers share, one per app (``request.app[SERVICES]``)."""
+
     config: Config
     profiles: dict[str, Profile]  # by name; see proxy.profiles
     registry: CallRegistry

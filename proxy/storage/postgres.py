@@ -116,6 +116,7 @@ class PostgresStore:
             self._listener.start()
 
     async def room(self) -> None:
+        """Wait until fewer than ``max_queue`` operations are in flight."""
         while self._inflight >= self.max_queue:
             self._room.clear()
             await self._room.wait()

@@ -4,7 +4,9 @@ A step runner is ``async run(cfg, conv, fx) -> StepResult``: ``cfg`` its config
 model (:mod:`proxy.config`), ``conv`` the
 :class:`~proxy.endfn.conversation.Conversation`, ``fx`` the
 :class:`~proxy.endfn.effects.Effects` through which every side effect goes (real,
-or a recorder in the sandbox). :data:`RUNNERS` maps each ``kind`` to its runner.
+or a recorder in the sandbox), the :class:`~.result.StepResult` (``result``) what
+one try came to. :data:`RUNNERS` maps each ``kind`` to its runner: ``webhook``,
+``python``, ``summary``, ``outcome``, ``sms``, ``analytics``.
 """
 
 from __future__ import annotations

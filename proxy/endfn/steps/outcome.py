@@ -13,6 +13,7 @@ __all__ = ["run"]
 
 
 async def run(cfg: OutcomeStep, conv: Conversation, fx: Effects) -> StepResult:
+    """Output ``{"tags": [...]}``: the call's outcome tags, then ``cfg.tags`` not yet among them."""
     tags = list(conv.outcome_tags)
     add_tags(tags, cfg.tags)
     return StepResult(ok=True, output={"tags": tags})

@@ -42,6 +42,8 @@ def _jsonable(value: Any) -> Any:
 
 
 async def run(cfg: PythonStep, conv: Conversation, fx: Effects) -> StepResult:
+    """Call ``cfg.function(conv)`` (see the module docstring); its return value is the
+    output. Raises what the function raises (the try fails and is retried)."""
     fn = load_function(cfg.function)
     if inspect.iscoroutinefunction(fn):
         value = await fn(conv)

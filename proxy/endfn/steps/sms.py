@@ -44,6 +44,8 @@ def render(template: str, ctx: dict[str, Any]) -> str:
 
 
 async def write_text(cfg: SmsStep, conv: Conversation, fx: Effects, fallback: str) -> str:
+    """The message text: ``cfg.llm``'s (at most 640 chars), or ``fallback`` when no
+    model is set, in the sandbox, or when the model fails or answers nothing."""
     if cfg.llm is None:
         return fallback
     client = fx.llm(cfg.llm)
@@ -64,6 +66,8 @@ async def write_text(cfg: SmsStep, conv: Conversation, fx: Effects, fallback: st
 
 
 async def run(cfg: SmsStep, conv: Conversation, fx: Effects) -> StepResult:
+    """Send the SMS (see the module docstring); output ``{to, text, status}``. No
+    recipient fails without retry; the gateway's answer decides the rest."""
     ctx = conv.context()
     to = render(cfg.to, ctx).strip()
     if not to:

@@ -35,6 +35,7 @@ def signed_headers(key: str, body: bytes, secret: str | None, now: datetime | No
 
 
 def payload(conv: Conversation, fields: list[str] | None) -> dict[str, Any]:
+    """The body: the call record with ``results`` and ``outcome_tags``, or only ``fields`` of it."""
     record = {**conv.record, "results": conv.results, "outcome_tags": conv.outcome_tags}
     if fields:
         record = {k: record.get(k) for k in fields}
@@ -42,6 +43,7 @@ def payload(conv: Conversation, fields: list[str] | None) -> dict[str, Any]:
 
 
 async def run(cfg: WebhookStep, conv: Conversation, fx: Effects) -> StepResult:
+    """POST :func:`payload` with :func:`signed_headers`; output ``{"status": HTTP status}``."""
     body = encode_json(payload(conv, cfg.fields))
     headers = {"Content-Type": "application/json", **cfg.headers, **signed_headers(conv.idempotency_key, body, cfg.secret)}
     d = await fx.post(cfg.url, body, headers, cfg.timeout_s)

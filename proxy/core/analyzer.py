@@ -11,7 +11,9 @@ once at its end. It answers with findings and never touches JSON:
 * :class:`Found`: a control command, valid or rejected with its reason;
 * :class:`ToolEntry`: a ``delta.tool_calls`` entry, assembled, marked ``mapped``
   when the FunctionMap names its function (it becomes a :class:`Found` when the
-  choice finishes).
+  choice finishes);
+* :class:`~proxy.core.thinking.Thinking`: ``<think>…</think>`` inside the content
+  (:mod:`proxy.core.thinking`): never scanned for commands, never speech.
 
 Rules the analysis applies in every output mode: a command after a hangup in the
 same reply is rejected, and so is a second transfer; a hangup asks the
@@ -39,7 +41,8 @@ from .commands import (
 )
 from .function_map import FunctionMap
 from .parser import CommandParser, ParsedTag, ParserEvent, UnterminatedTag
-from .tool_calls import ToolCallAssembler
+from .thinking import ThinkSplitter, Thinking
+from .tool_calls import Fed, ToolCallAssembler
 
 __all__ = [
     "ChoiceAnalyzer",
@@ -48,6 +51,7 @@ __all__ = [
     "HangupPolicy",
     "NoCallPolicy",
     "Silenced",
+    "Thinking",
     "ToolEntry",
 ]
 
@@ -73,14 +77,18 @@ class Found:
 @dataclass(frozen=True, slots=True)
 class ToolEntry:
     """A ``delta.tool_calls`` entry as it came; ``index``: the assembler's index of
-    its call; ``mapped``: the FunctionMap names its function."""
+    its call; ``mapped``: the FunctionMap names its function; ``fed``: what the
+    entry did to its call; ``call_id``: the call's id when callgate made it up (the
+    model sent ``""``), else ``None``."""
 
     entry: Mapping[str, Any] = field(hash=False)
     index: int
     mapped: bool
+    fed: Fed = Fed.MORE
+    call_id: str | None = None
 
 
-Finding = str | Silenced | Found
+Finding = str | Silenced | Found | Thinking
 
 
 class HangupPolicy(Protocol):
@@ -109,8 +117,8 @@ class ChoiceAnalyzer:
     """
 
     __slots__ = (
-        "index", "parser", "tools", "hung_up", "transferred", "rejections", "finished", "raw", "_fmap", "_by_tag",
-        "_allow", "_policy", "_spoken_rejections",
+        "index", "parser", "tools", "hung_up", "transferred", "rejections", "finished", "raw", "reasoning", "_think",
+        "_fmap", "_by_tag", "_allow", "_policy", "_spoken_rejections",
     )
 
     def __init__(
@@ -124,9 +132,12 @@ class ChoiceAnalyzer:
         transfer_allow: tuple[str, ...] = (),
         max_recorded_chars: int = 1 << 30,
         spoken_rejections: int = 1,
+        think_tags: tuple[str, ...] = ("think",),
     ) -> None:
         self.index = index
         self.parser = CommandParser(tags.values(), max_command_chars)
+        self._think = ThinkSplitter(think_tags)
+        self.reasoning = CappedText(max_recorded_chars)  # the thinking, in content or reasoning fields
         self.tools = ToolCallAssembler()
         self.hung_up = False
         self.transferred = False
@@ -143,21 +154,30 @@ class ChoiceAnalyzer:
         """A piece of ``delta.content``; ``None`` when it is plain speech that goes
         on exactly as it came (the hot path)."""
         self.raw.append(text)
-        items = self.parser.feed(text)
-        if len(items) == 1 and items[0] is text and not self.hung_up:
-            return None
-        return [self._finding(item) for item in items]
+        pieces = self._think.feed(text)
+        if len(pieces) == 1 and pieces[0] is text:
+            items = self.parser.feed(text)
+            if len(items) == 1 and items[0] is text and not self.hung_up:
+                return None
+            return [self._finding(item) for item in items]
+        return self._split(pieces)
+
+    def feed_reasoning(self, text: str) -> None:
+        """A piece of a ``reasoning_content``/``reasoning`` delta: recorded, never scanned."""
+        self.reasoning.append(text)
 
     def feed_tool(self, entry: Mapping[str, Any]) -> ToolEntry:
         """One ``delta.tool_calls`` entry."""
-        call = self.tools.feed(entry)
-        return ToolEntry(entry, call.index, self._fmap.function_for(call.name) is not None)
+        call, fed = self.tools.feed(entry)
+        made_up = call.id if call.generated_id else None
+        return ToolEntry(entry, call.index, self._fmap.function_for(call.name) is not None, fed, made_up)
 
     def close(self) -> list[Finding]:
         """The choice ended: what the parser still held, then the commands of the
         mapped tool calls."""
         self.finished = True
-        found = [self._finding(item) for item in self.parser.close()]
+        found = self._split(self._think.close())
+        found += [self._finding(item) for item in self.parser.close()]
         for call in self.tools.calls():
             cmd = self._fmap.command(call, self._allow)
             if cmd is not None:
@@ -167,6 +187,17 @@ class ChoiceAnalyzer:
     def tool_calls(self) -> list[dict[str, Any]]:
         """Every assembled tool call: ``[{"id", "name", "arguments"}]``."""
         return [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.tools.calls()]
+
+    def _split(self, pieces: list[str | Thinking]) -> list[Finding]:
+        """Speech through the command parser; thinking recorded and passed on as it is."""
+        found: list[Finding] = []
+        for piece in pieces:
+            if isinstance(piece, Thinking):
+                self.reasoning.append(piece.text)
+                found.append(piece)
+            else:
+                found += [self._finding(item) for item in self.parser.feed(piece)]
+        return found
 
     def _finding(self, item: ParserEvent) -> Finding:
         if isinstance(item, str):

@@ -96,7 +96,9 @@ class Command:
     """A valid control command.
 
     ``source``: ``"text_command"`` or ``"tool_call"``; ``raw``: the tag as written or
-    the tool call's arguments string; ``tool_call_id``: the model's id (tool calls).
+    the tool call's arguments string; ``tool_call_id``: the model's id (tool calls);
+    ``tool_extra``: the model's tool call's fields callgate does not read
+    (``extra_content``, ...), kept when it is rendered as a tool call again.
     """
 
     function: str
@@ -104,6 +106,7 @@ class Command:
     source: str
     raw: str
     tool_call_id: str | None = None
+    tool_extra: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
 
     @property
     def closing(self) -> str:
@@ -247,4 +250,6 @@ def render_tool_call(cmd: Command, name: str, index: int | None, arguments: Mapp
     entry["type"] = "function"
     args = dict(arguments) if arguments is not None else ordered_args(cmd)
     entry["function"] = {"name": name, "arguments": json.dumps(args, ensure_ascii=False)}
+    for key, value in (cmd.tool_extra or {}).items():
+        entry.setdefault(key, value)
     return entry

@@ -16,6 +16,7 @@ tool call into a command, and rendering a command as that runtime's tool call.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -143,7 +144,7 @@ class FunctionMap:
             if spec.function != HANGUP:
                 return RejectedCommand(spec.function, {}, "tool_call", raw, RejectReason.BAD_ARGUMENTS, tool_call_id=call.id)
             parsed = {}
-        return validate(
+        cmd = validate(
             spec.function,
             spec.read(parsed),
             source="tool_call",
@@ -151,3 +152,4 @@ class FunctionMap:
             transfer_allow=tuple(transfer_allow),
             tool_call_id=call.id,
         )
+        return dataclasses.replace(cmd, tool_extra=dict(call.extra)) if call.extra and isinstance(cmd, Command) else cmd

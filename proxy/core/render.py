@@ -14,6 +14,9 @@ command, four renderings:
   its own).
 * ``text``: every command becomes a canonical text command in the content.
 
+Thinking (``<think>…</think>`` in the content) is forwarded or removed as the
+profile's ``thinking`` says, in every mode but ``passthrough`` (which forwards it).
+
 In every mode but ``passthrough``: :class:`~proxy.core.analyzer.Silenced` text is
 dropped, a rejected command's ``err_msg`` is spoken in its place, and a
 ``finish_reason`` of ``"tool_calls"`` becomes ``"stop"`` when every tool call was a
@@ -26,10 +29,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .analyzer import Finding, Found, ToolEntry
+from .analyzer import Finding, Found, Thinking, ToolEntry
 from .capped import CappedText
 from .commands import Command, render_text, render_tool_call
 from .function_map import FunctionMap
+from .tool_calls import Fed
 
 __all__ = ["ChoiceOutput", "Renderer", "renderer_for"]
 
@@ -74,28 +78,38 @@ class Renderer:
     # chunk of its own (Pipecat skips a delta's content when it has tool calls).
     separate_tools = False
 
-    def __init__(self, fmap: FunctionMap, tags: Mapping[str, str], speak_closing: bool) -> None:
+    def __init__(self, fmap: FunctionMap, tags: Mapping[str, str], speak_closing: bool, forward_thinking: bool = True) -> None:
         self.fmap = fmap
         self.tags = tags
         self.speak_closing = speak_closing
+        self.forward_thinking = forward_thinking
 
     def render(self, findings: list[Finding], out: ChoiceOutput) -> tuple[str, list[dict[str, Any]]]:
-        """``(content text, tool calls)`` for findings."""
+        """``(content text, tool calls)`` for findings; the speech among them is
+        added to ``out.spoken`` (thinking, even when forwarded, is not speech)."""
         parts: list[str] = []
+        speech: list[str] = []
         tools: list[dict[str, Any]] = []
         for f in findings:
             if type(f) is str:
                 parts.append(f)
+                speech.append(f)
+            elif isinstance(f, Thinking):
+                if self.forward_thinking:
+                    parts.append(f.raw)
             elif isinstance(f, Found):
                 cmd = f.command
                 if not isinstance(cmd, Command):
                     if f.spoken:
                         parts.append(cmd.closing)  # a rejected command: its err_msg, if any
+                        speech.append(cmd.closing)
                     continue
                 text, tool = self.command(cmd, out)
                 parts.append(text)
+                speech.append(text)
                 if tool is not None:
                     tools.append(tool)
+        out.spoken.append("".join(speech))
         return "".join(parts), tools
 
     def command(self, cmd: Command, out: ChoiceOutput) -> tuple[str, dict[str, Any] | None]:
@@ -109,10 +123,14 @@ class Renderer:
             out.dropped_tools = True
             return None
         out.kept_tools = True
-        if out.message:
-            return te.entry
-        index = out.tool_index(te.index)
-        return te.entry if te.entry.get("index") == index else {**te.entry, "index": index}
+        fixes: dict[str, Any] = {}
+        if te.call_id is not None and te.fed is Fed.NEW and te.entry.get("id") == "":
+            fixes["id"] = te.call_id  # an empty id would make the runtime's calls one
+        if not out.message:
+            index = out.tool_index(te.index)
+            if te.entry.get("index") != index:
+                fixes["index"] = index
+        return {**te.entry, **fixes} if fixes else te.entry
 
     def finish_reason(self, reason: str, out: ChoiceOutput) -> str:
         """The ``finish_reason`` the runtime sees."""
@@ -175,6 +193,9 @@ class Passthrough(Renderer):
 _RENDERERS: dict[str, type[Renderer]] = {"strip": Strip, "text": Text, "tool_calls": ToolCalls, "passthrough": Passthrough}
 
 
-def renderer_for(output: str, fmap: FunctionMap, tags: Mapping[str, str], speak_closing: bool) -> Renderer:
-    """The renderer of the output mode ``output`` (``KeyError`` for an unknown one)."""
-    return _RENDERERS[output](fmap, tags, speak_closing)
+def renderer_for(
+    output: str, fmap: FunctionMap, tags: Mapping[str, str], speak_closing: bool, forward_thinking: bool = True
+) -> Renderer:
+    """The renderer of the output mode ``output`` (``KeyError`` for an unknown one);
+    ``forward_thinking`` false: ``<think>`` blocks are removed from the content."""
+    return _RENDERERS[output](fmap, tags, speak_closing, forward_thinking)

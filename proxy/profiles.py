@@ -29,6 +29,11 @@ livekit       tool_calls  header ``X-LiveKit-Room-ID``; ``end_call`` (``EndCallT
 pipecat       tool_calls  ``X-Call-Id`` only; ``end_call``, ``transfer_call`` (the app's own)
 ============  ==========  ===================================================================
 
+Thinking (``<think>`` blocks in content, ``reasoning_content``/``reasoning`` deltas)
+is never scanned for commands; ``openai`` forwards it, the voice runtimes' profiles
+remove it (``thinking: remove``): a runtime that speaks what it gets would read it
+aloud.
+
 Every profile reads the top-level ``call_id`` sources first (default: header
 ``X-Call-Id``), and the headers ``X-Caller-Number`` / ``X-Callee-Number`` for the
 normalized ``caller_number`` / ``callee_number``.
@@ -84,6 +89,7 @@ BUILTIN: dict[str, dict[str, Any]] = {
         "json_fields": ["userData"],
         "metadata": _meta(["body:extendData.callerNumber"], ["body:extendData.calleeNumber"], ["body:extendData.instanceId"]),
         "output": "text",
+        "thinking": "remove",
         "function_map": [{"Function": "hangup", "MatchFunction": "hangup"}, {"Function": "transfer", "MatchFunction": "transfer_call"}],
     },
     "vapi": {
@@ -92,6 +98,7 @@ BUILTIN: dict[str, dict[str, Any]] = {
         "merge_metadata": [],
         "metadata": _meta(["body:customer.number", "body:call.customer.number"], ["body:phoneNumber.number"], ["body:call.id"]),
         "output": "tool_calls",
+        "thinking": "remove",
         "function_map": [
             {"Function": "hangup", "MatchFunction": "endCall", "arguments": {}},
             {
@@ -112,6 +119,7 @@ BUILTIN: dict[str, dict[str, Any]] = {
             ["body:elevenlabs_extra_body.conversation_id"],
         ),
         "output": "tool_calls",
+        "thinking": "remove",
         "function_map": [
             {
                 "Function": "hangup",
@@ -136,6 +144,7 @@ BUILTIN: dict[str, dict[str, Any]] = {
         "merge_metadata": [],
         "metadata": _meta([], [], ["header:X-LiveKit-Room-ID"]),
         "output": "tool_calls",
+        "thinking": "remove",
         "function_map": [
             {"Function": "hangup", "MatchFunction": "end_call", "arguments": {}},
             {"Function": "transfer", "MatchFunction": "transfer_call"},
@@ -146,6 +155,7 @@ BUILTIN: dict[str, dict[str, Any]] = {
         "merge_metadata": [],
         "metadata": _meta([], [], []),
         "output": "tool_calls",
+        "thinking": "remove",
         "function_map": [{"Function": "hangup", "MatchFunction": "end_call"}, {"Function": "transfer", "MatchFunction": "transfer_call"}],
     },
 }
@@ -197,6 +207,8 @@ def _fields(p: Profile) -> dict[str, Any]:
         "function_map": [_entry(s) for s in p.settings.function_map],
         "output": p.settings.output,
         "speak_closing": p.settings.speak_closing,
+        "thinking": p.settings.thinking,
+        "think_tags": list(p.settings.think_tags),
     }
 
 
@@ -226,6 +238,8 @@ def _build(config: Config, name: str, p: ProfileConfig) -> Profile:
         transfer_allow=tuple(cc.transfer_allow),
         max_recorded_chars=config.storage.max_turn_chars,
         spoken_rejections=config.limits.spoken_rejections_per_reply,
+        thinking=p.thinking or "forward",
+        think_tags=tuple(p.think_tags if p.think_tags is not None else ("think",)),
     )
     top = _pairs(config.call_id)
     return Profile(

@@ -5,6 +5,8 @@ migrate (and leave the file byte for byte as it was)."""
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import json
 import logging
@@ -135,9 +137,11 @@ def test_the_first_layout_moves_forward_to_today(engine: Engine, caplog: pytest.
     assert [s.split(": schema ")[1].split(":")[0] for s in steps] == [f"v{v - 1} -> v{v}" for v in range(1, LATEST + 1)]
 
 
-def _v1_rows(c: Conn) -> None:
+def _v1_rows(c: Conn, version: int = 1) -> None:
     """Two calls under one id (the second a later generation whose events named its
-    record key), a turn, an event each, a job and a delivery, in v1's columns."""
+    record key), a turn, an event each, a job and a delivery, in the columns of
+    schema ``version`` (v1's: ``jobs.call_id``; from v3: ``jobs.call_key``)."""
+    job_key = "call_key" if version >= 3 else "call_id"
     for key, generation in (("g", 1), ("g~2", 2)):
         c.execute(
             "INSERT INTO calls (id, call_id, generation, status, started_at, last_activity, ended_at, end_reason, "
@@ -150,7 +154,8 @@ def _v1_rows(c: Conn) -> None:
             "VALUES (:k, 1, :r, 'x', 1, 1, 'ok', 'hi', 'Bye')",
             {"k": key, "r": f"r-{key}"},
         )
-        payload = json.dumps({"id": f"e-{key}", "seq": 1, "type": "call.ended", "call_id": key, "source": "text_command",
+        named = {"call_id": "g", "generation": generation} if version >= 3 else {"call_id": key}  # v3 wrote the runtime's id
+        payload = json.dumps({"id": f"e-{key}", "seq": 1, "type": "call.ended", **named, "source": "text_command",
                               "reason": "agent_hangup"})
         c.execute(
             "INSERT INTO events (call_key, seq, id, type, created_at, payload) VALUES (:k, 1, :e, 'call.ended', 3, :p)",
@@ -162,7 +167,7 @@ def _v1_rows(c: Conn) -> None:
             {"e": f"e-{key}", "k": key, "p": payload},
         )
         c.execute(
-            "INSERT INTO jobs (call_id, step, kind, status, attempts, next_at, idempotency_key, created_at, updated_at) "
+            f"INSERT INTO jobs ({job_key}, step, kind, status, attempts, next_at, idempotency_key, created_at, updated_at) "
             "VALUES (:k, 'crm', 'webhook', 'failed', 3, 0, :i, 1, 1)",
             {"k": key, "i": f"{key}:crm"},
         )
@@ -171,7 +176,7 @@ def _v1_rows(c: Conn) -> None:
 @pytest.mark.parametrize("version", range(1, LATEST))
 def test_every_numbered_version_moves_forward_to_today(engine: Engine, version: int) -> None:
     engine.at_version(version)
-    engine.run(_v1_rows)
+    engine.run(functools.partial(_v1_rows, version=version))
     store = engine.open()
     try:
         first = store.run_sync(ops.call_record, "g")
@@ -186,7 +191,7 @@ def test_every_numbered_version_moves_forward_to_today(engine: Engine, version: 
     assert first["events"][0]["call_id"] == "g"
     assert [d["status"] for d in second["control_deliveries"]] == ["pending"]
     assert sorted(j.call_key for j in failed) == ["g", "g~2"] and retried == 2
-    assert [t["spoken_text"] for t in second["turns"]] == ["Bye"]
+    assert [(t["spoken_text"], t["reasoning_text"]) for t in second["turns"]] == [("Bye", "")]
 
 
 def test_a_newer_schema_refuses_to_open_naming_both_versions(engine: Engine) -> None:

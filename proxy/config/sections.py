@@ -164,6 +164,13 @@ class ProfileConfig(Model):
     function_map: list[FunctionMapEntry] | None = None
     output: Literal["strip", "passthrough", "tool_calls", "text"] | None = None
     speak_closing: bool | None = None
+    thinking: Literal["forward", "remove"] | None = Field(
+        None,
+        description="what the runtime gets of the model's thinking (<think> blocks in content, reasoning_content/"
+        "reasoning deltas, thinking parts): forward or remove; never scanned for commands either way "
+        "(default: forward on openai, remove on the voice runtimes' profiles; passthrough always forwards)",
+    )
+    think_tags: list[str] | None = Field(None, description="tag names whose <name>…</name> in content is thinking (default: [think])")
 
 
 Scope = Literal["relay", "calls:read", "calls:write", "admin"]

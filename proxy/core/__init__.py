@@ -5,11 +5,13 @@ clock-driven waiting or config lookups; plain data in, frozen events out.
 ``sse``            incremental SSE decoder (``feed``/``close``), encoders
 ``parser``         the incremental text-command parser (``feed``/``close``)
 ``commands``       the normalized control command, validation, renderings
-``tool_calls``     streamed tool-call assembly
+``tool_calls``     streamed tool-call assembly, every provider's delta shape
+``thinking``       ``<think>…</think>`` in content told apart from speech
 ``function_map``   the FunctionMap: LLM function names <-> built-in functions
 ``analyzer``       per-choice analysis: text, commands, tool calls (no JSON)
 ``render``         one renderer per output mode (``passthrough`` changes nothing)
 ``inspector``      one reply: SSE events in, bytes out and commands found
+``deltas``         what a delta becomes when the inspector changes it
 ``capped``         text kept up to a bound, with a mark of what was cut
 ``lifecycle``      a call's state machine: states, events, actions, one table
 ``chat``           a chat completion request, read and checked once

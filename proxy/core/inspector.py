@@ -23,6 +23,7 @@ from . import json_codec
 from .analyzer import ChoiceAnalyzer, Finding, Found, HangupPolicy, NoCallPolicy
 from .capped import CappedText
 from .commands import HANGUP, TRANSFER, AnyCommand
+from .deltas import REASONING, REASONING_FIELDS, THINKING_PARTS, Rendered, part_text, patched, same_text, separated, without_thinking
 from .function_map import FunctionMap, FunctionSpec
 from .render import ChoiceOutput, renderer_for
 from .sse import SSEEvent
@@ -50,6 +51,8 @@ class InspectorSettings:
     transfer_allow: tuple[str, ...] = ()
     max_recorded_chars: int = 1 << 30  # raw_text/spoken_text keep this much (chars); the stream is never cut
     spoken_rejections: int = 1  # the err_msg of at most this many rejected commands per reply is spoken
+    thinking: Literal["forward", "remove"] = "forward"  # what the runtime gets of thinking (not in passthrough)
+    think_tags: tuple[str, ...] = ("think",)  # <name>…</name> in content is thinking
 
     @property
     def tags(self) -> dict[str, str]:
@@ -61,61 +64,6 @@ class InspectorSettings:
 class _Choice:
     analyzer: ChoiceAnalyzer
     out: ChoiceOutput
-
-
-# What one part of a choice became: ``(content text, tool calls callgate wrote)``;
-# ``None`` when it goes on as it came.
-_Rendered = tuple[str, list[dict[str, Any]]] | None
-
-
-def _content_of(delta: dict[str, Any]) -> str:
-    """The delta's content when it is text (the model's JSON may hold anything there)."""
-    content = delta.get("content")
-    return content if isinstance(content, str) else ""
-
-
-def _patched(
-    delta: dict[str, Any], tools: list[Any] | None, content: _Rendered, finish: _Rendered
-) -> dict[str, Any] | None:
-    """The delta to send: ``delta`` with the model's tool-call entries replaced by
-    ``tools`` (when not ``None``), its content by ``content``'s, then what the
-    choice's end added. ``None`` when content and tool calls are unchanged."""
-    text = content[0] if content is not None else None
-    added = (content[1] if content is not None else []) + (finish[1] if finish is not None else [])
-    if finish is not None and finish[0]:
-        text = (text if text is not None else _content_of(delta)) + finish[0]
-    if text is None and tools is None and not added:
-        return None
-    new = dict(delta)
-    if text is not None:
-        new["content"] = text
-    if tools is not None or added:
-        calls = (tools if tools is not None else list(delta.get("tool_calls") or [])) + added
-        if calls:
-            new["tool_calls"] = calls
-        else:
-            new.pop("tool_calls", None)
-    return new
-
-
-def _separated(chunk: dict[str, Any]) -> list[dict[str, Any]]:
-    """``chunk``, or two chunks when a choice's delta has both content and tool
-    calls: the content first (no ``finish_reason``), then the tool calls."""
-    choices = chunk["choices"]
-    both = [
-        i for i, c in enumerate(choices)
-        if isinstance(c, dict) and isinstance(c.get("delta"), dict) and c["delta"].get("content") and c["delta"].get("tool_calls")
-    ]
-    if not both:
-        return [chunk]
-    first, second = list(choices), []
-    for i in both:
-        c = choices[i]
-        delta = c["delta"]
-        first[i] = {**c, "delta": {k: v for k, v in delta.items() if k != "tool_calls"}, "finish_reason": None}
-        second.append({**c, "delta": {k: v for k, v in delta.items() if k not in ("content", "role", "refusal")}})
-    text_chunk = {k: v for k, v in chunk.items() if k != "usage"}
-    return [{**text_chunk, "choices": first}, {**chunk, "choices": second}]
 
 
 class ReplyInspector:
@@ -135,7 +83,10 @@ class ReplyInspector:
         self.settings = settings
         self._fmap = FunctionMap(settings.function_map)
         self._tags = settings.tags
-        self._renderer = renderer_for(settings.output, self._fmap, self._tags, settings.speak_closing)
+        self._renderer = renderer_for(
+            settings.output, self._fmap, self._tags, settings.speak_closing, settings.thinking == "forward"
+        )
+        self._drop_reasoning = settings.thinking == "remove" and settings.output != "passthrough"
         self._policy = policy or NoCallPolicy()
         self._choices: dict[int, _Choice] = {}
         self._template: dict[str, Any] | None = None
@@ -161,10 +112,10 @@ class ReplyInspector:
             obj = json_codec.loads(data)
         except ValueError:
             raise InvalidChunk(f"upstream sent a data: line that is not JSON: {data[:120]!r}") from None
+        if isinstance(obj, dict) and obj.get("error") is not None:
+            self.upstream_error = obj["error"]  # OpenRouter: mid-stream, beside a choice finishing "error"
         choices = obj.get("choices") if isinstance(obj, dict) else None
         if not choices or not isinstance(choices, list):
-            if isinstance(obj, dict) and "error" in obj:
-                self.upstream_error = obj["error"]
             return event.raw, []
         self._template = obj
         cmds: list[AnyCommand] = []
@@ -173,7 +124,7 @@ class ReplyInspector:
             return event.raw, cmds
         chunks = [{**obj, "choices": new_choices}]
         if self._renderer.separate_tools:
-            chunks = _separated(chunks[0])
+            chunks = separated(chunks[0])
         head = b"event: " + event.event.encode() + b"\n" if event.event is not None else b""  # keep a named event's name
         return b"".join(head + b"data: " + json_codec.dumps(c) + b"\n\n" for c in chunks), cmds
 
@@ -189,7 +140,7 @@ class ReplyInspector:
         for index, st in self._choices.items():
             if st.analyzer.finished:
                 continue
-            delta = _patched({}, None, None, self._finish(st, cmds))
+            delta = patched({}, None, None, self._finish(st, cmds))
             if delta:
                 out_choices.append({"index": index, "delta": delta, "finish_reason": None})
         if not out_choices:
@@ -202,7 +153,7 @@ class ReplyInspector:
             "model": t.get("model", ""),
             "choices": out_choices,
         }
-        chunks = _separated(chunk) if self._renderer.separate_tools else [chunk]
+        chunks = separated(chunk) if self._renderer.separate_tools else [chunk]
         return b"".join(b"data: " + json_codec.dumps(c) + b"\n\n" for c in chunks), cmds
 
     # -- whole replies -----------------------------------------------------------
@@ -240,6 +191,13 @@ class ReplyInspector:
         return st.out.spoken.text() if st else ""
 
     @property
+    def reasoning_text(self) -> str:
+        """Choice 0's thinking so far: ``<think>`` blocks in its content (without the
+        tags) and its ``reasoning_content``/``reasoning`` deltas (capped)."""
+        st = self._choices.get(0)
+        return st.analyzer.reasoning.text() if st else ""
+
+    @property
     def tool_calls(self) -> list[dict[str, Any]]:
         """Choice 0's tool calls as the upstream sent them, assembled per index
         (``[{"id", "name", "arguments"}]``)."""
@@ -263,6 +221,7 @@ class ReplyInspector:
                 transfer_allow=s.transfer_allow,
                 max_recorded_chars=s.max_recorded_chars,
                 spoken_rejections=s.spoken_rejections,
+                think_tags=s.think_tags,
             )
             out = ChoiceOutput(message=self._message, spoken=CappedText(s.max_recorded_chars))
             st = self._choices[index] = _Choice(analyzer, out)
@@ -289,47 +248,90 @@ class ReplyInspector:
         delta = choice.get(key)
         if type(delta) is not dict:
             delta = {}
-        tools, content = self._delta(st, delta, cmds) if delta else (None, None)
+        tools, content, drop = self._delta(st, delta, cmds) if delta else (None, None, ())
         finish = None
         reason = new_reason = choice.get("finish_reason")
         if reason is not None:
-            self.saw_finish = True
+            self._finished(choice, reason)
         if (reason is not None or final) and not st.analyzer.finished:
             finish = self._finish(st, cmds)
             if reason is not None:
                 new_reason = self._renderer.finish_reason(reason, st.out)
-        if tools is None and content is None and finish is None and new_reason == reason:
+        if tools is None and content is None and finish is None and not drop and new_reason == reason:
             return None
-        new_delta = _patched(delta, tools, content, finish)
+        new_delta = patched(delta, tools, content, finish, drop)
         if new_delta is None and new_reason == reason:
             return None
         new = {**choice, key: new_delta if new_delta is not None else delta}
         if new_reason != reason:
             new["finish_reason"] = new_reason
+        if new_delta is not None:
+            same_text(new, delta, new_delta)
         return new
 
-    def _delta(self, st: _Choice, delta: dict[str, Any], cmds: list[AnyCommand]) -> tuple[list[Any] | None, _Rendered]:
-        """A delta's tool-call entries and content: ``(entries to send, content)``."""
-        tools = content = None
+    def _finished(self, choice: dict[str, Any], reason: Any) -> None:
+        """A choice got its ``finish_reason``; ``"error"`` (OpenRouter) is the
+        upstream's error, with the chunk's ``error`` object when it has one."""
+        self.saw_finish = True
+        if reason == "error" and self.upstream_error is None:
+            self.upstream_error = choice.get("error") or {"message": 'the upstream ended the reply with finish_reason "error"'}
+
+    def _delta(
+        self, st: _Choice, delta: dict[str, Any], cmds: list[AnyCommand]
+    ) -> tuple[list[Any] | None, Rendered, tuple[str, ...]]:
+        """A delta's tool-call entries, content and thinking: ``(entries to send,
+        content, fields to drop)``."""
+        tools = None
+        content: Rendered = None
         entries = delta.get("tool_calls")
         if entries and type(entries) is list:
             tools = self._tool_entries(st, entries)
         text = delta.get("content")
         if text and type(text) is str:
             content = self._content(st, text, cmds)
-        return tools, content
+        elif text and type(text) is list:
+            content = self._parts(st, text, cmds)
+        drop: tuple[str, ...] = ()
+        for name in REASONING:
+            thought = delta.get(name)
+            if thought and isinstance(thought, str):
+                st.analyzer.feed_reasoning(thought)
+        if self._drop_reasoning and any(name in delta for name in REASONING_FIELDS):
+            drop = REASONING_FIELDS
+        return tools, content, drop
 
-    def _content(self, st: _Choice, content: str, cmds: list[AnyCommand]) -> _Rendered:
+    def _parts(self, st: _Choice, parts: list[Any], cmds: list[AnyCommand]) -> Rendered:
+        """``content`` given as a list of parts (Mistral): text parts as content, thinking
+        parts recorded (and removed when the profile says so); the same shape back."""
+        new: list[Any] | None = None
+        added: list[dict[str, Any]] = []
+        for i, part in enumerate(parts):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str) and part["text"]:
+                rendered = self._content(st, part["text"], cmds)
+                if rendered is not None:
+                    new = new if new is not None else list(parts)
+                    new[i] = {**part, "text": rendered[0]}
+                    added += rendered[1]
+            elif kind in THINKING_PARTS:
+                st.analyzer.feed_reasoning(part_text(part.get(kind)))
+                if self._drop_reasoning:
+                    new = new if new is not None else list(parts)
+                    new[i] = None
+        if new is None and not added:
+            return None
+        return [p for p in (new if new is not None else parts) if p is not None], added
+
+    def _content(self, st: _Choice, content: str, cmds: list[AnyCommand]) -> tuple[str, list[dict[str, Any]]] | None:
         findings = st.analyzer.feed(content)
         if findings is None:  # the hot path: plain speech
             st.out.spoken.append(content)
             return None
         self._collect(st, findings, cmds)
         if self._renderer.changes_nothing:
-            st.out.spoken.append(content)
+            st.out.spoken.append(without_thinking(content, findings))
             return None
         text, tools = self._renderer.render(findings, st.out)
-        st.out.spoken.append(text)
         if text == content and not tools:
             return None  # a `<` that was no command changes nothing
         return text, tools
@@ -349,14 +351,13 @@ class ReplyInspector:
                 kept.append(sent)
         return kept if changed else None
 
-    def _finish(self, st: _Choice, cmds: list[AnyCommand]) -> _Rendered:
+    def _finish(self, st: _Choice, cmds: list[AnyCommand]) -> Rendered:
         """The choice ended: what was held, and the mapped tool calls' commands."""
         findings = st.analyzer.close()
         self._collect(st, findings, cmds)
         if not findings or self._renderer.changes_nothing:
             return None
         text, tools = self._renderer.render(findings, st.out)
-        st.out.spoken.append(text)
         return (text, tools) if text or tools else None
 
     @staticmethod

@@ -83,6 +83,7 @@ class Profile:
             "metadata": {k: [f"{kind} {key}" for kind, key in v] for k, v in self.metadata.items()},
             "output": s.output,
             "speak_closing": s.speak_closing,
+            "thinking": s.thinking,
             "function_map": [_describe_spec(e) for e in s.function_map],
         }
 

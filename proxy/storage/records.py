@@ -90,6 +90,7 @@ class TurnOutcome:
     error: str | None = None
     raw_text: str = ""
     spoken_text: str = ""
+    reasoning_text: str = ""
     tool_calls: Sequence[Mapping[str, Any]] = ()
     ttft_ms: float | None = None
     duration_ms: float | None = None
@@ -203,6 +204,7 @@ class TurnRecord:
     user_text: str
     raw_text: str
     spoken_text: str
+    reasoning_text: str
     commands: list[dict[str, Any]] = field(hash=False)
     tool_calls: list[dict[str, Any]] = field(hash=False)
     ttft_ms: float | None
@@ -211,8 +213,8 @@ class TurnRecord:
     finished_at: float | None
 
     COLUMNS = (
-        "call_key, idx, request_id, instance, started_at, stream, status, user_text, raw_text, spoken_text, commands, "
-        "tool_calls, ttft_ms, duration_ms, error, finished_at"
+        "call_key, idx, request_id, instance, started_at, stream, status, user_text, raw_text, spoken_text, "
+        "reasoning_text, commands, tool_calls, ttft_ms, duration_ms, error, finished_at"
     )
 
     @classmethod
@@ -222,7 +224,7 @@ class TurnRecord:
             call_key=r["call_key"], idx=r["idx"], request_id=r["request_id"], instance=r["instance"],
             started_at=r["started_at"], stream=bool(r["stream"]), status=TurnStatus(r["status"]),
             user_text=r["user_text"], raw_text=r["raw_text"], spoken_text=r["spoken_text"],
-            commands=loads(r["commands"], []), tool_calls=loads(r["tool_calls"], []), ttft_ms=r["ttft_ms"],
+            reasoning_text=r["reasoning_text"], commands=loads(r["commands"], []), tool_calls=loads(r["tool_calls"], []), ttft_ms=r["ttft_ms"],
             duration_ms=r["duration_ms"], error=r["error"], finished_at=r["finished_at"],
         )
 
@@ -231,7 +233,7 @@ class TurnRecord:
         return {
             "request_id": self.request_id, "started_at": iso(self.started_at), "stream": self.stream,
             "status": str(self.status), "user_text": self.user_text, "raw_text": self.raw_text,
-            "spoken_text": self.spoken_text, "commands": self.commands, "tool_calls": self.tool_calls,
+            "spoken_text": self.spoken_text, "reasoning_text": self.reasoning_text, "commands": self.commands, "tool_calls": self.tool_calls,
             "ttft_ms": self.ttft_ms, "duration_ms": self.duration_ms, "error": self.error, "instance": self.instance,
         }
 

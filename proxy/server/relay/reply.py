@@ -92,6 +92,7 @@ class Reply:
             error=error,
             raw_text=ins.raw_text,
             spoken_text=ins.spoken_text,
+            reasoning_text=ins.reasoning_text,
             tool_calls=ins.tool_calls,
             ttft_ms=self.ttft_ms,
             duration_ms=round((time.perf_counter() - self.started) * 1000, 3),

@@ -19,7 +19,8 @@
         ├── UpstreamTimeout       no first byte within ``upstream.timeout_s`` (HTTP 504)
         ├── UpstreamBadReply      a body the request's client cannot read: not SSE to a
         │                         streaming request, not JSON otherwise (HTTP 502)
-        └── UpstreamStatus        upstream answered 4xx/5xx; status and body are relayed
+        └── UpstreamStatus        upstream answered 4xx/5xx; status, body and rate-limit
+                                  headers are relayed
     StorageError                  the database cannot be used as it is (a startup or CLI error)
     ├── StoreLocked               another callgate server holds this SQLite database
     ├── SchemaTooOld              it needs ``callgate migrate``; a read-only command never migrates
@@ -34,6 +35,7 @@ OpenAI API reference's error object: ``{"error": {"message", "type", "param", "c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -201,15 +203,18 @@ class UpstreamBadReply(UpstreamError):
 
 class UpstreamStatus(UpstreamError):
     """The upstream answered with an error status; its body is relayed as it came.
-    ``body``: bytes; ``content_type``: its header."""
+    ``body``: bytes; ``content_type``: its header; ``headers``: the answer's headers the
+    runtime gets with it (``Retry-After``, ``retry-after-ms``, ``x-ratelimit-*``:
+    name -> value, as the upstream wrote them)."""
 
     failure = UpstreamFailure.HTTP_STATUS
 
-    def __init__(self, status: int, body: bytes, content_type: str | None) -> None:
+    def __init__(self, status: int, body: bytes, content_type: str | None, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(f"upstream answered HTTP {status}")
         self.status = status
         self.body = body
         self.content_type = content_type
+        self.headers: dict[str, str] = dict(headers or {})
 
 
 class StorageError(CallgateError):

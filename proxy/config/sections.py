@@ -4,15 +4,18 @@ log masking. Every key is documented in ``config.example.yaml``."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import re
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
+    field_validator,
     model_validator,
 )
+from yarl import URL
 
 from ..core.function_map import FunctionSpec
 from ..core.inspector import InspectorSettings
@@ -20,7 +23,7 @@ from ..core.inspector import InspectorSettings
 __all__ = [
     "BUILTIN_PROFILES", "AuthConfig", "CallIdSource", "CommandsConfig", "ControlConfig", "ControlWebhookConfig",
     "FunctionMapEntry", "KeyConfig", "LimitsConfig", "LogMaskConfig", "Model", "ProfileConfig", "Scope", "ServerConfig",
-    "StorageConfig", "UpstreamConfig", "default_call_id",
+    "StorageConfig", "UpstreamConfig", "default_call_id", "with_path",
 ]
 
 
@@ -46,15 +49,81 @@ class ServerConfig(Model):
     metrics_host: str = Field("127.0.0.1", description="the address metrics_port binds to")
 
 
-class UpstreamConfig(Model):
-    """``upstream:``: the OpenAI-compatible LLM every chat completion goes to."""
+def with_path(base: URL, path: str, *, replace: bool = False) -> URL:
+    """``base`` with ``path`` (encoded) appended to its path, or in its place with
+    ``replace``, before its query string: ``https://h/openai/deployments/d?api-version=v``
+    and ``/models`` -> ``https://h/openai/deployments/d/models?api-version=v``."""
+    return URL.build(
+        scheme=base.scheme, authority=base.raw_authority, path=(path if replace else base.raw_path.rstrip("/") + path),
+        query_string=base.raw_query_string, encoded=True,
+    )
 
-    base_url: str = "https://api.openai.com/v1"
-    api_key: str = Field("", repr=False, description="replaces the client's Authorization when set")
+
+class UpstreamConfig(Model):
+    """``upstream:``: the OpenAI-compatible LLM every chat completion goes to.
+
+    ``base_url`` is an absolute ``http(s)://`` URL; ``/chat/completions`` and ``/models``
+    go after its path and before its query string (Azure's ``?api-version=...``).
+    ``HOP_BY_HOP``: the header names (lower case) never copied between hops, which
+    ``headers`` may not name either.
+    """
+
+    HOP_BY_HOP: ClassVar[frozenset[str]] = frozenset(
+        h.lower()
+        for h in (
+            "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "TE", "Trailer", "Upgrade",
+            "Host", "Content-Length", "Content-Encoding", "Accept-Encoding",
+        )
+    )
+
+    base_url: str = Field(
+        "https://api.openai.com/v1",
+        description="the API's absolute http(s) URL, e.g. https://api.openai.com/v1; /chat/completions and /models "
+        "are appended to its path, before any query string (…/openai/deployments/gpt-4o?api-version=2024-10-21)",
+    )
+    api_key: str = Field(
+        "", repr=False, description="when set, sent as api_key_header instead of the runtime's Authorization/api-key"
+    )
+    api_key_header: Literal["authorization", "api-key"] = Field(
+        "authorization",
+        description="how api_key is sent: authorization (Authorization: Bearer <key>) or api-key (api-key: <key>, Azure)",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="extra headers on every upstream request (name -> value); api_key wins over them"
+    )
     timeout_s: float = Field(60.0, gt=0, description="connect and between-reads timeout (s)")
     drop_fields: list[str] = Field(
         default_factory=list, description="top-level body fields never sent upstream, for every profile (kept as metadata)"
     )
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        try:
+            url = URL(v)
+        except ValueError as e:
+            raise ValueError(f"{v!r} is not a URL ({e}): write one like 'https://api.openai.com/v1'") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            rest = v.split("://", 1)[-1]
+            fix = f"https://{rest}" if rest and not rest.startswith("/") else "https://api.openai.com/v1"
+            raise ValueError(f"{v!r} is not an absolute http:// or https:// URL with a host: write {fix!r}")
+        path = url.raw_path.rstrip("/")
+        if path.endswith("/chat/completions"):
+            base = with_path(url, path[: -len("/chat/completions")], replace=True)
+            raise ValueError(f"{v!r} ends in /chat/completions, which callgate appends itself: write {str(base)!r}")
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):  # RFC 9110 token
+                raise ValueError(f"{name!r} is not a header name")
+            if name.lower() in cls.HOP_BY_HOP:
+                raise ValueError(f"{name!r} is a hop-by-hop header (or one callgate sets itself): it cannot be configured")
+            if any(c in value for c in "\r\n\0"):
+                raise ValueError(f"{name!r}: a header value may not contain CR, LF or NUL")
+        return v
 
 
 class CallIdSource(Model):

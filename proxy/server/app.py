@@ -42,17 +42,18 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _upstream_status_response(e: UpstreamStatus) -> web.Response:
-    """Relay the upstream's error body when it is already OpenAI-shaped JSON."""
+    """Relay the upstream's error body when it is already OpenAI-shaped JSON (else
+    wrap it in that shape), with its status and its rate-limit headers (``e.headers``)."""
     try:
         body = json.loads(e.body)
         if isinstance(body, dict) and isinstance(body.get("error"), (dict, str)):
-            return web.Response(body=e.body, status=e.status, content_type="application/json")
+            return web.Response(body=e.body, status=e.status, content_type="application/json", headers=e.headers)
     except ValueError:
         pass
     text = e.body.decode("utf-8", "replace")[:500]
     message = f"upstream answered HTTP {e.status}" + (f": {text}" if text else "")
     return web.json_response(
-        openai_error_body(message, type="upstream_error", code=f"upstream_http_{e.status}"), status=e.status
+        openai_error_body(message, type="upstream_error", code=f"upstream_http_{e.status}"), status=e.status, headers=e.headers
     )
 
 

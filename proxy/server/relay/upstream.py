@@ -1,43 +1,62 @@
 """The upstream call: headers both ways, the URL, the timeout, and opening it.
 
-The runtime's headers go upstream minus hop-by-hop ones (RFC 9110); with
-``auth.keys`` set its ``Authorization`` and ``api-key`` never do; ``upstream.api_key``
-(when set) is the ``Authorization``. Opening fails with
-:class:`~proxy.errors.UpstreamUnreachable` (502), :class:`~proxy.errors.UpstreamTimeout`
-(504) or :class:`~proxy.errors.UpstreamStatus` (its status and body relayed).
+The runtime's headers go upstream minus hop-by-hop ones (RFC 9110), then
+``upstream.headers`` over them; with ``auth.keys`` set, or ``upstream.api_key`` set, the
+runtime's ``Authorization`` and ``api-key`` never do; ``upstream.api_key`` (when set) goes
+as ``Authorization: Bearer <key>`` or, with ``upstream.api_key_header: api-key``, as
+``api-key: <key>``. The URL is ``upstream.base_url`` with the path appended before its
+query string. Opening fails with :class:`~proxy.errors.UpstreamUnreachable` (502),
+:class:`~proxy.errors.UpstreamTimeout` (504) or :class:`~proxy.errors.UpstreamStatus`
+(its status, body and rate-limit headers relayed).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
+from yarl import URL
 
+from ...config import UpstreamConfig
+from ...config.sections import with_path
 from ...errors import UpstreamStatus, UpstreamTimeout, UpstreamUnreachable
 from ..services import Services
 
-__all__ = ["abandon", "downstream_headers", "open_upstream", "upstream_headers"]
+__all__ = ["abandon", "downstream_headers", "error_headers", "open_upstream", "upstream_headers", "upstream_url"]
 
 # Headers not copied between hops (RFC 9110 connection-specific ones, and those
-# aiohttp sets itself).
-_HOP = frozenset(
-    h.lower()
-    for h in (
-        "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "TE", "Trailer", "Upgrade",
-        "Host", "Content-Length", "Content-Encoding", "Accept-Encoding",
-    )
-)
+# aiohttp sets itself); upstream.headers may not name them either.
+_HOP = UpstreamConfig.HOP_BY_HOP
+_CREDENTIALS = frozenset({"authorization", "api-key"})
+# What an upstream error answer keeps on its way to the runtime (besides its status and body).
+_KEPT_ON_ERROR = frozenset({"retry-after", "retry-after-ms"})
 
 
-def upstream_headers(headers: Any, api_key: str, *, keep_auth: bool = True) -> CIMultiDict[str]:
-    """The runtime's headers minus hop-by-hop ones; ``api_key`` (when set) as the
-    ``Authorization``. ``keep_auth`` false (callgate's own keys are in use): the
-    runtime's ``Authorization`` and ``api-key`` never go upstream."""
-    drop = _HOP if keep_auth else _HOP | {"authorization", "api-key"}
+def upstream_headers(
+    headers: Any,
+    api_key: str,
+    *,
+    keep_auth: bool = True,
+    key_header: str = "authorization",
+    extra: Mapping[str, str] | None = None,
+) -> CIMultiDict[str]:
+    """The runtime's ``headers`` minus hop-by-hop ones, then ``extra``
+    (``upstream.headers``) replacing any of the same name, then ``api_key`` (when set)
+    as ``Authorization: Bearer <key>`` or, ``key_header`` ``"api-key"``, as
+    ``api-key: <key>``. The runtime's ``Authorization`` and ``api-key`` never go
+    upstream when ``api_key`` is set or ``keep_auth`` is false (callgate's own keys
+    are in use)."""
+    drop = _HOP if keep_auth and not api_key else _HOP | _CREDENTIALS
     out: CIMultiDict[str] = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
-    if api_key:
+    for name, value in (extra or {}).items():
+        out[name] = value
+    if api_key and key_header == "api-key":
+        out["api-key"] = api_key
+    elif api_key:
         out["Authorization"] = f"Bearer {api_key}"
     return out
 
@@ -47,23 +66,35 @@ def downstream_headers(headers: Any) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in _HOP}
 
 
+def error_headers(headers: Any) -> dict[str, str]:
+    """Of an upstream error answer's headers, those the runtime gets with it:
+    ``Retry-After`` (s or an HTTP date), ``retry-after-ms`` and every ``x-ratelimit-*``."""
+    return {k: v for k, v in headers.items() if k.lower() in _KEPT_ON_ERROR or k.lower().startswith("x-ratelimit-")}
+
+
+@lru_cache(maxsize=64)
+def upstream_url(base_url: str, path: str) -> URL:
+    """``base_url`` with ``path`` (``"/chat/completions"``, ``"/models"``) appended to its
+    path, before its query string (:func:`~proxy.config.sections.with_path`)."""
+    return with_path(URL(base_url), path)
+
+
 def _timeout(s: Services) -> aiohttp.ClientTimeout:
     t = s.config.upstream.timeout_s
     return aiohttp.ClientTimeout(total=None, sock_connect=t, sock_read=t)
 
 
-def _url(s: Services, path: str) -> str:
-    return s.config.upstream.base_url.rstrip("/") + path
-
-
 async def open_upstream(s: Services, method: str, path: str, headers: Any, **kw: Any) -> aiohttp.ClientResponse:
     """Send the request (the runtime's ``headers``, made fit for the upstream); the
     response once its head came. Raises as the module docstring says."""
-    sent = upstream_headers(headers, s.config.upstream.api_key, keep_auth=not s.config.auth.keys)
+    up = s.config.upstream
+    sent = upstream_headers(
+        headers, up.api_key, keep_auth=not s.config.auth.keys, key_header=up.api_key_header, extra=up.headers
+    )
     if "data" in kw:
         sent["Content-Type"] = "application/json"
     try:
-        resp = await s.session.request(method, _url(s, path), timeout=_timeout(s), headers=sent, **kw)
+        resp = await s.session.request(method, upstream_url(up.base_url, path), timeout=_timeout(s), headers=sent, **kw)
     except TimeoutError:
         raise UpstreamTimeout(f"upstream sent nothing within {s.config.upstream.timeout_s} s") from None
     except aiohttp.ClientError as e:
@@ -75,7 +106,7 @@ async def open_upstream(s: Services, method: str, path: str, headers: Any, **kw:
             body = b""
         finally:
             resp.release()
-        raise UpstreamStatus(resp.status, body, resp.headers.get("Content-Type"))
+        raise UpstreamStatus(resp.status, body, resp.headers.get("Content-Type"), error_headers(resp.headers))
     return resp
 
 

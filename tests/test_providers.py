@@ -217,7 +217,7 @@ def plain_chunks_kept(case: dict[str, Any]) -> int:
         choices = obj.get("choices") if isinstance(obj, dict) else None
         plain = all(
             isinstance(ch, dict) and ch.get("finish_reason") is None and isinstance((ch.get("delta") or {}).get("content", ""), str)
-            and not set(ch.get("delta") or {}) & {"tool_calls", "reasoning_content", "reasoning", "reasoning_details"}
+            and not any((ch.get("delta") or {}).get(k) for k in ("tool_calls", "reasoning_content", "reasoning", "reasoning_details"))
             and "<" not in ((ch.get("delta") or {}).get("content") or "")
             for ch in choices or []
         )

@@ -11,7 +11,7 @@ from typing import Any
 from .analyzer import Finding, Thinking
 
 __all__ = [
-    "REASONING", "REASONING_FIELDS", "THINKING_PARTS", "Rendered", "part_text", "patched", "separated",
+    "REASONING_FIELDS", "THINKING_PARTS", "Rendered", "part_text", "patched", "separated",
     "same_text", "without_thinking",
 ]
 
@@ -22,8 +22,7 @@ Rendered = tuple[str | list[Any], list[dict[str, Any]]] | None
 
 # Delta fields that carry thinking (DeepSeek, DashScope, vLLM: ``reasoning_content``;
 # Groq, Ollama, OpenRouter: ``reasoning``; OpenRouter: ``reasoning_details``).
-REASONING = ("reasoning_content", "reasoning")
-REASONING_FIELDS = (*REASONING, "reasoning_details")
+REASONING_FIELDS = ("reasoning_content", "reasoning", "reasoning_details")
 # Content parts that carry thinking (Mistral's Magistral: ``{"type": "thinking",
 # "thinking": [{"type": "text", "text": ...}]}``).
 THINKING_PARTS = frozenset({"thinking", "reasoning"})

@@ -23,7 +23,7 @@ from . import json_codec
 from .analyzer import ChoiceAnalyzer, Finding, Found, HangupPolicy, NoCallPolicy
 from .capped import CappedText
 from .commands import HANGUP, TRANSFER, AnyCommand
-from .deltas import REASONING, REASONING_FIELDS, THINKING_PARTS, Rendered, part_text, patched, same_text, separated, without_thinking
+from .deltas import REASONING_FIELDS, THINKING_PARTS, Rendered, part_text, patched, same_text, separated, without_thinking
 from .function_map import FunctionMap, FunctionSpec
 from .render import ChoiceOutput, renderer_for
 from .sse import SSEEvent
@@ -292,11 +292,14 @@ class ReplyInspector:
         elif text and type(text) is list:
             content = self._parts(st, text, cmds)
         drop: tuple[str, ...] = ()
-        for name in REASONING:
+        thinks = False  # a field with thinking in it (DeepSeek sends "reasoning_content": null on every content delta)
+        for name in REASONING_FIELDS:
             thought = delta.get(name)
-            if thought and isinstance(thought, str):
-                st.analyzer.feed_reasoning(thought)
-        if self._drop_reasoning and any(name in delta for name in REASONING_FIELDS):
+            if thought:
+                thinks = True
+                if isinstance(thought, str):
+                    st.analyzer.feed_reasoning(thought)
+        if thinks and self._drop_reasoning:
             drop = REASONING_FIELDS
         return tools, content, drop
 

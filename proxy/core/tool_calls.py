@@ -112,7 +112,8 @@ class ToolCallAssembler:
         if isinstance(index, int) and not isinstance(index, bool):
             return index
         if tc_id is not None:
-            return self._by_id.get(tc_id, self._free())
+            known = self._by_id.get(tc_id)
+            return known if known is not None else self._free()
         named = isinstance(fn.get("name"), str) and bool(fn["name"])
         if named or self._last is None:
             return self._free()

@@ -247,3 +247,15 @@ def test_every_fixture_names_its_source() -> None:
     files = sorted(p.name for p in FIXTURES.glob("*.sse"))
     assert files == sorted(c["file"] for c in CASES)
     assert all(c["source"] and c["file"] in sources for c in CASES)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c["provider"].lower().startswith("together")], ids=case_id)
+def test_togethers_text_field_says_what_the_content_says(case: dict[str, Any]) -> None:
+    out, _, _ = inspect(stream(case), "strip", [])
+    pairs = [
+        (ch["text"], (ch.get("delta") or {}).get("content"))
+        for ev in events(out, []) if ev.data and ev.data != "[DONE]"
+        for ch in json.loads(ev.data).get("choices") or [] if "text" in ch
+    ]
+    assert pairs and all(text == content for text, content in pairs)
+    assert "<imsagent" not in "".join(text for text, _ in pairs)

@@ -42,11 +42,19 @@ async def test_two_workers_share_one_port_and_one_database(tmp_path: Path, pg_ur
                 # fresh connections, many at once: the kernel spreads them over both workers
                 assert all(await asyncio.gather(*(turn(http, url, f"w-{i}", "hello") for i in range(40))))
                 assert all(await asyncio.gather(*(turn(http, url, f"w-{i}", "bye") for i in range(40))))
-                # any worker's /metrics sums both (prometheus-client's multiprocess mode)
-                for _ in range(4):
+                # any worker's /metrics sums both (prometheus-client's multiprocess mode); a
+                # request is counted when its handler returns, which may be just after the
+                # client read the last byte, so wait for the 80th, then hold it on every scrape
+                async def answered() -> float:
                     async with http.get(f"{url}/metrics") as r:
                         text = await r.text()
-                    assert sample(text, "callgate_requests_total", route="/v1/chat/completions", profile="openai", status="200") == 80
+                    return sample(text, "callgate_requests_total", route="/v1/chat/completions", profile="openai", status="200")
+
+                deadline = time.monotonic() + 10
+                while (count := await answered()) < 80 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                assert count == 80
+                assert [await answered() for _ in range(4)] == [80] * 4
         finally:
             assert await server.stop() == 0
     store = open_store("", url=pg_url, pool_size=1)

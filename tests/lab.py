@@ -6,6 +6,7 @@ their logs)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from typing import Any
@@ -103,9 +104,9 @@ async def turn(http: aiohttp.ClientSession, url: str, call_id: str, text: str) -
 
 async def until(predicate: Any, timeout: float, what: str = "the condition") -> None:
     """Until ``predicate()`` holds, read again every 0.1 s: for state other processes
-    change, which sends no event here. ``AssertionError`` naming ``what`` after
+    change, which sends no event here (``predicate`` may be async). ``AssertionError`` naming ``what`` after
     ``timeout`` s."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not ((await held) if inspect.isawaitable(held := predicate()) else held):
         assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
         await asyncio.sleep(0.1)

@@ -17,7 +17,7 @@ from . import rows
 
 from .conftest import serve_app
 from .test_metrics import sample
-from .lab import llm_app, turn
+from .lab import llm_app, turn, until
 from .process import ServeProcess
 
 
@@ -50,10 +50,10 @@ async def test_two_workers_share_one_port_and_one_database(tmp_path: Path, pg_ur
                         text = await r.text()
                     return sample(text, "callgate_requests_total", route="/v1/chat/completions", profile="openai", status="200")
 
-                deadline = time.monotonic() + 10
-                while (count := await answered()) < 80 and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
-                assert count == 80
+                async def all_counted() -> bool:
+                    return await answered() >= 80
+
+                await until(all_counted, 10, "the 80 turns counted")
                 assert [await answered() for _ in range(4)] == [80] * 4
         finally:
             assert await server.stop() == 0

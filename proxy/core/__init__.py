@@ -18,6 +18,7 @@ clock-driven waiting or config lookups; plain data in, frozen events out.
 ``json_body``      a request body as a JSON object: depth, surrogates
 ``profile``        a runtime profile, resolved: call ids, metadata, settings
 ``call_id``        which call a request belongs to; dotted paths into JSON
+``routing``        the upstream pool: health, retries, usage and cost, attempt bodies
 ``merge``          RFC 7386 JSON merge patch
 ``backoff``        the wait before a retry
 ``ago``            durations as operators type them (30m, 2h, 1d)

@@ -250,4 +250,5 @@ def _build(config: Config, name: str, p: ProfileConfig) -> Profile:
         merge_metadata=tuple(p.merge_metadata or ()),
         json_fields=tuple(p.json_fields or ()),
         metadata={k: _pairs(v) for k, v in (p.metadata or {}).items()},
+        upstreams=tuple(p.upstreams or ()),
     )

@@ -4,6 +4,7 @@
 ``sections``      server, upstream, call ids, commands, profiles, keys, limits,
                   control events, storage, log masking
 ``steps``         the end function and its steps
+``pool``          the upstream pool (``upstreams:``) and ``routing:``
 ================  ============================================================
 
 
@@ -16,6 +17,7 @@ names the path of every bad field (``commands.output: Input should be ...``).
 from __future__ import annotations
 
 import os
+from functools import cached_property
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +27,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from ..errors import ConfigError
+from .pool import PoolEntry, PriceConfig, RoutingConfig
 from .sections import (
     BUILTIN_PROFILES,
     AuthConfig,
@@ -75,6 +78,9 @@ __all__ = [
     "LLMConfig",
     "LogMaskConfig",
     "OutcomeStep",
+    "PoolEntry",
+    "PriceConfig",
+    "RoutingConfig",
     "ProfileConfig",
     "PythonStep",
     "RetryConfig",
@@ -97,6 +103,8 @@ class Config(Model):
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
+    upstreams: list[PoolEntry] = Field(default_factory=list, description="the pool; upstream: alone is a pool of one named default")
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     call_id: list[CallIdSource] = Field(default_factory=default_call_id)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     default_profile: str = Field("openai", description="the profile of /v1/... (other profiles: /<name>/v1/...)")
@@ -119,6 +127,32 @@ class Config(Model):
             if p.extends is not None and p.extends not in known:
                 raise ValueError(f"profiles.{name}.extends: {p.extends!r} is not a profile: {sorted(known)}")
         return self
+
+    @model_validator(mode="after")
+    def _pool_names(self) -> Config:
+        if self.upstreams and "upstream" in self.model_fields_set:
+            raise ValueError("give upstream: (one upstream) or upstreams: (a pool), not both")
+        names = [u.name for u in self.pool]
+        if len(set(names)) != len(names):
+            raise ValueError(f"upstreams: names must be unique: {names}")
+        for where, listed in [("routing.order", self.routing.order or [])] + [
+            (f"profiles.{n}.upstreams", p.upstreams or []) for n, p in self.profiles.items()
+        ]:
+            unknown = [n for n in listed if n not in names]
+            if unknown:
+                raise ValueError(f"{where}: {unknown} not in upstreams: {names}")
+        return self
+
+    @cached_property
+    def pool(self) -> list[PoolEntry]:
+        """The pool's entries in list order: ``upstreams:``, or ``upstream:`` as one entry named ``default``."""
+        return self.upstreams or [PoolEntry(name="default", **self.upstream.model_dump())]
+
+    @property
+    def primary(self) -> PoolEntry:
+        """The first upstream in ``routing.order`` (``GET /v1/models`` goes there)."""
+        order = self.routing.order or [u.name for u in self.pool]
+        return next(u for u in self.pool if u.name == order[0])
 
 
 # -- loading ---------------------------------------------------------------------

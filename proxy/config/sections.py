@@ -95,6 +95,9 @@ class UpstreamConfig(Model):
     drop_fields: list[str] = Field(
         default_factory=list, description="top-level body fields never sent upstream, for every profile (kept as metadata)"
     )
+    include_usage: bool = Field(
+        True, description="add stream_options.include_usage to streams whose runtime did not ask (that usage chunk is not forwarded)"
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -240,6 +243,7 @@ class ProfileConfig(Model):
         "(default: forward on openai, remove on the voice runtimes' profiles; passthrough always forwards)",
     )
     think_tags: list[str] | None = Field(None, description="tag names whose <name>…</name> in content is thinking (default: [think])")
+    upstreams: list[str] | None = Field(None, min_length=1, description="this profile's upstreams, in order (default: routing.order)")
 
 
 Scope = Literal["relay", "calls:read", "calls:write", "admin"]

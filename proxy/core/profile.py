@@ -46,6 +46,7 @@ class Profile:
     merge_metadata: tuple[str, ...] = ()
     json_fields: tuple[str, ...] = ()
     metadata: Mapping[str, tuple[Source, ...]] = field(default_factory=dict, hash=False)
+    upstreams: tuple[str, ...] = ()  # the pool's names this profile's requests go to, in order (empty: routing.order)
 
     def call_id_of(self, headers: Mapping[str, str], body: Any) -> str | None:
         """The call id the request names, or ``None``; raises

@@ -19,8 +19,9 @@
         ├── UpstreamTimeout       no first byte within ``upstream.timeout_s`` (HTTP 504)
         ├── UpstreamBadReply      a body the request's client cannot read: not SSE to a
         │                         streaming request, not JSON otherwise (HTTP 502)
-        └── UpstreamStatus        upstream answered 4xx/5xx; status, body and rate-limit
-                                  headers are relayed
+        ├── UpstreamStatus        upstream answered 4xx/5xx; status, body and rate-limit
+        │                         headers are relayed
+        └── UpstreamsBusy         every upstream of the pool is at its max_concurrent (HTTP 503)
     StorageError                  the database cannot be used as it is (a startup or CLI error)
     ├── StoreLocked               another callgate server holds this SQLite database
     ├── SchemaTooOld              it needs ``callgate migrate``; a read-only command never migrates
@@ -61,6 +62,7 @@ __all__ = [
     "UpstreamStatus",
     "UpstreamTimeout",
     "UpstreamUnreachable",
+    "UpstreamsBusy",
     "openai_error_body",
 ]
 
@@ -74,6 +76,8 @@ class UpstreamFailure(StrEnum):
     BAD_REPLY = "bad_reply"  # not SSE to a streaming request, not JSON otherwise
     STREAM_ERROR = "stream_error"  # the stream broke, or carried an error, after it began
     INCOMPLETE = "incomplete"  # the stream ended with no finish_reason and no [DONE]
+    STALLED = "stalled"  # its speech went silent routing.stall_ms before its finish
+    BUSY = "busy"  # every upstream of the pool was at its max_concurrent
 
 
 class CallgateError(Exception):
@@ -215,6 +219,14 @@ class UpstreamStatus(UpstreamError):
         self.body = body
         self.content_type = content_type
         self.headers: dict[str, str] = dict(headers or {})
+
+
+class UpstreamsBusy(UpstreamError):
+    """Every upstream the request may go to is at its ``max_concurrent`` (HTTP 503)."""
+
+    status = 503
+    code = "upstreams_busy"
+    failure = UpstreamFailure.BUSY
 
 
 class StorageError(CallgateError):

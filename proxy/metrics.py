@@ -30,7 +30,13 @@ __all__ = [
     "REQUESTS",
     "STEP_TRIES",
     "STORAGE_WRITE",
+    "UPSTREAM_ATTEMPTS",
+    "UPSTREAM_COST",
     "UPSTREAM_ERRORS",
+    "UPSTREAM_FIRST_TOKEN",
+    "UPSTREAM_HEDGES",
+    "UPSTREAM_STALLS",
+    "UPSTREAM_TOKENS",
     "UPSTREAM_TTFB",
     "end_reason_label",
 ]
@@ -70,6 +76,24 @@ UPSTREAM_ERRORS = Counter(
     "callgate_upstream_errors_total",
     "Replies the upstream failed, by kind (an UpstreamFailure code)",
     ["kind"],
+)
+
+UPSTREAM_ATTEMPTS = Counter(
+    "callgate_upstream_attempts_total",
+    "Attempts at a pool's upstream, by upstream name and outcome (won, lost, failed, cancelled, stalled, continued)",
+    ["upstream", "outcome"],
+)
+UPSTREAM_HEDGES = Counter("callgate_hedges_total", "Hedges: a next upstream started because no speakable output came within routing.first_token_ms")
+UPSTREAM_STALLS = Counter("callgate_stalls_total", "Replies whose speech went silent routing.stall_ms (or broke) before their finish")
+UPSTREAM_TOKENS = Counter(
+    "callgate_tokens_total", "Tokens the upstreams reported (usage), by upstream and kind (prompt, completion, cached)", ["upstream", "kind"]
+)
+UPSTREAM_COST = Counter("callgate_cost_usd_total", "What the upstreams' usage cost at the configured prices (USD), by upstream", ["upstream"])
+UPSTREAM_FIRST_TOKEN = Histogram(
+    "callgate_upstream_first_token_seconds",
+    "From reading the request to an attempt's first speakable output, by upstream",
+    ["upstream"],
+    buckets=_SLOW,
 )
 
 _END_REASON = re.compile(r"^[a-z][a-z0-9_]{0,31}$")

@@ -35,7 +35,9 @@ class Conversation:
     ``idempotency_key``: ``{call_id}:{step}`` (``{call_id}~{generation}:{step}`` past
     the first call under an id), the same on every retry;
     ``sandbox``: ``True`` under ``callgate end-function test`` (skip your own side
-    effects then).
+    effects then); ``usage``: ``{prompt_tokens, completion_tokens, cached_tokens}``
+    over every upstream attempt of the call where known (``None``: none known);
+    ``cost_usd``: what they cost at the configured prices (USD; ``None``: no price known).
     """
 
     id: str
@@ -53,6 +55,8 @@ class Conversation:
     idempotency_key: str = ""
     sandbox: bool = False
     generation: int = 1
+    usage: dict[str, int] | None = None
+    cost_usd: float | None = None
 
     @classmethod
     def from_record(
@@ -85,6 +89,8 @@ class Conversation:
             step=step,
             idempotency_key=idempotency_key,
             sandbox=sandbox,
+            usage=record.get("usage"),
+            cost_usd=record.get("cost_usd"),
         )
 
     def with_result(self, step: str, output: Any) -> Conversation:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..core import json_codec
+from ..core.routing import usage_totals
 from .db import Row
 from .statuses import CallStatus, DeliveryStatus, JobStatus, TurnStatus
 
@@ -94,6 +95,7 @@ class TurnOutcome:
     tool_calls: Sequence[Mapping[str, Any]] = ()
     ttft_ms: float | None = None
     duration_ms: float | None = None
+    attempts: Sequence[Mapping[str, Any]] = ()  # one per upstream attempt, in start order
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,10 +213,11 @@ class TurnRecord:
     duration_ms: float | None
     error: str | None
     finished_at: float | None
+    attempts: list[dict[str, Any]] = field(hash=False)
 
     COLUMNS = (
         "call_key, idx, request_id, instance, started_at, stream, status, user_text, raw_text, spoken_text, "
-        "reasoning_text, commands, tool_calls, ttft_ms, duration_ms, error, finished_at"
+        "reasoning_text, commands, tool_calls, ttft_ms, duration_ms, error, finished_at, attempts"
     )
 
     @classmethod
@@ -225,7 +228,7 @@ class TurnRecord:
             started_at=r["started_at"], stream=bool(r["stream"]), status=TurnStatus(r["status"]),
             user_text=r["user_text"], raw_text=r["raw_text"], spoken_text=r["spoken_text"],
             reasoning_text=r["reasoning_text"], commands=loads(r["commands"], []), tool_calls=loads(r["tool_calls"], []), ttft_ms=r["ttft_ms"],
-            duration_ms=r["duration_ms"], error=r["error"], finished_at=r["finished_at"],
+            duration_ms=r["duration_ms"], error=r["error"], finished_at=r["finished_at"], attempts=loads(r["attempts"], []),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -235,6 +238,7 @@ class TurnRecord:
             "status": str(self.status), "user_text": self.user_text, "raw_text": self.raw_text,
             "spoken_text": self.spoken_text, "reasoning_text": self.reasoning_text, "commands": self.commands, "tool_calls": self.tool_calls,
             "ttft_ms": self.ttft_ms, "duration_ms": self.duration_ms, "error": self.error, "instance": self.instance,
+            "attempts": self.attempts,
         }
 
 
@@ -360,6 +364,7 @@ def call_json(
     record = call.to_json()
     record["transcript"] = _transcript(turns)
     record["turns"] = [t.to_json() for t in turns]
+    record["usage"], record["cost_usd"] = usage_totals([a for t in turns for a in t.attempts])
     record["events"] = events
     if jobs is not None and (jobs or call.ended):
         record["end_function"] = end_function_summary(jobs)

@@ -53,12 +53,25 @@ async def raw_post(url: str, path: str, body: bytes | None = None, headers: dict
 
 @pytest.mark.parametrize("name", fixture_names() or ["content-plain.sse"])
 async def test_recorded_streams_arrive_byte_for_byte(stack: Any, name: str) -> None:
+    # recorded with stream_options.include_usage, as the runtime asks here: its usage chunk is its own
     data = fixture_stream(name)
+    s = await stack([RawReply(data, pieces=list(range(0, len(data), 97)))])
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                       "stream_options": {"include_usage": True}}).encode()
+    status, got = await raw_post(s.url, "/v1/chat/completions", body)
+    assert status == 200
+    assert got == data
+
+
+async def test_the_usage_chunk_callgate_asked_for_is_not_forwarded(stack: Any) -> None:
+    data = fixture_stream("content-plain.sse")
     s = await stack([RawReply(data, pieces=list(range(0, len(data), 97)))])
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
     status, got = await raw_post(s.url, "/v1/chat/completions", body)
     assert status == 200
-    assert got == data
+    usage_event = next(e + b"\n\n" for e in data.split(b"\n\n") if b'"choices":[],"usage"' in e)
+    assert got == data.replace(usage_event, b"")
+    assert s.upstream.requests[0]["body"]["stream_options"] == {"include_usage": True}
 
 
 async def test_openai_client_reads_a_recorded_tool_call_stream(stack: Any) -> None:
@@ -75,8 +88,16 @@ async def test_body_unchanged_and_upstream_key_replaces_authorization(stack: Any
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True, "temperature": 0.3, "x_extra": [1]}
     await raw_post(s.url, "/v1/chat/completions", json.dumps(body).encode(), {"Authorization": "Bearer client", "Content-Type": "application/json"})
     got = s.upstream.requests[0]
-    assert got["body"] == body
+    assert got["body"] == {**body, "stream_options": {"include_usage": True}}  # for the turn's usage and cost
     assert got["headers"]["Authorization"] == "Bearer sk-upstream"
+
+
+async def test_include_usage_false_leaves_the_body_as_it_came(stack: Any) -> None:
+    s = await stack([PLAIN], upstream={"include_usage": False})
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True, "temperature": 0.3}
+    raw = json.dumps(body).encode()
+    await raw_post(s.url, "/v1/chat/completions", raw, {"Content-Type": "application/json"})
+    assert s.upstream.requests[0]["body"] == body
 
 
 async def test_client_key_is_forwarded_when_no_upstream_key(stack: Any) -> None:

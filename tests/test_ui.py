@@ -137,6 +137,7 @@ async def test_the_operator_page_follows_a_call_live_and_retries_its_failed_step
             await page.click("#login button")
             await expect(page.locator("#live")).to_have_text("live")
             await expect(page.locator("#body")).to_contain_text("No calls match.")
+            await expect(page.locator('.upstreams [data-upstream="default"] .badge')).to_have_text("ok")  # from /healthz
 
             # a live call appears in the list, and its turn count follows
             await speak(s.url, "ui-call-1", "Hi, I want to check on my order.")
@@ -157,6 +158,7 @@ async def test_the_operator_page_follows_a_call_live_and_retries_its_failed_step
             assert heard == "Thanks for calling. Goodbye!"
             turn = page.locator('tr.turn[data-turn="2"]')
             await expect(turn.locator("td.spoken")).to_have_text(heard)  # exactly what was spoken
+            await expect(turn.locator("td.attempts .attempt")).to_have_class("attempt won")
             await expect(turn.locator("td.wrote mark.cmd")).to_have_text('<imsagent_hangup endword="Goodbye!" outcome="resolved"/>')
             hangup = page.locator('tr.event[data-type="hangup"]')
             await expect(hangup.locator("q.closing")).to_have_text("Goodbye!")

@@ -155,7 +155,7 @@ def _check(path: str, config: Config) -> int:
         print(f"callgate: {e}", file=sys.stderr)
         return 2
     print(
-        f"ok: {path}: upstream {config.upstream.base_url}, default profile {config.default_profile}, "
+        f"ok: {path}: upstream {', '.join(u.base_url for u in config.pool)}, default profile {config.default_profile}, "
         f"{len(config.end_function.steps)} end-function steps"
     )
     print(ops.profiles_text(profiles, config.default_profile))

@@ -198,6 +198,11 @@ class ReplyInspector:
         return st.analyzer.reasoning.text() if st else ""
 
     @property
+    def chunk_id(self) -> str | None:
+        """The ``id`` the upstream's chunks carry (the last one's), or ``None``."""
+        return self._template.get("id") if self._template else None
+
+    @property
     def tool_calls(self) -> list[dict[str, Any]]:
         """Choice 0's tool calls as the upstream sent them, assembled per index
         (``[{"id", "name", "arguments"}]``)."""

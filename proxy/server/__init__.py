@@ -4,7 +4,7 @@
 ``app``        the application: routes, the OpenAI-shaped error middleware,
                start and stop of the shared services
 ``relay/``     ``POST /v1/chat/completions`` and ``GET /v1/models``: the request
-               read once, the upstream call, the reply, the stream
+               read once, the attempts raced across the pool, the reply, the stream
 ``call_api``   the call layer's API: events (SSE), end, state, the call record
 ``delivery``   control events to ``control.webhook.url``, durable and in order
 ``admin``      the operator page (``ui/``) and its API
@@ -14,6 +14,7 @@
 ``openapi``    ``GET /openapi.json`` (``openapi.json``)
 ``bodies``     reading request bodies (size limit, JSON objects), JSON answers
 ``services``   the objects one running server shares between handlers
+``pool``       the upstream pool: its entries, health, which upstream is next
 =============  ==============================================================
 
 What it may import: the import rule in :mod:`proxy`.

@@ -32,6 +32,7 @@ from .auth import Keys, authenticate
 from .delivery import EventDelivery
 from .openapi import openapi
 from .scrape import METRICS_URL, count_requests, metrics, metrics_site
+from .pool import UpstreamPool
 from .services import SERVICES, Services
 
 __all__ = ["build_app", "running", "serve"]
@@ -83,9 +84,10 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """``GET /healthz`` (no key): ``{"status": "ok", "calls": calls in memory}``."""
+    """``GET /healthz`` (no key): ``{"status": "ok", "calls": calls in memory,
+    "upstreams": {name: {"state": "ok" | "cooling" | "probing", "cooling_s": s left, "in_flight": n}}}``."""
     s = request.app[SERVICES]
-    return web.json_response({"status": "ok", "calls": len(s.registry)})
+    return web.json_response({"status": "ok", "calls": len(s.registry), "upstreams": s.pool.states()})
 
 
 def build_app(config: Config) -> web.Application:
@@ -143,6 +145,7 @@ async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None
         store=store,
         pipeline=pipeline,
         delivery=delivery,
+        pool=UpstreamPool(config),
     )
     store.on_notify = _dispatcher(registry, pipeline, delivery)  # other instances' commits (PostgreSQL)
     await registry.start()
@@ -234,7 +237,7 @@ async def serve(config: Config, *, socket_fd: int | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
     sock = None if socket_fd is None else socket.socket(fileno=socket_fd)
     async with running(config, sock=sock) as (_, url):
-        log.info("callgate listening on %s, upstream %s", url, config.upstream.base_url)
+        log.info("callgate listening on %s, upstream %s", url, ", ".join(u.base_url for u in config.pool))
         if sock is not None:
             from .workers import tell_ready
 

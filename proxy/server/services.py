@@ -14,6 +14,7 @@ from ..endfn.pipeline import Pipeline
 from ..errors import NotFound
 from ..storage import Store
 from .delivery import EventDelivery
+from .pool import UpstreamPool
 
 __all__ = ["SERVICES", "Services"]
 
@@ -29,6 +30,7 @@ class Services:
     store: Store
     pipeline: Pipeline
     delivery: EventDelivery | None  # control events to control.webhook.url, when set
+    pool: UpstreamPool  # the upstreams, their health
 
     def profile(self, request: web.Request) -> Profile:
         """The profile of the request's path (``/<name>/v1/...``; ``/v1/...`` is the

@@ -103,7 +103,7 @@ def run_workers(config: Config, config_path: str | None, n: int) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     _wait_ready(ready_r, n, timeout=60)
-    log.info("callgate listening on http://%s:%d, %d workers, upstream %s", host, port, n, config.upstream.base_url)
+    log.info("callgate listening on http://%s:%d, %d workers, upstream %s", host, port, n, config.primary.base_url)
     while not stop:
         for i, p in enumerate(procs):
             if p.poll() is not None and not stop:

@@ -3,16 +3,19 @@
 ================  ===========================================================
 ``request``       the request read once into a frozen :class:`ChatRequest`
 ``upstream``      headers both ways, opening the upstream call
-``reply``         one reply in flight: its inspector, commands, timings, outcome
-``stream``        the reply to the runtime, streamed or whole
+``attempt``       one request to one upstream of the pool, held until it speaks
+``race``          the attempts of one reply: fallback, hedging, continuations
+``reply``         one reply in flight: its adopted attempts, commands, timings, outcome
+``stream``        the reply to the runtime, streamed or whole, continued after stalls
 ================  ===========================================================
 
-A request is read and checked (400/413/404), the upstream call and the call's
+A request is read and checked (400/413/404), the first attempt and the call's
 lookup start together (the model's time to first token hides the database's
-answer), the reply goes out as the inspector lets it, and the turn is recorded.
-Failures, all in the OpenAI error shape: upstream unreachable -> 502; no first byte
-within ``upstream.timeout_s`` -> 504; an upstream error status is relayed with its
-body; a non-SSE answer to a streaming request -> 502.
+answer), the winning attempt's reply goes out as the inspector lets it, and the
+turn is recorded with every attempt. Failures, all in the OpenAI error shape, once
+no upstream is left to try: upstream unreachable -> 502; no first byte within
+``timeout_s`` -> 504; an upstream error status is relayed with its body; a non-SSE
+answer to a streaming request -> 502; every upstream full -> 503.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ from aiohttp import web
 from ...errors import UpstreamUnreachable
 from ..auth import requires
 from ..services import SERVICES
+from .attempt import Attempt
+from .race import Race
 from .reply import Reply
 from .request import ChatRequest, read_chat_request
 from .stream import relay_reply
-from .upstream import abandon, downstream_headers, open_upstream
+from .upstream import downstream_headers, open_upstream
 
 __all__ = ["ChatRequest", "chat_completions", "models"]
 
@@ -39,20 +44,29 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     s = request.app[SERVICES]
     req = await read_chat_request(request, s)
     chat = req.chat
-    upstream = asyncio.ensure_future(open_upstream(s, "POST", "/chat/completions", request.headers, data=req.upstream))
+    race = Race(s, req.upstream, request.headers, chat.stream, req.profile.upstreams, req.started)
+    first = asyncio.ensure_future(race.first())
+    first.add_done_callback(_retrieved)
     try:
         call, turn = await s.registry.begin_turn(
             chat.call_id, stream=chat.stream, user_text=chat.user_text, metadata=chat.metadata,
             profile=req.profile.name, owner=req.owner,
         )
     except BaseException:
-        abandon(upstream)
+        first.cancel()
         raise
-    reply = Reply(s, req.profile, call, turn, req.started)
+    reply = Reply(s, req.profile, call, turn, req.started, race)
     try:
-        return await relay_reply(request, upstream, reply, chat.stream)
+        return await relay_reply(request, first, reply, chat.stream)
     finally:
+        await race.cancel()
         s.registry.finish_turn(call, turn, reply.outcome())
+
+
+def _retrieved(task: asyncio.Task[Attempt]) -> None:
+    """A first attempt nobody awaited (the call's lookup failed) leaves no warning."""
+    if not task.cancelled():
+        task.exception()
 
 
 @requires("relay")

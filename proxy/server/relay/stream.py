@@ -1,18 +1,22 @@
-"""The reply going to the runtime, streamed or whole.
+"""The reply going to the runtime, streamed or whole, from the attempt that won.
 
 Streamed replies are decoded event by event and each event is written out as soon as
 the :class:`~proxy.core.inspector.ReplyInspector` lets it go; chunks without commands
-go out as the bytes that came in. After streaming began an upstream failure is sent
-as a ``data:`` event carrying the error object, then ``data: [DONE]``, and the turn
-records it; a stream cut before its ``finish_reason`` gets the same; one that
-finished without ``[DONE]`` gets it. A whole reply is inspected as one body. Every
-reply carries the call's id in ``X-Call-Id`` (the runtime's, or the one callgate gave
-a request without one).
+go out as the bytes that came in. With ``routing.stall_ms`` a reply whose speech goes
+silent that long (or breaks) before its finish is continued by the next upstream
+(:meth:`~.race.Race.continuation`) unless a command was acted on or a tool call
+began; otherwise, after streaming began, an upstream failure is sent as a ``data:``
+event carrying the error object, then ``data: [DONE]``, and the turn records it; a
+stream cut before its ``finish_reason`` gets the same; one that finished without
+``[DONE]`` gets it. A whole reply is inspected as one body. Every reply carries the
+call's id in ``X-Call-Id`` (the runtime's, or the one callgate gave a request
+without one).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -22,10 +26,13 @@ from aiohttp import web
 
 from ...calls.model import TurnStatus
 from ...core.inspector import InvalidChunk
-from ...core.sse import DONE, SSEDecodeError, SSEDecoder, SSEEvent, encode_data
-from ...errors import UpstreamBadReply, UpstreamError, UpstreamFailure, UpstreamTimeout, UpstreamUnreachable, openai_error_body
+from ...core.routing import AttemptOutcome, finish_chunk
+from ...core.sse import DONE, SSEDecodeError, SSEEvent, encode_data
+from ...errors import UpstreamBadReply, UpstreamError, UpstreamFailure, openai_error_body
+from ...metrics import UPSTREAM_STALLS
+from .attempt import Attempt
 from .reply import Reply
-from .upstream import abandon, downstream_headers
+from .upstream import downstream_headers
 
 __all__ = ["relay_reply"]
 
@@ -39,42 +46,32 @@ class _ClientGone(Exception):
     """The agent runtime closed the connection while we were writing to it."""
 
 
-async def relay_reply(
-    request: web.Request, upstream: asyncio.Future[aiohttp.ClientResponse], reply: Reply, stream: bool
-) -> web.StreamResponse:
-    """The upstream's answer to the runtime; ``reply`` records how it went."""
+class _Stalled(Exception):
+    """The adopted attempt's speech went silent ``routing.stall_ms``."""
+
+
+async def relay_reply(request: web.Request, first: asyncio.Future[Attempt], reply: Reply, stream: bool) -> web.StreamResponse:
+    """The winning attempt's answer to the runtime; ``reply`` records how it went."""
     try:
         try:
-            resp = await upstream
+            attempt = await first
         except UpstreamError as e:
             reply.settle(TurnStatus.UPSTREAM_ERROR, str(e), e.failure)
             raise
-        async with resp:
-            if resp.content_type == "text/event-stream":
-                return await _stream(request, resp, reply)
-            reply.first_byte()
-            if stream:  # a streaming request answered with something else
-                reply.settle(TurnStatus.UPSTREAM_ERROR, f"upstream answered {resp.content_type} to a streaming request", UpstreamFailure.BAD_REPLY)
-                raise UpstreamBadReply(f"upstream answered {resp.content_type!r}, not text/event-stream, to a streaming request")
-            return await _whole(resp, reply)
+        assert attempt.resp is not None
+        if attempt.resp.content_type == "text/event-stream":
+            return await _stream(request, attempt, reply)
+        return _whole(attempt, reply)
     except asyncio.CancelledError:
         reply.settle(TurnStatus.CLIENT_DISCONNECTED, _GONE)
-        abandon(upstream)
+        first.cancel()
         raise
 
 
-async def _whole(resp: aiohttp.ClientResponse, reply: Reply) -> web.Response:
-    try:
-        data = await resp.read()
-    except TimeoutError:
-        reply.settle(TurnStatus.UPSTREAM_ERROR, "timeout reading the reply", UpstreamFailure.TIMEOUT)
-        raise UpstreamTimeout("upstream stopped sending before the reply was complete") from None
-    except aiohttp.ClientError as e:
-        reply.settle(TurnStatus.UPSTREAM_ERROR, str(e), UpstreamFailure.UNREACHABLE)
-        raise UpstreamUnreachable(f"upstream failed during the reply: {type(e).__name__}: {e}") from None
-    if not _is_json(data):
-        reply.settle(TurnStatus.UPSTREAM_ERROR, f"upstream answered {resp.content_type} that is not JSON", UpstreamFailure.BAD_REPLY)
-        raise UpstreamBadReply(f"upstream answered {resp.content_type!r} that is not a JSON chat completion")
+def _whole(attempt: Attempt, reply: Reply) -> web.Response:
+    resp, data = attempt.resp, attempt.whole
+    assert resp is not None and data is not None
+    reply.adopt(attempt)
     out, cmds = reply.inspector.inspect_completion(data)
     reply.commands(cmds)
     reply.settle(TurnStatus.OK)
@@ -84,14 +81,6 @@ async def _whole(resp: aiohttp.ClientResponse, reply: Reply) -> web.Response:
     return web.Response(body=out, status=resp.status, headers=headers)
 
 
-def _is_json(data: bytes) -> bool:
-    try:
-        json.loads(data)
-    except ValueError:
-        return False
-    return True
-
-
 async def _write(response: web.StreamResponse, data: bytes) -> None:
     try:
         await response.write(data)
@@ -99,22 +88,40 @@ async def _write(response: web.StreamResponse, data: bytes) -> None:
         raise _ClientGone() from e
 
 
-async def _relay_events(resp: aiohttp.ClientResponse, response: web.StreamResponse, reply: Reply) -> None:
+async def _read(attempt: Attempt, stall_s: float | None) -> bytes:
+    """The attempt's next bytes (``b""`` at its end); ``_Stalled`` when speech went
+    silent ``stall_s``."""
+    assert attempt.resp is not None
+    if stall_s is None or attempt.first_token_ms is None:
+        return await attempt.resp.content.readany()
+    try:
+        async with asyncio.timeout(stall_s):
+            return await attempt.resp.content.readany()
+    except TimeoutError:
+        raise _Stalled() from None
+
+
+async def _relay_events(attempt: Attempt, response: web.StreamResponse, reply: Reply, stall_s: float | None) -> None:
     """Upstream reads in, inspected bytes out, one write per read."""
-    decoder = SSEDecoder()
-    feed = reply.feed
-    async for data in resp.content.iter_any():
+    decoder, feed = attempt.decoder, reply.feed
+    while data := await _read(attempt, stall_s):
         if reply.ttft_ms is None:
-            reply.first_byte()
+            attempt.first_byte()
+            reply.first_byte(attempt.first_byte_at)
         events = decoder.feed(data)
         reply.chunks.inc(len(events))
         out = feed(events[0]) if len(events) == 1 else await _feed_all(response, feed, events)
+        if attempt.first_token_ms is None and attempt.speakable():
+            attempt.spoke()
         if out:
             await _write(response, out)
             if not reply.client_first:
                 reply.sent()
-    out = b"".join([feed(e) for e in decoder.close()]) + reply.close()
+    out = b"".join([feed(e) for e in decoder.close()])
     ins = reply.inspector
+    if not ins.saw_done and not ins.saw_finish and reply.may_continue():
+        raise _Stalled()  # cut off after speech began: continued like a stall
+    out += reply.close()
     if not ins.saw_done and not ins.saw_finish:  # cut off: say so, where the stream still allows it
         reply.settle(TurnStatus.UPSTREAM_INCOMPLETE, "the upstream's stream ended with no finish_reason and no [DONE]", UpstreamFailure.INCOMPLETE)
         body = openai_error_body("the upstream's stream ended before the reply was complete", type="upstream_error", code="upstream_incomplete")
@@ -145,27 +152,86 @@ async def _upstream_failed(response: web.StreamResponse, reply: Reply, e: BaseEx
     """The upstream failed mid-stream: the runtime gets an error event and [DONE]."""
     error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
     failure = UpstreamFailure.STREAM_ERROR
-    if isinstance(e, TimeoutError):
-        error, failure = f"upstream sent nothing for {reply.s.config.upstream.timeout_s} s", UpstreamFailure.TIMEOUT
+    attempt = reply.current
+    if isinstance(e, _Stalled):
+        error, failure = f"the upstream's speech went silent for {reply.s.config.routing.stall_ms} ms", UpstreamFailure.STALLED
+    elif isinstance(e, TimeoutError) and attempt is not None:
+        error, failure = f"upstream sent nothing for {attempt.entry.timeout_s} s", UpstreamFailure.TIMEOUT
     reply.settle(TurnStatus.UPSTREAM_ERROR, error, failure)
+    if attempt is not None:
+        attempt.error = error
     log.warning("upstream failed mid-stream call_id=%s error=%s", reply.call.call_id, error)
     tail = reply.close()
     body = openai_error_body(f"upstream failed during the stream: {error}", type="upstream_error", code="upstream_stream_error")
     await _write(response, tail + encode_data(json.dumps(body)) + DONE)
 
 
-async def _stream(request: web.Request, resp: aiohttp.ClientResponse, reply: Reply) -> web.StreamResponse:
+async def _finish_after_command(response: web.StreamResponse, reply: Reply, e: BaseException) -> None:
+    """The speech stalled (or broke) after a command was acted on: nothing is
+    continued; the runtime gets what was held, a finish and ``[DONE]``."""
+    attempt = reply.current
+    assert attempt is not None
+    attempt.outcome = AttemptOutcome.STALLED
+    attempt.error = "stalled" if isinstance(e, _Stalled) else f"{type(e).__name__}: {e}"
+    reply.note(f"the upstream stalled after a command was acted on; the reply was ended ({attempt.error})")
+    UPSTREAM_STALLS.inc()
+    reply.race.let_go(attempt)
+    ins = reply.inspector
+    tail = reply.close()
+    finish = finish_chunk(reply.segments[0].chunk_id) if not ins.saw_finish else b""
+    await _write(response, tail + finish + DONE)
+
+
+async def _continue(response: web.StreamResponse, reply: Reply, stalled: Attempt, e: BaseException) -> Attempt:
+    """The next upstream carries on after what was heard; its held bytes go out."""
+    UPSTREAM_STALLS.inc()
+    stalled.outcome = AttemptOutcome.STALLED
+    stalled.error = "stalled" if isinstance(e, _Stalled) else f"{type(e).__name__}: {e}"
+    reply.race.let_go(stalled)
+    log.warning("upstream %s stalled mid-speech call_id=%s: continuing", stalled.name, reply.call.call_id)
+    nxt = await reply.race.continuation(stalled, reply.spoken_text)
+    out = reply.adopt(nxt)
+    if out:
+        await _write(response, out)
+    return nxt
+
+
+async def _relay(response: web.StreamResponse, attempt: Attempt, reply: Reply) -> None:
+    """The adopted attempt to its end, continued after stalls while the reply may be."""
+    routing = reply.s.config.routing
+    stall_s = routing.stall_ms / 1000 if routing.stall_ms and routing.on_stall == "continue" else None
+    continuations = 0
+    while True:
+        try:
+            await _relay_events(attempt, response, reply, stall_s)
+            return
+        except (_Stalled, *_UPSTREAM_FAILURES) as e:
+            if stall_s is not None and reply.acted and reply.current is not None and reply.current.first_token_ms is not None:
+                return await _finish_after_command(response, reply, e)
+            if not (reply.may_continue() and continuations < routing.max_attempts):
+                return await _upstream_failed(response, reply, e)
+            continuations += 1
+            try:
+                attempt = await _continue(response, reply, attempt, e)
+            except UpstreamError as failed:
+                return await _upstream_failed(response, reply, failed)
+
+
+async def _stream(request: web.Request, attempt: Attempt, reply: Reply) -> web.StreamResponse:
+    resp = attempt.resp
+    assert resp is not None
     headers = downstream_headers(resp.headers)
     headers["Cache-Control"] = "no-cache"
     headers["X-Accel-Buffering"] = "no"
     headers["X-Call-Id"] = reply.call.call_id
     response = web.StreamResponse(status=resp.status, headers=headers)
+    held = reply.adopt(attempt)
     await response.prepare(request)
     try:
-        try:
-            await _relay_events(resp, response, reply)
-        except _UPSTREAM_FAILURES as e:
-            await _upstream_failed(response, reply, e)
+        if held:
+            await _write(response, held)
+            reply.sent()
+        await _relay(response, attempt, reply)
         await response.write_eof()
         reply.settle(TurnStatus.OK)
     except (_ClientGone, ConnectionError):
@@ -176,9 +242,10 @@ async def _stream(request: web.Request, resp: aiohttp.ClientResponse, reply: Rep
     except Exception as e:
         log.exception("relay failed mid-stream call_id=%s", reply.call.call_id)
         reply.settle(TurnStatus.ERROR, f"{type(e).__name__}: {e}")
-        try:
+        with contextlib.suppress(Exception):
             body = openai_error_body("callgate failed during the stream", code="internal_error")
             await response.write(encode_data(json.dumps(body)) + DONE)
-        except Exception:
-            pass
+    finally:
+        if reply.current is not None:
+            reply.current.release()
     return response

@@ -12,7 +12,6 @@ query string. Opening fails with :class:`~proxy.errors.UpstreamUnreachable` (502
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -26,7 +25,7 @@ from ...config.sections import with_path
 from ...errors import UpstreamStatus, UpstreamTimeout, UpstreamUnreachable
 from ..services import Services
 
-__all__ = ["abandon", "downstream_headers", "error_headers", "open_upstream", "upstream_headers", "upstream_url"]
+__all__ = ["downstream_headers", "error_headers", "open_upstream", "upstream_headers", "upstream_url"]
 
 # Headers not copied between hops (RFC 9110 connection-specific ones, and those
 # aiohttp sets itself); upstream.headers may not name them either.
@@ -79,24 +78,27 @@ def upstream_url(base_url: str, path: str) -> URL:
     return with_path(URL(base_url), path)
 
 
-def _timeout(s: Services) -> aiohttp.ClientTimeout:
-    t = s.config.upstream.timeout_s
+@lru_cache(maxsize=64)
+def _timeout(t: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, sock_connect=t, sock_read=t)
 
 
-async def open_upstream(s: Services, method: str, path: str, headers: Any, **kw: Any) -> aiohttp.ClientResponse:
-    """Send the request (the runtime's ``headers``, made fit for the upstream); the
-    response once its head came. Raises as the module docstring says."""
-    up = s.config.upstream
+async def open_upstream(
+    s: Services, method: str, path: str, headers: Any, entry: UpstreamConfig | None = None, **kw: Any
+) -> aiohttp.ClientResponse:
+    """Send the request (the runtime's ``headers``, made fit for the upstream) to
+    ``entry`` (default: the pool's first in ``routing.order``); the response once its
+    head came. Raises as the module docstring says."""
+    up = entry or s.config.primary
     sent = upstream_headers(
         headers, up.api_key, keep_auth=not s.config.auth.keys, key_header=up.api_key_header, extra=up.headers
     )
     if "data" in kw:
         sent["Content-Type"] = "application/json"
     try:
-        resp = await s.session.request(method, upstream_url(up.base_url, path), timeout=_timeout(s), headers=sent, **kw)
+        resp = await s.session.request(method, upstream_url(up.base_url, path), timeout=_timeout(up.timeout_s), headers=sent, **kw)
     except TimeoutError:
-        raise UpstreamTimeout(f"upstream sent nothing within {s.config.upstream.timeout_s} s") from None
+        raise UpstreamTimeout(f"upstream sent nothing within {up.timeout_s} s") from None
     except aiohttp.ClientError as e:
         raise UpstreamUnreachable(f"upstream unreachable: {type(e).__name__}: {e}") from None
     if resp.status >= 400:
@@ -108,14 +110,3 @@ async def open_upstream(s: Services, method: str, path: str, headers: Any, **kw:
             resp.release()
         raise UpstreamStatus(resp.status, body, resp.headers.get("Content-Type"), error_headers(resp.headers))
     return resp
-
-
-def abandon(fut: asyncio.Future[aiohttp.ClientResponse]) -> None:
-    """An upstream request nobody will read: cancelled, its answer (or error) let go."""
-    fut.add_done_callback(_discard)
-    fut.cancel()
-
-
-def _discard(fut: asyncio.Future[aiohttp.ClientResponse]) -> None:
-    if not fut.cancelled() and fut.exception() is None:
-        fut.result().release()

@@ -181,8 +181,28 @@ function callsView() {
     input("end_reason", "End reason"),
     input("tag", "Outcome tag"),
     select("since", "Started", [["", "any time"], ["15m", "last 15 min"], ["1h", "last hour"], ["24h", "last 24 h"], ["7d", "last 7 days"]]));
-  const load = () => api(`calls?${new URLSearchParams(Object.entries(filters).filter(([, v]) => v))}`);
+  const load = async () => {
+    const [list, health] = await Promise.all([api(`calls?${new URLSearchParams(Object.entries(filters).filter(([, v]) => v))}`), upstreamHealth()]);
+    return { ...list, upstreams: health };
+  };
   return { title: "Calls", head, load, render: renderCalls };
+}
+
+// GET /healthz (no key): each upstream of the pool, ok or cooling with the seconds left.
+async function upstreamHealth() {
+  try {
+    const r = await fetch(new URL("../healthz", location.href).pathname, { cache: "no-store" });
+    return (await r.json()).upstreams || {};
+  } catch (e) {
+    return {};
+  }
+}
+
+function renderUpstreams(upstreams) {
+  const items = Object.entries(upstreams || {}).map(([name, u]) =>
+    h("span", { class: `upstream ${u.state}`, "data-upstream": name }, h("strong", {}, name), " ", badge(u.state),
+      u.state === "cooling" ? ` ${Math.ceil(u.cooling_s)} s left` : "", u.in_flight ? ` · ${u.in_flight} in flight` : ""));
+  return items.length ? h("p", { class: "upstreams" }, "Upstreams: ", items) : null;
 }
 
 function setFilter(name, value) {
@@ -195,7 +215,7 @@ function debounce(fn, wait) {
   return (...args) => (clearTimeout(t), (t = setTimeout(() => fn(...args), wait)));
 }
 
-function renderCalls({ calls }) {
+function renderCalls({ calls, upstreams }) {
   for (const c of calls) {
     if (c.end_reason) seen.end_reason.add(c.end_reason);
     c.outcome_tags.forEach((t) => seen.tag.add(t));
@@ -216,7 +236,7 @@ function renderCalls({ calls }) {
       h("td", {}, c.end_function ? badge(c.end_function) : "–"),
       h("td", {}, c.caller_number || "–")));
   const head = ["Call", "Status", "Started", "Duration", "Turns", "End reason", "Outcome", "End function", "Caller"];
-  return table("calls", head, rows, "No calls match.");
+  return h("div", {}, renderUpstreams(upstreams), table("calls", head, rows, "No calls match."));
 }
 
 function callView(id) {
@@ -245,6 +265,7 @@ function renderTurn(t, i) {
     h("td", { class: "spoken" }, t.spoken_text),
     h("td", { class: "num" }, ms(t.ttft_ms)),
     h("td", { class: "num" }, ms(t.duration_ms)),
+    h("td", { class: "attempts small" }, (t.attempts || []).map((a) => h("div", { class: `attempt ${a.outcome}` }, `${a.upstream} ${a.outcome}`, a.first_token_ms != null ? ` ${ms(a.first_token_ms)}` : ""))),
     h("td", {}, badge(t.status), t.error ? h("div", { class: "error small" }, t.error) : null));
 }
 
@@ -288,9 +309,11 @@ function renderCall(c) {
       h("dt", {}, "Ended"), h("dd", {}, when(c.ended_at)),
       h("dt", {}, "End reason"), h("dd", { class: "end-reason" }, c.end_reason ? `${c.end_reason} (${c.end_source})` : "–"),
       h("dt", {}, "Outcome"), h("dd", {}, c.outcome_tags.length ? c.outcome_tags.map((t) => h("span", { class: "tag" }, t)) : "–"),
-      h("dt", {}, "Profile"), h("dd", {}, c.profile || "–")),
+      h("dt", {}, "Profile"), h("dd", {}, c.profile || "–"),
+      h("dt", {}, "Tokens"), h("dd", { class: "usage" }, c.usage ? `${c.usage.prompt_tokens} in (${c.usage.cached_tokens} cached), ${c.usage.completion_tokens} out` : "–"),
+      h("dt", {}, "Cost"), h("dd", { class: "cost" }, c.cost_usd == null ? "–" : `$${c.cost_usd.toFixed(6)}`)),
     h("p", {}, h("a", { class: "button", href: `#/sandbox/${encodeURIComponent(c.key)}` }, "Try the end function in the sandbox")),
-    section("Timeline", table("timeline", ["#", "Caller said", "Model wrote", "Spoken", "TTFT", "Duration", "Status"], c.turns.map(renderTurn), "No turns yet.")),
+    section("Timeline", table("timeline", ["#", "Caller said", "Model wrote", "Spoken", "TTFT", "Duration", "Upstreams", "Status"], c.turns.map(renderTurn), "No turns yet.")),
     section("Control events", table("events", ["Seq", "Type", "Source", "Detail", "Delivery", ""], c.events.map((e) => renderEvent(e, deliveries)), "No control events.")),
     section(["End function ", ef ? badge(ef.status) : null],
       ef ? table("steps", ["Step", "Kind", "Status", "Tries", "HTTP", "Last error", "Output", ""], ef.steps.map(renderStep), "No steps configured.") : h("p", { class: "empty" }, "Runs when the call ends.")),

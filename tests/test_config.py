@@ -125,3 +125,21 @@ def test_the_working_directory_guard_sees_a_write_to_a_file_that_was_already_the
     db.write_bytes(b"new!")
     os.utime(db, ns=(1, 1))
     assert database_writes(before, default_database_files(tmp_path)) == ["callgate.db", "callgate.db.lock"]
+
+
+def test_the_pool_config_is_checked_naming_what_is_wrong() -> None:
+    from proxy.config import parse_config
+
+    entry = {"name": "a", "base_url": "http://127.0.0.1:1/v1"}
+    with pytest.raises(ConfigError, match="not both"):
+        parse_config({"upstream": {"base_url": "http://x/v1"}, "upstreams": [entry]})
+    with pytest.raises(ConfigError, match="names must be unique"):
+        parse_config({"upstreams": [entry, entry]})
+    with pytest.raises(ConfigError, match=r"routing.order: \['b'\] not in upstreams"):
+        parse_config({"upstreams": [entry], "routing": {"order": ["b"]}})
+    with pytest.raises(ConfigError, match=r"profiles.vip.upstreams: \['z'\]"):
+        parse_config({"upstreams": [entry], "profiles": {"vip": {"upstreams": ["z"]}}})
+    with pytest.raises(ConfigError, match=r"upstreams\[0\].prices.m.input_per_mtok"):
+        parse_config({"upstreams": [{**entry, "prices": {"m": {"input_per_mtok": -1, "output_per_mtok": 1}}}]})
+    config = parse_config({"upstream": {"base_url": "http://y/v1", "timeout_s": 7}})
+    assert [(u.name, u.base_url, u.timeout_s) for u in config.pool] == [("default", "http://y/v1", 7)]

@@ -191,7 +191,8 @@ def test_every_numbered_version_moves_forward_to_today(engine: Engine, version: 
     assert first["events"][0]["call_id"] == "g"
     assert [d["status"] for d in second["control_deliveries"]] == ["pending"]
     assert sorted(j.call_key for j in failed) == ["g", "g~2"] and retried == 2
-    assert [(t["spoken_text"], t["reasoning_text"]) for t in second["turns"]] == [("Bye", "")]
+    assert [(t["spoken_text"], t["reasoning_text"], t["attempts"]) for t in second["turns"]] == [("Bye", "", [])]
+    assert (second["usage"], second["cost_usd"]) == (None, None)  # turns before v5: unknown, not zero
 
 
 def test_a_newer_schema_refuses_to_open_naming_both_versions(engine: Engine) -> None:

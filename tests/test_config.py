@@ -143,3 +143,31 @@ def test_the_pool_config_is_checked_naming_what_is_wrong() -> None:
         parse_config({"upstreams": [{**entry, "prices": {"m": {"input_per_mtok": -1, "output_per_mtok": 1}}}]})
     config = parse_config({"upstream": {"base_url": "http://y/v1", "timeout_s": 7}})
     assert [(u.name, u.base_url, u.timeout_s) for u in config.pool] == [("default", "http://y/v1", 7)]
+
+
+def test_a_removed_key_warns_naming_what_replaced_it(caplog: pytest.LogCaptureFixture) -> None:
+    config = parse_config({"control": {"webhook": {"attempts": 5}}, "end_function": {"record_ttl_s": 60}}, "f.yaml")
+    assert config.control.webhook.max_age_s == 120
+    warned = [r.getMessage() for r in caplog.records if r.name == "callgate.config"]
+    assert warned == [
+        "f.yaml: control.webhook.attempts was removed: replaced by control.webhook.max_age_s: a delivery is retried "
+        "while the event is fresh (default 120 s) (accepted in 0.4.x, refused from 0.5)",
+        "f.yaml: end_function.record_ttl_s was removed: no longer needed: an ended call leaves memory at once; "
+        "storage.retention_days deletes old ones (accepted in 0.4.x, refused from 0.5)",
+    ]
+
+
+def test_version_and_the_shipped_example(capsys: pytest.CaptureFixture[str]) -> None:
+    from proxy import __version__
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"callgate {__version__}"
+    assert main(["config", "example"]) == 0
+    assert capsys.readouterr().out == (Path(__file__).resolve().parents[1] / "config.example.yaml").read_text()
+
+
+def test_a_closed_stdout_ends_quietly(tmp_path: Path) -> None:
+    script = "import sys; from proxy.cli import main; sys.exit(main(['config', 'example']))"
+    out = subprocess.run(f"{sys.executable} -c \"{script}\" | head -1", shell=True, capture_output=True, text=True, timeout=60)
+    assert out.stdout.startswith("# callgate") and "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr

@@ -1,20 +1,21 @@
 """The ``callgate`` command: ``serve``, ``check``, ``migrate``, ``demo``, ``calls``,
-``jobs``, ``deliveries``, ``end-function test``.
+``jobs``, ``deliveries``, ``end-function test``, ``config example``, ``--version``.
 
-``ops``: the text the operations commands print. What it may import: the import
-rule in :mod:`proxy`.
+``ops``: the text the operations commands print; ``example``: the example config
+shipped in the package. What it may import: the import rule in :mod:`proxy`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from .. import logs
+from .. import __version__, logs
 from ..config import Config, load_config
 from ..storage import DeliveryStatus, JobStatus
 from ..errors import ConfigError
@@ -27,13 +28,19 @@ def run_event_loop(coro: Any) -> Any:
     try:
         import uvloop
     except ImportError:
+        uvloop = None  # run outside the handler: a startup error is not chained onto the import
+    if uvloop is None:
         return asyncio.run(coro)
     return uvloop.run(coro)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callgate", description="OpenAI-compatible streaming proxy for voice agents.")
+    parser.add_argument("--version", action="version", version=f"callgate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("config", help="the config: `callgate config example` prints the documented example").add_argument(
+        "action", choices=["example"]
+    )
     p_serve = sub.add_parser("serve", help="run the proxy")
     p_serve.add_argument("--config", help="YAML config file (default: built-in defaults)")
     p_serve.add_argument("--host", help="override server.host")
@@ -89,7 +96,20 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """``callgate`` with ``argv`` (default ``sys.argv[1:]``): runs the subcommand; the
     process exit code (0 ok, 1 a check or command failed, 2 bad usage or config)."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `callgate ... | head`: a closed stdout ends quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "config":
+        from .example import example_text
+
+        sys.stdout.write(example_text())
+        return 0
     if args.command == "demo":
         from ..demo.run import main as demo_main
 

@@ -16,6 +16,7 @@ names the path of every bad field (``commands.output: Input should be ...``).
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import cached_property
 import re
@@ -198,6 +199,35 @@ def interpolate(value: Any, env: Mapping[str, str] | None = None, path: str = ""
 
 _STEP_KINDS = ("webhook", "python", "summary", "outcome", "sms", "analytics")
 
+# Removed keys: dotted path -> (what replaced it, refused yet). A removed key is accepted
+# with a warning for one minor version (0.4.x), then refused with the same message.
+REMOVED_KEYS: dict[str, tuple[str, bool]] = {
+    "control.webhook.attempts": (
+        "replaced by control.webhook.max_age_s: a delivery is retried while the event is fresh (default 120 s)", False
+    ),
+    "end_function.record_ttl_s": (
+        "no longer needed: an ended call leaves memory at once; storage.retention_days deletes old ones", False
+    ),
+}
+log = logging.getLogger("callgate.config")
+
+
+def _removed_keys(data: dict[str, Any], source: str) -> None:
+    """Take the removed keys out of ``data``, each with a warning naming what replaced it
+    (or raise :class:`ConfigError` with that message once it is refused)."""
+    for dotted, (replacement, refused) in REMOVED_KEYS.items():
+        *parents, name = dotted.split(".")
+        node: Any = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or name not in node:
+            continue
+        message = f"{source}: {dotted} was removed: {replacement}"
+        if refused:
+            raise ConfigError(message)
+        del node[name]
+        log.warning("%s (accepted in 0.4.x, refused from 0.5)", message)
+
 
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
@@ -219,6 +249,7 @@ def parse_config(data: Any, source: str = "config", env: dict[str, str] | None =
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, not {type(data).__name__}")
     data = interpolate(data, env)
+    _removed_keys(data, source)
     try:
         return Config.model_validate(data)
     except ValidationError as e:

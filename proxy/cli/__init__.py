@@ -28,8 +28,10 @@ def run_event_loop(coro: Any) -> Any:
     try:
         import uvloop
     except ImportError:
-        uvloop = None  # run outside the handler: a startup error is not chained onto the import
-    if uvloop is None:
+        found = False  # run outside the handler: a startup error is not chained onto the import
+    else:
+        found = True
+    if not found:
         return asyncio.run(coro)
     return uvloop.run(coro)
 

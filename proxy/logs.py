@@ -6,6 +6,10 @@
 ``log_format: json`` writes one JSON object per line (:class:`JsonFormatter`):
 ``{"time", "level", "logger", "message", ...}`` plus every ``key=value`` pair of the
 message as a field of its own (``call_id``, ``step``, ``error``...), after masking.
+
+While a request is served, :data:`CONTEXT` holds its ``request_id`` and ``call_id``
+(:func:`context`, :func:`bind`): every line logged meanwhile carries them, as
+``key=value`` pairs after a text line or as fields of a JSON one.
 """
 
 from __future__ import annotations
@@ -14,11 +18,46 @@ import json
 import logging
 import re
 import sys
+from contextvars import ContextVar
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["JsonFormatter", "MaskingFilter", "install", "mask", "mask_text", "setup"]
+__all__ = ["CONTEXT", "JsonFormatter", "MaskingFilter", "TextFormatter", "bind", "context", "install", "mask", "mask_text", "setup"]
+
+CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("callgate_log_context", default=None)
+"""The request being served: ``request_id``, ``call_id``, ... (one dict per request,
+shared by the tasks it starts); every line logged meanwhile carries them."""
+
+
+def context() -> dict[str, Any]:
+    """Start a request's context (a fresh dict, returned)."""
+    ctx: dict[str, Any] = {}
+    CONTEXT.set(ctx)
+    return ctx
+
+
+def bind(**fields: Any) -> None:
+    """Add ``fields`` (``None`` values skipped) to the current request's context, if any."""
+    ctx = CONTEXT.get()
+    if ctx is not None:
+        ctx.update((k, v) for k, v in fields.items() if v is not None)
+
+
+def _context_pairs(message: str) -> list[tuple[str, Any]]:
+    ctx = CONTEXT.get()
+    return [(k, v) for k, v in ctx.items() if f"{k}=" not in message] if ctx else []
+
+
+class TextFormatter(logging.Formatter):
+    """The text line, then the request's context as ``key=value`` pairs (those the
+    message does not already hold)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of text."""
+        line = super().format(record)
+        pairs = _context_pairs(record.getMessage())
+        return line + "".join(f" {k}={v}" for k, v in pairs) if pairs else line
 
 _PHONE = re.compile(r"(?<![\w.:+-])\+?\d{7,15}(?![\w.:-])")
 
@@ -92,6 +131,8 @@ class JsonFormatter(logging.Formatter):
         for key, value in _PAIR.findall(message):
             if key not in _RESERVED:
                 out.setdefault(key, _value(value))
+        for key, value in _context_pairs(message):
+            out.setdefault(key, value)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False)
@@ -116,7 +157,6 @@ def setup(level: str, fields: Iterable[str] = (), phone_numbers: bool = True, fm
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if fmt == "json":
-        for handler in logging.getLogger().handlers:
-            handler.setFormatter(JsonFormatter())
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     install(fields, phone_numbers)

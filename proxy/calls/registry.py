@@ -183,10 +183,12 @@ class CallRegistry:
 
     async def begin_turn(
         self, call_id: str | None, *, stream: bool, user_text: str, metadata: Mapping[str, Any] | None = None,
-        owner: str | None = None, profile: str | None = None,
+        owner: str | None = None, profile: str | None = None, request_id: str | None = None,
     ) -> tuple[Call, Turn]:
         """A chat completion request arrived (:meth:`Turns.begin`)."""
-        return await self.turns.begin(call_id, stream=stream, user_text=user_text, metadata=metadata, owner=owner, profile=profile)
+        return await self.turns.begin(
+            call_id, stream=stream, user_text=user_text, metadata=metadata, owner=owner, profile=profile, request_id=request_id
+        )
 
     def hangup_policy(self, call: Call) -> HangupPolicy:
         """What a reply's inspector asks when it finds a hangup."""

@@ -53,9 +53,9 @@ class Turns:
 
     async def begin(
         self, call_id: str | None, *, stream: bool, user_text: str, metadata: Mapping[str, Any] | None = None,
-        owner: str | None = None, profile: str | None = None,
+        owner: str | None = None, profile: str | None = None, request_id: str | None = None,
     ) -> tuple[Call, Turn]:
-        """A chat completion request arrived for ``call_id`` (``None``: a call of its
+        """A chat completion request (``request_id``: its id, default a new one) arrived for ``call_id`` (``None``: a call of its
         own, ending with its reply). Raises :class:`~proxy.errors.Forbidden` (another
         key's call) and :class:`~proxy.errors.TooManyTurns` (the call is ended).
         Waits while the database has too many writes queued (backpressure)."""
@@ -68,7 +68,7 @@ class Turns:
             )
         self.ending.act(call, call.move(CallEvent.TURN_BEGAN))  # a request inside the goodbye window stops it
         call.turns += 1
-        turn = Turn(request_id=new_id("req_"), started_at=time.time(), stream=stream, user_text=user_text)
+        turn = Turn(request_id=request_id or new_id("req_"), started_at=time.time(), stream=stream, user_text=user_text)
         self.cache.touch(call)
         start = TurnStart(turn.request_id, self.instance, turn.started_at, stream, user_text)
         meta = dict(metadata) if metadata else None

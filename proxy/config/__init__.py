@@ -118,6 +118,7 @@ class Config(Model):
     log_mask: LogMaskConfig = Field(default_factory=LogMaskConfig)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line, key=value pairs as fields")
+    log_access: bool = Field(True, description="one callgate.access line per request (route, status, ttft_ms, duration_ms, bytes, key name)")
 
     @model_validator(mode="after")
     def _profile_names(self) -> Config:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from ..calls.registry import CallRegistry
 from ..config import Config
@@ -28,6 +29,7 @@ from ..errors import CallgateError, UpstreamStatus, openai_error_body
 from ..profiles import resolve_profiles
 from ..storage import OpenMode, open_store
 from . import admin, call_api, relay
+from .access import access_log
 from .auth import Keys, authenticate
 from .delivery import EventDelivery
 from .openapi import openapi
@@ -93,7 +95,7 @@ async def healthz(request: web.Request) -> web.Response:
 def build_app(config: Config) -> web.Application:
     """The application for ``config``; its services start with the app."""
     app = web.Application(
-        middlewares=[count_requests, openai_errors, authenticate(Keys(config.auth))], client_max_size=config.server.max_body_bytes + 1
+        middlewares=[access_log, count_requests, openai_errors, authenticate(Keys(config.auth))], client_max_size=config.server.max_body_bytes + 1
     )
     app.router.add_post("/v1/chat/completions", relay.chat_completions)
     app.router.add_get("/v1/models", relay.models)
@@ -237,7 +239,7 @@ async def serve(config: Config, *, socket_fd: int | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
     sock = None if socket_fd is None else socket.socket(fileno=socket_fd)
     async with running(config, sock=sock) as (_, url):
-        log.info("callgate listening on %s, upstream %s", url, ", ".join(u.base_url for u in config.pool))
+        log.info("callgate listening on %s, upstream %s", url, ", ".join(str(URL(u.base_url).with_query(None)) for u in config.pool))  # a query may hold a key
         if sock is not None:
             from .workers import tell_ready
 

@@ -31,7 +31,7 @@ from ..storage import ops
 from .auth import requires
 from .services import SERVICES, Services
 
-__all__ = ["METRICS_URL", "count_requests", "metrics", "metrics_site"]
+__all__ = ["METRICS_URL", "count_requests", "labels", "metrics", "metrics_site"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -39,7 +39,7 @@ METRICS_URL: web.AppKey[str] = web.AppKey("callgate_metrics_url", str)
 """On the main app: the base URL of the ``server.metrics_port`` site, when it runs."""
 
 
-def _labels(request: web.Request) -> tuple[str, str]:
+def labels(request: web.Request) -> tuple[str, str]:
     """The route template and the runtime profile (configured names only)."""
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
@@ -62,7 +62,7 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
         status = e.status
         raise
     finally:
-        route, profile = _labels(request)
+        route, profile = labels(request)
         REQUESTS.labels(route, profile, str(status)).inc()
 
 

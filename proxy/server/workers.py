@@ -25,6 +25,8 @@ import tempfile
 import time
 from types import FrameType
 
+from yarl import URL
+
 from ..config import Config
 
 __all__ = ["WorkersRefused", "run_workers", "tell_ready"]
@@ -103,7 +105,7 @@ def run_workers(config: Config, config_path: str | None, n: int) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     _wait_ready(ready_r, n, timeout=60)
-    log.info("callgate listening on http://%s:%d, %d workers, upstream %s", host, port, n, config.primary.base_url)
+    log.info("callgate listening on http://%s:%d, %d workers, upstream %s", host, port, n, URL(config.primary.base_url).with_query(None))
     while not stop:
         for i, p in enumerate(procs):
             if p.poll() is not None and not stop:

@@ -25,6 +25,7 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
+from ... import logs
 from ...errors import UpstreamUnreachable
 from ..auth import requires
 from ..services import SERVICES
@@ -44,23 +45,33 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     s = request.app[SERVICES]
     req = await read_chat_request(request, s)
     chat = req.chat
+    logs.bind(call_id=chat.call_id)  # the runtime's id, when it sent one (a call of its own gets one below)
     race = Race(s, req.upstream, request.headers, chat.stream, req.profile.upstreams, req.started)
     first = asyncio.ensure_future(race.first())
     first.add_done_callback(_retrieved)
     try:
         call, turn = await s.registry.begin_turn(
             chat.call_id, stream=chat.stream, user_text=chat.user_text, metadata=chat.metadata,
-            profile=req.profile.name, owner=req.owner,
+            profile=req.profile.name, owner=req.owner, request_id=_request_id(),
         )
     except BaseException:
         first.cancel()
         raise
+    logs.bind(call_id=call.call_id)
     reply = Reply(s, req.profile, call, turn, req.started, race)
     try:
         return await relay_reply(request, first, reply, chat.stream)
     finally:
         await race.cancel()
         s.registry.finish_turn(call, turn, reply.outcome())
+        logs.bind(ttft_ms=reply.ttft_ms, upstream=reply.current.name if reply.current else None)
+
+
+def _request_id() -> str | None:
+    """The request's id in the log context (the access log gave it one)."""
+    ctx = logs.CONTEXT.get()
+    found = ctx.get("request_id") if ctx else None
+    return found if isinstance(found, str) else None
 
 
 def _retrieved(task: asyncio.Task[Attempt]) -> None:

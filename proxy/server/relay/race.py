@@ -31,6 +31,7 @@ from ...errors import UpstreamError, UpstreamsBusy, UpstreamStatus
 from ...metrics import UPSTREAM_HEDGES
 from ..services import Services
 from .attempt import Attempt, retry_after_of
+from .upstream import upstream_url
 from ..pool import UpstreamPool
 
 __all__ = ["Race"]
@@ -150,13 +151,15 @@ class Race:
         attempt.outcome = AttemptOutcome.FAILED
         attempt.error = f"{type(e).__name__}: {e}"
         self.let_go(attempt)
-        if isinstance(e, UpstreamStatus) and not retryable(e.status):
-            raise e
+        url = upstream_url(attempt.entry.base_url, "/chat/completions").with_query(None)  # a query may hold a key
         if not isinstance(e, UpstreamError):
+            raise e
+        if isinstance(e, UpstreamStatus) and not retryable(e.status):
+            log.warning("upstream %s answered the request's own error upstream_url=%s error=%s", attempt.name, url, attempt.error)
             raise e
         wait = retry_after_s(retry_after_of(e), time.time()) if isinstance(e, UpstreamStatus) and e.status == 429 else None
         state = self.pool.health.failed(attempt.name, self.pool.clock(), wait)
-        log.warning("upstream %s failed an attempt (now %s): %s", attempt.name, state, attempt.error)
+        log.warning("upstream %s failed an attempt (now %s) upstream_url=%s error=%s", attempt.name, state, url, attempt.error)
         return e
 
     async def _cancel(self, outcome: AttemptOutcome) -> None:

@@ -92,6 +92,12 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "calls": len(s.registry), "upstreams": s.pool.states()})
 
 
+async def _drain(app: web.Application) -> None:
+    """After the listener closed: replies in flight get ``server.drain_s`` (:mod:`.drain`)."""
+    s = app[SERVICES]
+    await s.drain.wait(s.config.server.drain_s)
+
+
 def build_app(config: Config) -> web.Application:
     """The application for ``config``; its services start with the app."""
     app = web.Application(
@@ -110,6 +116,7 @@ def build_app(config: Config) -> web.Application:
     app.router.add_get("/metrics", metrics)
     admin.add_routes(app)
     app.cleanup_ctx.append(lambda app: _lifecycle(app, config))
+    app.on_shutdown.append(_drain)
     return app
 
 

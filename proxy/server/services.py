@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
@@ -14,6 +14,7 @@ from ..endfn.pipeline import Pipeline
 from ..errors import NotFound
 from ..storage import Store
 from .delivery import EventDelivery
+from .drain import Drain
 from .pool import UpstreamPool
 
 __all__ = ["SERVICES", "Services"]
@@ -31,6 +32,7 @@ class Services:
     pipeline: Pipeline
     delivery: EventDelivery | None  # control events to control.webhook.url, when set
     pool: UpstreamPool  # the upstreams, their health
+    drain: Drain = field(default_factory=Drain)  # the replies in flight, for the drain on SIGTERM
 
     def profile(self, request: web.Request) -> Profile:
         """The profile of the request's path (``/<name>/v1/...``; ``/v1/...`` is the

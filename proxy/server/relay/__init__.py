@@ -28,7 +28,7 @@ from aiohttp import web
 from ... import logs
 from ...errors import UpstreamUnreachable
 from ..auth import requires
-from ..services import SERVICES
+from ..services import SERVICES, Services
 from .attempt import Attempt
 from .race import Race
 from .reply import Reply
@@ -43,6 +43,14 @@ __all__ = ["ChatRequest", "chat_completions", "models"]
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """``POST /v1/chat/completions`` (and ``/<profile>/v1/...``); see the module docstring."""
     s = request.app[SERVICES]
+    s.drain.enter()
+    try:
+        return await _chat_completions(request, s)
+    finally:
+        s.drain.leave()
+
+
+async def _chat_completions(request: web.Request, s: Services) -> web.StreamResponse:
     req = await read_chat_request(request, s)
     chat = req.chat
     logs.bind(call_id=chat.call_id)  # the runtime's id, when it sent one (a call of its own gets one below)

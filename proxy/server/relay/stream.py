@@ -63,7 +63,7 @@ async def relay_reply(request: web.Request, first: asyncio.Future[Attempt], repl
             return await _stream(request, attempt, reply)
         return _whole(attempt, reply)
     except asyncio.CancelledError:
-        reply.settle(TurnStatus.CLIENT_DISCONNECTED, _GONE)
+        reply.settle(TurnStatus.INTERRUPTED if reply.s.drain.expired else TurnStatus.CLIENT_DISCONNECTED, _GONE)
         first.cancel()
         raise
 
@@ -217,6 +217,19 @@ async def _relay(response: web.StreamResponse, attempt: Attempt, reply: Reply) -
                 return await _upstream_failed(response, reply, failed)
 
 
+async def _shutting_down(response: web.StreamResponse, reply: Reply) -> None:
+    """The drain ran out with this reply open: the runtime gets the error event and
+    ``[DONE]``; the turn is ``interrupted``."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()  # callgate's own cancel, answered here
+    reply.settle(TurnStatus.INTERRUPTED, f"callgate shut down: the drain ({reply.s.config.server.drain_s} s) was over")
+    body = openai_error_body("callgate is shutting down; the reply was cut", type="server_error", code="server_shutting_down")
+    with contextlib.suppress(Exception):
+        await response.write(reply.close() + encode_data(json.dumps(body)) + DONE)
+        await response.write_eof()
+
+
 async def _stream(request: web.Request, attempt: Attempt, reply: Reply) -> web.StreamResponse:
     resp = attempt.resp
     assert resp is not None
@@ -237,8 +250,10 @@ async def _stream(request: web.Request, attempt: Attempt, reply: Reply) -> web.S
     except (_ClientGone, ConnectionError):
         reply.settle(TurnStatus.CLIENT_DISCONNECTED, _GONE)
     except asyncio.CancelledError:
-        reply.settle(TurnStatus.CLIENT_DISCONNECTED, _GONE)
-        raise
+        if not reply.s.drain.expired:
+            reply.settle(TurnStatus.CLIENT_DISCONNECTED, _GONE)
+            raise
+        await _shutting_down(response, reply)
     except Exception as e:
         log.exception("relay failed mid-stream call_id=%s", reply.call.call_id)
         reply.settle(TurnStatus.ERROR, f"{type(e).__name__}: {e}")

@@ -255,9 +255,25 @@ class KeyConfig(Model):
     events), ``calls:write`` (end, state), ``admin`` (operations, metrics, the page)."""
 
     name: str = Field(pattern=r"^[\w.-]{1,64}$", description="the key's name: owner of the calls it makes, shown in logs")
-    key: str = Field(min_length=16, repr=False, description="the secret, e.g. ${IMS_KEY}; at least 16 characters")
+    key: Annotated[str, Field(min_length=16)] | list[Annotated[str, Field(min_length=16)]] = Field(
+        repr=False,
+        description="the secret, e.g. ${IMS_KEY}, at least 16 characters; or a list of secrets, all of them this key "
+        "(rotation: add the new one, move the runtime, remove the old one, reloading or restarting each time)",
+    )
     scopes: list[Scope] = Field(min_length=1)
     calls_of: list[str] | None = Field(None, description="calls:* scopes: only the calls made by these key names")
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret of this key."""
+        return [self.key] if isinstance(self.key, str) else list(self.key)
+
+    @field_validator("key")
+    @classmethod
+    def _some_secret(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list) and not v:
+            raise ValueError("a key needs at least one secret")
+        return v
 
 
 class AuthConfig(Model):
@@ -272,8 +288,9 @@ class AuthConfig(Model):
         names = [k.name for k in self.keys]
         if len(set(names)) != len(names):
             raise ValueError("key names must be unique")
-        if len({k.key for k in self.keys}) != len(self.keys):
-            raise ValueError("two keys have the same secret")
+        secrets = [s for k in self.keys for s in k.secrets]
+        if len(set(secrets)) != len(secrets):
+            raise ValueError("two keys (or one key twice) have the same secret")
         return self
 
 

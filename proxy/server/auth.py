@@ -50,7 +50,7 @@ class Keys:
 
     def __init__(self, cfg: AuthConfig) -> None:
         self.keys = list(cfg.keys)
-        self._secrets = [(k.key.encode(), k) for k in self.keys]
+        self._secrets = [(secret.encode(), k) for k in self.keys for secret in k.secrets]
 
     def __bool__(self) -> bool:
         return bool(self.keys)

@@ -24,6 +24,7 @@
         └── UpstreamsBusy         every upstream of the pool is at its max_concurrent (HTTP 503)
     StorageError                  the database cannot be used as it is (a startup or CLI error)
     ├── StoreLocked               another callgate server holds this SQLite database
+    ├── StoreUnavailable          its file, folder or lock file cannot be opened (path, OS error)
     ├── SchemaTooOld              it needs ``callgate migrate``; a read-only command never migrates
     └── SchemaTooNew              a newer callgate wrote it; this one refuses to open it
 
@@ -54,6 +55,7 @@ __all__ = [
     "SchemaTooOld",
     "StorageError",
     "StoreLocked",
+    "StoreUnavailable",
     "TooManyTurns",
     "Unauthorized",
     "UpstreamBadReply",
@@ -240,6 +242,11 @@ class StoreLocked(StorageError):
     """Another callgate server holds this SQLite database (``<path>.lock``)."""
 
     code = "store_locked"
+
+
+class StoreUnavailable(StorageError):
+    """The SQLite database, its folder or its lock file cannot be opened; the message
+    names the path and the OS error."""
 
 
 class SchemaTooOld(StorageError):

@@ -171,3 +171,30 @@ def test_a_closed_stdout_ends_quietly(tmp_path: Path) -> None:
     script = "import sys; from proxy.cli import main; sys.exit(main(['config', 'example']))"
     out = subprocess.run(f"{sys.executable} -c \"{script}\" | head -1", shell=True, capture_output=True, text=True, timeout=60)
     assert out.stdout.startswith("# callgate") and "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr
+
+
+def test_every_missing_variable_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config({"upstream": {"api_key": "${NOPE_A}"}, "auth": {"keys": [{"name": "k", "key": "${NOPE_B}", "scopes": ["relay"]}]}}, env={})
+    assert str(e.value) == (
+        "unset environment variables:\n  upstream.api_key: environment variable NOPE_A is not set (write ${NOPE_A:-default})\n"
+        "  auth.keys[0].key: environment variable NOPE_B is not set (write ${NOPE_B:-default})"
+    )
+
+
+def test_check_finds_a_storage_path_that_cannot_be_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "afile").write_text("")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"storage:\n  path: {tmp_path}/afile/sub/cg.db\n")
+    assert main(["check", "--config", str(cfg)]) == 1
+    assert capsys.readouterr().err == f"callgate: {cfg}: storage.path: {tmp_path}/afile is a file, not a folder\n"
+
+
+def test_an_unopenable_database_is_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"storage:\n  path: {tmp_path}/afile/cg.db\n")
+    out = subprocess.run([sys.executable, "-m", "proxy.cli", "serve", "--config", str(cfg), "--port", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr == f"callgate: cannot open the database {tmp_path}/afile/cg.db: {tmp_path}/afile is a file, not a folder (storage.path)\n"

@@ -176,6 +176,13 @@ def _check(path: str, config: Config) -> int:
     except ConfigError as e:
         print(f"callgate: {e}", file=sys.stderr)
         return 2
+    if config.storage.url is None:
+        from ..storage.sqlite import storage_problem
+
+        problem = storage_problem(config.storage.path)
+        if problem is not None:
+            print(f"callgate: {path}: storage.path: {problem}", file=sys.stderr)
+            return 1
     print(
         f"ok: {path}: upstream {', '.join(u.base_url for u in config.pool)}, default profile {config.default_profile}, "
         f"{len(config.end_function.steps)} end-function steps"

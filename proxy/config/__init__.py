@@ -173,14 +173,21 @@ upstream:
 def interpolate(value: Any, env: Mapping[str, str] | None = None, path: str = "") -> Any:
     """Replace ``${VAR}``/``${VAR:-default}`` in every string of a loaded YAML tree.
 
-    Raises :class:`ConfigError` naming the path when a ``${VAR}`` without default
-    is unset.
+    Raises :class:`ConfigError` naming the path of every ``${VAR}`` without default
+    that is unset, all at once.
     """
-    env = os.environ if env is None else env
+    missing: list[str] = []
+    out = _interpolate(value, os.environ if env is None else env, path, missing)
+    if missing:
+        raise ConfigError("\n".join(missing) if len(missing) == 1 else "unset environment variables:\n  " + "\n  ".join(missing))
+    return out
+
+
+def _interpolate(value: Any, env: Mapping[str, str], path: str, missing: list[str]) -> Any:
     if isinstance(value, dict):
-        return {k: interpolate(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        return {k: _interpolate(v, env, f"{path}.{k}" if path else str(k), missing) for k, v in value.items()}
     if isinstance(value, list):
-        return [interpolate(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_interpolate(v, env, f"{path}[{i}]", missing) for i, v in enumerate(value)]
     vars_: Mapping[str, str] = env
     if not isinstance(value, str) or "$" not in value:
         return value
@@ -193,7 +200,8 @@ def interpolate(value: Any, env: Mapping[str, str] | None = None, path: str = ""
             return vars_[name]
         if default is not None:
             return default
-        raise ConfigError(f"{path or '<root>'}: environment variable {name} is not set (write ${{{name}:-default}})")
+        missing.append(f"{path or '<root>'}: environment variable {name} is not set (write ${{{name}:-default}})")
+        return ""
 
     return _VAR.sub(sub, value)
 

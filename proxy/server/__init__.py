@@ -15,6 +15,8 @@
 ``bodies``     reading request bodies (size limit, JSON objects), JSON answers
 ``services``   the objects one running server shares between handlers
 ``pool``       the upstream pool: its entries, health, which upstream is next
+``access``     the access log and each request's log context
+``drain``      the replies in flight, given ``server.drain_s`` on SIGTERM
 =============  ==============================================================
 
 What it may import: the import rule in :mod:`proxy`.

@@ -121,14 +121,14 @@ def build_app(config: Config) -> web.Application:
 
 
 async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None]:
+    ef = config.end_function
+    st = config.storage
+    # the SQLite lock, then pending migrations (before anything that would need closing)
+    store = open_store(st.path, url=st.url, mode=OpenMode.SERVE, wal_max_bytes=st.wal_max_bytes, pool_size=st.pool_size)
+    await store.start()
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
     # No cookie jar: a proxy must not carry one caller's cookies into another's requests.
     session = aiohttp.ClientSession(connector=connector, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar())
-    ef = config.end_function
-    st = config.storage
-    # the SQLite lock, then pending migrations
-    store = open_store(st.path, url=st.url, mode=OpenMode.SERVE, wal_max_bytes=st.wal_max_bytes, pool_size=st.pool_size)
-    await store.start()
     registry = CallRegistry(
         store,
         idle_timeout_s=ef.idle_timeout_s,

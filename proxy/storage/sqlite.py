@@ -43,12 +43,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreLocked
+from ..errors import StoreLocked, StoreUnavailable
 from ..metrics import STORAGE_WRITE
 from . import migrations
 from .db import Conn
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqliteStore", "storage_problem"]
 
 log = logging.getLogger("callgate.storage")
 
@@ -83,11 +83,14 @@ class SqliteStore:
     ) -> None:
         self.path = str(path)
         self.readonly = readonly
-        if not readonly:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.wal_max_bytes = wal_max_bytes
         self.batch = batch
-        self._write_conn = self._connect()
+        try:
+            if not readonly:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._write_conn = self._connect()
+        except (OSError, sqlite3.Error) as e:
+            raise _unavailable(self.path, e) from None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._local = threading.local()
@@ -138,7 +141,10 @@ class SqliteStore:
 
     def lock(self) -> None:
         """Take the one-server lock; :class:`StoreLocked` when another process has it."""
-        f = open(self.path + ".lock", "w")  # noqa: SIM115 - held for the process's life
+        try:
+            f = open(self.path + ".lock", "w")  # noqa: SIM115 - held for the process's life
+        except OSError as e:
+            raise _unavailable(self.path + ".lock", e) from None
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -354,3 +360,25 @@ def _settle_all(done: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 def _log_failure(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
         log.error("a database write failed: %s: %s", type(fut.exception()).__name__, fut.exception())
+
+
+def _unavailable(path: str, e: BaseException) -> StoreUnavailable:
+    """One line naming ``path`` and the OS (or SQLite) error."""
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    if isinstance(e, FileExistsError | NotADirectoryError) and e.filename:
+        reason = f"{e.filename} is a file, not a folder"
+    return StoreUnavailable(f"cannot open the database {path}: {reason} (storage.path)")
+
+
+def storage_problem(path: str) -> str | None:
+    """Why a SQLite database at ``path`` could not be opened for writing, or ``None``
+    (nothing is created: for ``callgate check``)."""
+    target = Path(path).absolute()
+    if target.exists():
+        return None if os.access(target, os.W_OK) else f"{target} is not writable"
+    folder = target.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    return None if os.access(folder, os.W_OK) else f"{folder} is not writable"

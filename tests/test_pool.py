@@ -405,3 +405,24 @@ async def test_a_profile_routes_to_its_own_upstreams(pool: Any) -> None:
         stream = await c2.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], stream=True)
         assert "".join([x.choices[0].delta.content or "" async for x in stream if x.choices]) == "B."
     assert p.ups["a"].requests == []
+
+
+async def test_a_hedges_own_4xx_does_not_end_a_race_the_first_upstream_can_still_win(pool: Any) -> None:
+    p = await pool({"a": [Act(delay_s=0.3, pieces=["From A."])], "b": [Act(status=401)]}, routing={"first_token_ms": 100})
+    assert await p.say() == "From A."
+    assert outcomes(await p.record()) == [("a", "won"), ("b", "failed")]
+
+
+async def test_a_hedge_that_fails_starts_the_next_upstream_at_once(pool: Any) -> None:
+    p = await pool({"a": [Act(delay_s=5)], "b": [Act(status=503)], "c": [Act(pieces=["From C."])]}, routing={"first_token_ms": 1000})
+    assert await p.say() == "From C."
+    a, b, c = (await p.record())["turns"][0]["attempts"]
+    assert c["started_ms"] - b["started_ms"] < 500  # not another first_token_ms later
+    assert [a["outcome"], b["outcome"], c["outcome"]] == ["lost", "failed", "won"]
+
+
+async def test_a_stream_cut_after_its_head_counts_against_its_upstreams_health(pool: Any) -> None:
+    p = await pool({"a": [Act(pieces=["Half "], cut=True)]}, routing={"eject_after": 1})
+    body = await p.raw({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    assert b"upstream_incomplete" in body
+    assert p.services.pool.states()["a"]["state"] == "cooling"

@@ -92,29 +92,45 @@ class Race:
         while True:
             if r.budget > 0 and not self._tasks and not self._start(r):
                 raise r.last or UpstreamsBusy("no upstream is left to try")
-            may_hedge = r.budget > 0 and self._untried(r.names, r.tried)
-            done, _ = await asyncio.wait(self._tasks, timeout=hedge_s if may_hedge else None, return_when=asyncio.FIRST_COMPLETED)
-            if not done:  # the hedge: nobody spoke within first_token_ms
+            ended = await self._wait(r, hedge_s)
+            if ended is None:  # the hedge: nobody spoke within first_token_ms
                 if self._start(r):
                     UPSTREAM_HEDGES.inc()
                 continue
-            winner = await self._settle(done, r)
+            winner = await self._settle(ended, r) if ended else None
             if winner is not None:
                 return winner
             if not self._tasks and r.budget <= 0:
                 raise r.last or UpstreamsBusy("no upstream is left to try")
+            if ended and self._tasks and r.budget > 0:  # one failed while another runs: the next starts at once
+                self._start(r)
+
+    async def _wait(self, r: _Round, hedge_s: float | None) -> set[asyncio.Task[None]] | None:
+        """The attempts that ended (maybe none: the call became known), or ``None`` when
+        the hedge is due. The hedge clock runs once the call is known: before, no
+        attempt may read."""
+        waiting: set[asyncio.Future[Any]] = set(self._tasks)
+        if not self.ready.done():
+            waiting.add(self.ready)
+        may_hedge = r.budget > 0 and self._untried(r.names, r.tried) and self.ready.done()
+        done, _ = await asyncio.wait(waiting, timeout=hedge_s if may_hedge else None, return_when=asyncio.FIRST_COMPLETED)
+        return {t for t in self._tasks if t in done} if done else None
 
     async def _settle(self, done: set[asyncio.Task[None]], r: _Round) -> Attempt | None:
-        """The attempts that ended: the first that succeeded wins (the rest are
-        cancelled); failures are recorded in ``r.last``."""
-        for task in done:
-            attempt = self._tasks.pop(task)
-            e = task.exception()
-            if e is None:
-                self.pool.health.succeeded(attempt.name)
+        """The attempts that ended: one that succeeded wins (in start order; the rest
+        are cancelled); failures are recorded in ``r.last``."""
+        ended = sorted(done, key=lambda t: self.attempts.index(self._tasks[t]))
+        for task in ended:
+            if task.exception() is None:
+                attempt = self._tasks.pop(task)
+                if attempt.first_token_ms is not None:  # it spoke (one adopted at its head is judged later)
+                    self.pool.health.succeeded(attempt.name)
                 await self._cancel(AttemptOutcome.LOST)
                 return attempt
-            r.last = self._failed(attempt, e)
+        for task in ended:
+            exc = task.exception()
+            assert exc is not None
+            r.last = self._failed(self._tasks.pop(task), exc)
         return None
 
     def _untried(self, names: list[str], tried: set[str]) -> bool:
@@ -156,7 +172,9 @@ class Race:
             raise e
         if isinstance(e, UpstreamStatus) and not retryable(e.status):
             log.warning("upstream %s answered the request's own error upstream_url=%s error=%s", attempt.name, url, attempt.error)
-            raise e
+            if not self._tasks:  # relayed at once, unless another attempt may still answer
+                raise e
+            return e
         wait = retry_after_s(retry_after_of(e), time.time()) if isinstance(e, UpstreamStatus) and e.status == 429 else None
         state = self.pool.health.failed(attempt.name, self.pool.clock(), wait)
         log.warning("upstream %s failed an attempt (now %s) upstream_url=%s error=%s", attempt.name, state, url, attempt.error)
@@ -172,6 +190,15 @@ class Race:
         await asyncio.gather(*running, return_exceptions=True)
         for attempt in running.values():
             self.let_go(attempt)
+
+    def fault(self, attempt: Attempt) -> None:
+        """An adopted attempt failed after its head (cut, stalled, broke): its upstream's health is told."""
+        state = self.pool.health.failed(attempt.name, self.pool.clock())
+        log.warning("upstream %s failed mid-reply (now %s): %s", attempt.name, state, attempt.error)
+
+    def spoke(self, attempt: Attempt) -> None:
+        """An attempt adopted at its head produced speakable output: its upstream answered."""
+        self.pool.health.succeeded(attempt.name)
 
     def let_go(self, attempt: Attempt, *, close: bool = True) -> None:
         """An attempt is over: its connection closed (or, ``close`` false, released)

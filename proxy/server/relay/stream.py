@@ -113,6 +113,7 @@ async def _relay_events(attempt: Attempt, response: web.StreamResponse, reply: R
         out = feed(events[0]) if len(events) == 1 else await _feed_all(response, feed, events)
         if attempt.first_token_ms is None and attempt.speakable():
             attempt.spoke()
+            reply.race.spoke(attempt)
         if out:
             await _write(response, out)
             if not reply.client_first:
@@ -124,6 +125,8 @@ async def _relay_events(attempt: Attempt, response: web.StreamResponse, reply: R
     out += reply.close()
     if not ins.saw_done and not ins.saw_finish:  # cut off: say so, where the stream still allows it
         reply.settle(TurnStatus.UPSTREAM_INCOMPLETE, "the upstream's stream ended with no finish_reason and no [DONE]", UpstreamFailure.INCOMPLETE)
+        attempt.error = "the stream ended with no finish_reason and no [DONE]"
+        reply.race.fault(attempt)
         body = openai_error_body("the upstream's stream ended before the reply was complete", type="upstream_error", code="upstream_incomplete")
         out += encode_data(json.dumps(body)) + DONE
     elif not ins.saw_done:  # finished, but without the last line: the runtime gets it
@@ -160,6 +163,7 @@ async def _upstream_failed(response: web.StreamResponse, reply: Reply, e: BaseEx
     reply.settle(TurnStatus.UPSTREAM_ERROR, error, failure)
     if attempt is not None:
         attempt.error = error
+        reply.race.fault(attempt)
     log.warning("upstream failed mid-stream call_id=%s error=%s", reply.call.call_id, error)
     tail = reply.close()
     body = openai_error_body(f"upstream failed during the stream: {error}", type="upstream_error", code="upstream_stream_error")
@@ -187,6 +191,7 @@ async def _continue(response: web.StreamResponse, reply: Reply, stalled: Attempt
     UPSTREAM_STALLS.inc()
     stalled.outcome = AttemptOutcome.STALLED
     stalled.error = "stalled" if isinstance(e, _Stalled) else f"{type(e).__name__}: {e}"
+    reply.race.fault(stalled)
     reply.race.let_go(stalled)
     log.warning("upstream %s stalled mid-speech call_id=%s: continuing", stalled.name, reply.call.call_id)
     nxt = await reply.race.continuation(stalled, reply.spoken_text)

@@ -23,7 +23,6 @@
         │                         headers are relayed
         └── UpstreamsBusy         every upstream of the pool is at its max_concurrent (HTTP 503)
     StorageError                  the database cannot be used as it is (a startup or CLI error)
-    ├── StoreLocked               another callgate server holds this SQLite database
     ├── StoreUnavailable          its file, folder or lock file cannot be opened (path, OS error)
     ├── SchemaTooOld              it needs ``callgate migrate``; a read-only command never migrates
     └── SchemaTooNew              a newer callgate wrote it; this one refuses to open it
@@ -54,7 +53,6 @@ __all__ = [
     "SchemaTooNew",
     "SchemaTooOld",
     "StorageError",
-    "StoreLocked",
     "StoreUnavailable",
     "TooManyTurns",
     "Unauthorized",
@@ -236,12 +234,6 @@ class StorageError(CallgateError):
 
     type = "storage_error"
     code = "storage_error"
-
-
-class StoreLocked(StorageError):
-    """Another callgate server holds this SQLite database (``<path>.lock``)."""
-
-    code = "store_locked"
 
 
 class StoreUnavailable(StorageError):

@@ -185,16 +185,6 @@ async def test_start_recovers_what_a_dead_process_left(tmp_path: Path) -> None:
     assert sorted(g["headers"]["Idempotency-Key"] for g in recv.delivered) == ["hung-1:crm", "idle-1:crm", "req_x:crm"]
 
 
-async def test_a_second_server_on_the_same_sqlite_file_refuses_to_start(tmp_path: Path) -> None:
-    from proxy.errors import StoreLocked
-
-    cfg = parse_config({"upstream": {"base_url": "http://127.0.0.1:9/v1"}, "storage": {"path": str(tmp_path / "cg.db")}})
-    async with running(cfg, port=0):
-        with pytest.raises(StoreLocked):
-            async with running(cfg, port=0):
-                pass
-
-
 async def test_the_idle_sweep_reads_the_database_not_memory(stack: Any) -> None:
     s = await stack([PLAIN], end_function={"idle_timeout_s": 0.3, "sweep_s": 0.05})
     await post(s.url, "sweep-1")

@@ -11,7 +11,9 @@ from typing import Any
 
 import aiohttp
 
-from proxy.storage import open_store, ops
+import pytest
+
+from proxy.storage import OpenMode, open_store, ops
 
 from . import rows
 
@@ -21,20 +23,13 @@ from .lab import llm_app, turn, until
 from .process import ServeProcess
 
 
-def test_workers_refuse_sqlite(tmp_path: Path) -> None:
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(f'storage: {{path: "{tmp_path / "cg.db"}"}}\n')
-    done = subprocess.run(
-        [sys.executable, "-m", "proxy.cli", "serve", "--config", str(cfg), "--workers", "2"], capture_output=True, text=True, timeout=30
-    )
-    assert done.returncode == 2
-    assert "needs a database every process can share: set storage.url" in done.stderr
-
-
-async def test_two_workers_share_one_port_and_one_database(tmp_path: Path, pg_url: str) -> None:
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+async def test_two_workers_share_one_port_and_one_database(tmp_path: Path, engine: str, request: pytest.FixtureRequest) -> None:
+    pg_url = request.getfixturevalue("pg_url") if engine == "postgres" else ""
+    storage = f'{{url: "{pg_url}"}}' if pg_url else f'{{path: "{tmp_path / "cg.db"}"}}'
     async with serve_app(llm_app(ttft_s=0.05)) as up:
         cfg = tmp_path / "c.yaml"
-        cfg.write_text(f'upstream: {{base_url: "{up}/v1"}}\nstorage: {{url: "{pg_url}"}}\nend_function: {{after_hangup_s: 0}}\n')
+        cfg.write_text(f'upstream: {{base_url: "{up}/v1"}}\nstorage: {storage}\nend_function: {{after_hangup_s: 0}}\n')
         server = ServeProcess(cfg, "--workers", "2")
         url = await server.start()
         try:
@@ -57,7 +52,7 @@ async def test_two_workers_share_one_port_and_one_database(tmp_path: Path, pg_ur
                 assert [await answered() for _ in range(4)] == [80] * 4
         finally:
             assert await server.stop() == 0
-    store = open_store("", url=pg_url, pool_size=1)
+    store = open_store(tmp_path / "cg.db", url=pg_url or None, pool_size=1, mode=OpenMode.READ)
     try:
         records = [store.run_sync(ops.call_record, f"w-{i}") for i in range(40)]
     finally:

@@ -41,13 +41,21 @@ class Sweeper:
     async def _heartbeat(self, now: float) -> None:
         await self.store.write(ops.heartbeat, self.instance, socket.gethostname(), os.getpid(), now)
 
+    async def _recover(self, now: float) -> dict[str, int]:
+        """Free what dead processes left: those silent for three sweeps, and (on a
+        store of one machine) those whose pid no longer runs, at once."""
+        gone: list[str] = []
+        if self.store.local:
+            me = (socket.gethostname(), os.getpid())
+            gone = [i for i, host, pid in await self.store.read(ops.processes) if host == me[0] and (pid == me[1] or not _running(pid))]
+        found: dict[str, int] = await self.store.write(ops.recover, self.instance, now, now - 3 * self.sweep_s, gone)
+        return found
+
     async def start(self) -> None:
-        """Register this instance; recover what earlier processes left (with an
-        engine of one process, every other instance has stopped); one sweep."""
+        """Register this instance; recover what stopped processes left; one sweep."""
         now = time.time()
         await self._heartbeat(now)
-        dead_before = now + 1 if not self.store.shared else now - 3 * self.sweep_s
-        found = await self.store.write(ops.recover, self.instance, now, dead_before)
+        found = await self._recover(now)
         if any(found.values()):
             log.warning("recovered after a stop: %d turn(s) interrupted, %d step(s) and %d delivery(ies) resumed",
                         found["turns"], found["jobs"], found["deliveries"])
@@ -57,8 +65,7 @@ class Sweeper:
         """One round (see the module docstring). Returns how many calls it ended."""
         now = time.time()
         await self._heartbeat(now)
-        if self.store.shared:
-            await self.store.write(ops.recover, self.instance, now, now - 3 * self.sweep_s)
+        await self._recover(now)
         due = await self.store.read(ops.due_ends, now, self.idle_timeout_s, self.after_hangup_s)
         ended = 0
         for end in due:
@@ -81,3 +88,21 @@ class Sweeper:
                 await self.sweep()
             except Exception:
                 log.exception("the sweep failed; the next one tries again")
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[-1].split()[0]
+        return state not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True

@@ -43,7 +43,7 @@ class ServerConfig(Model):
     max_json_depth: int = Field(64, ge=4, le=512, description="deepest nesting of a JSON body")
     backlog: int = Field(4096, ge=1, description="listen queue for connections not yet accepted")
     drain_s: float = Field(30.0, ge=0, description="on SIGTERM, replies in flight get this long (s); then an error event server_shutting_down")
-    workers: int = Field(1, ge=1, le=64, description="server processes on one port (SO_REUSEPORT); > 1 needs storage.url")
+    workers: int = Field(1, ge=1, le=64, description="server processes on one port (SO_REUSEPORT), on either store")
     metrics_port: int | None = Field(
         None, ge=0, le=65535, description="also serve GET /metrics here, without a key (a scraper on a private network)"
     )

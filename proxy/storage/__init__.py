@@ -14,6 +14,7 @@ a transaction the engine opens:
 ``migrations``  the numbered schema migrations and their runner
 ``schema``      what the tables hold
 ``sqlite``      the embedded engine: a writer thread, reader threads, WAL
+``wakeup``      SQLite's wake-ups between processes (PostgreSQL has NOTIFY)
 ``postgres``    the shared engine: a connection pool in worker threads, LISTEN/NOTIFY
 ``claims``      the loop of a worker on claimed rows (jobs, deliveries)
 ``views``       what the operator page reads (calls list filters, a change fingerprint)
@@ -77,11 +78,13 @@ class Store(Protocol):
 
     ``order_key``: writes given the same key (a call's record key) commit in the
     order they were queued, whatever the engine; :meth:`settled` waits for them.
-    ``shared``: several processes may use the database at once.
+    ``shared``: several processes may use the database at once; ``local``: all of
+    them on this machine (SQLite), so a process that is gone is known by its pid.
     """
 
     dialect: str
     shared: bool
+    local: bool
     path: str  # where it is (a file, or the URL without its password)
     on_notify: Callable[[str], None] | None  # what other instances' commits wake
 
@@ -138,7 +141,7 @@ class Store(Protocol):
 class OpenMode(StrEnum):
     """What a command does with the database it opens."""
 
-    SERVE = "serve"  # callgate serve: the SQLite lock, then pending migrations
+    SERVE = "serve"  # callgate serve: pending migrations
     MIGRATE = "migrate"  # callgate migrate: the same, and nothing else
     WRITE = "write"  # a CLI command that writes: the schema must be this callgate's
     READ = "read"  # a CLI command that only reads: the same, and SQLite opens read-only
@@ -153,7 +156,7 @@ def open_store(
     pool_size: int = 8,
 ) -> Store:
     """The engine for ``storage.url`` (PostgreSQL) when set, else ``storage.path``
-    (SQLite), opened for ``mode``. Raises :class:`~proxy.errors.StoreLocked`,
+    (SQLite), opened for ``mode``. Raises :class:`~proxy.errors.StoreUnavailable`,
     :class:`~proxy.errors.SchemaTooOld` (``WRITE``, ``READ``),
     :class:`~proxy.errors.SchemaTooNew`, and the driver's error when the database
     cannot be reached."""
@@ -172,9 +175,7 @@ def open_store(
         store = SqliteStore(path, wal_max_bytes=wal_max_bytes, readonly=mode is OpenMode.READ)
     try:
         if mode in (OpenMode.SERVE, OpenMode.MIGRATE):
-            if not url:
-                store.lock()  # one server per SQLite file; migrated by the one holding it
-            store.migrate()
+            store.migrate()  # under a lock: processes starting together migrate once
         else:
             store.check()
     except BaseException:

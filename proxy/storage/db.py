@@ -53,7 +53,7 @@ class Conn:
     """``dialect``: ``"sqlite"`` or ``"postgres"``; ``raw``: the driver's connection,
     its rows mappings."""
 
-    __slots__ = ("raw", "dialect", "for_update", "skip_locked", "_pg")
+    __slots__ = ("raw", "dialect", "for_update", "skip_locked", "notes", "_pg")
 
     def __init__(self, raw: Any, dialect: str) -> None:
         self.raw = raw
@@ -61,6 +61,7 @@ class Conn:
         self._pg = dialect == "postgres"
         self.for_update = " FOR UPDATE" if self._pg else ""
         self.skip_locked = " FOR UPDATE SKIP LOCKED" if self._pg else ""
+        self.notes: list[str] = []  # SQLite: the wake-ups to send once the transaction commits
 
     def execute(self, sql: str, params: Params | None = None) -> Any:
         """Run one statement; returns the cursor (``rowcount``, ``fetchall``)."""
@@ -109,7 +110,10 @@ class Conn:
         return [str(v) if isinstance(v, str) else v for v in values] if self._pg else json_codec.dumps(list(values)).decode()
 
     def notify(self, payload: str) -> None:
-        """Wake the other instances on commit (PostgreSQL ``NOTIFY callgate``); nothing
-        on SQLite, which one process uses."""
+        """Wake the other instances on commit: PostgreSQL ``NOTIFY callgate``; on SQLite
+        the payload waits in :attr:`notes` for the store to send after the commit
+        (:mod:`proxy.storage.wakeup`)."""
         if self._pg:
             self.execute("SELECT pg_notify('callgate', :payload)", {"payload": payload})
+        else:
+            self.notes.append(payload)

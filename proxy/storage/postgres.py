@@ -54,6 +54,7 @@ class PostgresStore:
 
     dialect = "postgres"
     shared = True
+    local = False  # its instances may be on other machines
 
     def __init__(self, url: str, *, pool_size: int = 8, max_queue: int = 2000) -> None:
         from psycopg.rows import dict_row

@@ -15,15 +15,20 @@ checkpoint runs in the writer thread, ``journal_size_limit`` truncates the file
 after checkpoints, and a ``TRUNCATE`` checkpoint runs between batches whenever the
 WAL file passes ``wal_max_bytes``.
 
-One server process per database file: :meth:`SqliteStore.lock` takes an exclusive
-lock on ``<path>.lock`` (released when the process dies, even by ``kill -9``). The
-CLI's operations do not take it; its read-only commands open the file read-only
+Several processes may serve one database file at once (``shared``: a restart's
+new server beside the old one, ``serve --workers N``), all on one machine (``local``):
+each write transaction is ``BEGIN IMMEDIATE`` (one writer at a time across
+processes, the others wait up to ``busy_timeout``), claims are leases as on
+PostgreSQL, and a commit's wake-ups reach the other processes through
+:mod:`.wakeup`. The CLI's read-only commands open the file read-only
 (``readonly``), with no pragma that writes and no checkpoint, so they leave it as
-it was. :meth:`SqliteStore.migrate` copies the file to ``<path>.bak-v<N>`` before
-it applies a migration (:mod:`proxy.storage.migrations`).
+it was. :meth:`SqliteStore.migrate` holds an exclusive lock on ``<path>.lock``
+while it migrates (processes starting together migrate once) and copies the file
+to ``<path>.bak-v<N>`` before it applies a migration (:mod:`proxy.storage.migrations`).
 
-Writes are FIFO, so the ``order_key`` of :class:`~proxy.storage.Store` needs nothing
-more here: every write commits after the ones queued before it.
+Writes are FIFO within a process, so the ``order_key`` of :class:`~proxy.storage.Store`
+needs nothing more here: every write commits after the ones queued before it (a
+call is served by one process at a time).
 """
 
 from __future__ import annotations
@@ -43,10 +48,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreLocked, StoreUnavailable
+from ..errors import StoreUnavailable
 from ..metrics import STORAGE_WRITE
 from . import migrations
 from .db import Conn
+from .wakeup import Wakeups
 
 __all__ = ["SqliteStore", "storage_problem"]
 
@@ -69,8 +75,8 @@ class SqliteStore:
     """
 
     dialect = "sqlite"
-    shared = False  # one server process per database
-
+    shared = True  # several processes may serve it at once
+    local = True  # all of them on this machine: a process's liveness is its pid
     def __init__(
         self,
         path: str | Path,
@@ -96,10 +102,10 @@ class SqliteStore:
         self._local = threading.local()
         self._readers = concurrent.futures.ThreadPoolExecutor(readers, thread_name_prefix="callgate-sqlite-read")
         self._reader_conns: list[sqlite3.Connection] = []
-        self._lock_file: Any = None
         self.commits = 0
         self.max_queue = max_queue
-        self.on_notify: Callable[[str], None] | None = None  # one process: nobody else to hear from
+        self.on_notify: Callable[[str], None] | None = None  # what other processes' commits wake
+        self._wakeups = None if readonly else Wakeups(self.path)
         self._room: asyncio.Event | None = None  # set when a full queue has room again
         self._room_loop: asyncio.AbstractEventLoop | None = None
 
@@ -125,7 +131,13 @@ class SqliteStore:
         """Apply the pending migrations (after copying the file to
         ``<path>.bak-v<N>``); ``(version before, after)``. Raises
         :class:`~proxy.errors.SchemaTooNew`."""
-        return migrations.migrate(self.run_sync, self.path, self._backup)
+        try:
+            lock = open(self.path + ".lock", "w")  # noqa: SIM115 - closed below
+        except OSError as e:
+            raise _unavailable(self.path + ".lock", e) from None
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed, or when the process dies
+            return migrations.migrate(self.run_sync, self.path, self._backup)
 
     def check(self) -> int:
         """The schema version, when it is this callgate's
@@ -139,26 +151,19 @@ class SqliteStore:
             copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
         log.info("%s: copied to %s before migrating", self.path, target)
 
-    def lock(self) -> None:
-        """Take the one-server lock; :class:`StoreLocked` when another process has it."""
-        try:
-            f = open(self.path + ".lock", "w")  # noqa: SIM115 - held for the process's life
-        except OSError as e:
-            raise _unavailable(self.path + ".lock", e) from None
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
-            raise StoreLocked(f"another callgate server is using {self.path}; one server per SQLite database (use PostgreSQL for more)") from None
-        self._lock_file = f
-
     # -- the writer -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the writer thread."""
+        """Start the writer thread; listen for the other processes' wake-ups."""
+        if self._wakeups is not None and self._writer is None:
+            self._wakeups.listen(asyncio.get_running_loop(), self._woken)
         if self._writer is None:
             self._writer = threading.Thread(target=self._write_loop, name="callgate-sqlite-write", daemon=True)
             self._writer.start()
+
+    def _woken(self, payload: str) -> None:
+        if self.on_notify is not None:
+            self.on_notify(payload)
 
     async def room(self) -> None:
         """Wait while ``max_queue`` writes are queued (backpressure: new turns wait for
@@ -220,9 +225,17 @@ class SqliteStore:
                     break
                 items.append(nxt)
             self._commit(conn, items)
+            self._wake(conn)
             self._trim_wal()
             if self._room is not None and self._room_loop is not None and self._queue.qsize() < self.max_queue // 2:
                 self._room_loop.call_soon_threadsafe(self._room.set)
+
+    def _wake(self, conn: Conn) -> None:
+        """Send the wake-ups of what was just committed (or tried: a wake-up is a hint)."""
+        if conn.notes:
+            if self._wakeups is not None:
+                self._wakeups.send(conn.notes)
+            conn.notes.clear()
 
     def _commit(self, conn: Conn, items: list[Any]) -> None:
         """The batch in one transaction; when an operation fails, the batch again with
@@ -303,12 +316,14 @@ class SqliteStore:
         """Run ``op`` in one transaction on this thread (the CLI; never on the event loop)."""
         raw = self._write_conn
         raw.execute("BEGIN" if self.readonly else "BEGIN IMMEDIATE")
+        conn = Conn(raw, "sqlite")
         try:
-            result = op(Conn(raw, "sqlite"), *args, **kw)
+            result = op(conn, *args, **kw)
         except BaseException:
             raw.execute("ROLLBACK")
             raise
         raw.execute("COMMIT")
+        self._wake(conn)
         return result
 
     def wal_bytes(self) -> int:
@@ -338,9 +353,9 @@ class SqliteStore:
             with contextlib.suppress(sqlite3.Error):
                 self._write_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._write_conn.close()
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+        if self._wakeups is not None:
+            self._wakeups.close()
+            self._wakeups = None
 
 
 def _barrier(c: Conn) -> None:

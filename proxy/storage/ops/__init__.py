@@ -30,7 +30,7 @@ from .calls import (
     put_record,
     queue_jobs,
 )
-from .instances import heartbeat, recover
+from .instances import heartbeat, processes, recover
 from .queue import (
     claim_deliveries,
     claim_jobs,
@@ -52,7 +52,7 @@ __all__ = [
     "DueEnd", "add_events", "begin_turn", "call_record", "claim_deliveries", "claim_jobs", "count_deliveries",
     "due_ends", "end_call", "end_of", "events_after", "extend_leases", "find_call", "finish_delivery", "finish_job",
     "finish_turn", "gauges", "heartbeat", "job", "jobs_for_call", "list_calls", "list_deliveries", "list_jobs",
-    "next_due", "patch_state", "purge", "put_record", "queue_jobs", "read_call", "recover", "retry_deliveries",
+    "next_due", "patch_state", "processes", "purge", "put_record", "queue_jobs", "read_call", "recover", "retry_deliveries",
     "retry_jobs", "tail",
 ]
 

@@ -3,10 +3,12 @@ left behind."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..db import Conn
 from ..statuses import DeliveryStatus, JobStatus, TurnStatus, lit
 
-__all__ = ["heartbeat", "recover"]
+__all__ = ["heartbeat", "processes", "recover"]
 
 
 def heartbeat(c: Conn, me: str, host: str, pid: int, now: float) -> None:
@@ -18,14 +20,22 @@ def heartbeat(c: Conn, me: str, host: str, pid: int, now: float) -> None:
     )
 
 
-def recover(c: Conn, me: str, now: float, dead_before: float) -> dict[str, int]:
-    """What processes that stopped heart-beating before ``dead_before`` left behind:
-    their turns in progress become ``interrupted``; their running jobs and claimed
-    deliveries (and any whose lease ran out) are free again. Returns the counts
-    (``turns``, ``jobs``, ``deliveries``)."""
-    p = {"me": me, "now": now, "dead_before": dead_before}
-    dead = [r["id"] for r in c.all("SELECT id FROM instances WHERE heartbeat_at < :dead_before AND id <> :me", p)]
-    alive = [me] + [r["id"] for r in c.all("SELECT id FROM instances WHERE heartbeat_at >= :dead_before AND id <> :me", p)]
+def processes(c: Conn) -> list[tuple[str, str, int]]:
+    """Every registered process: ``(instance id, host, pid)``."""
+    return [(r["id"], r["host"], int(r["pid"])) for r in c.all("SELECT id, host, pid FROM instances ORDER BY id")]
+
+
+def recover(c: Conn, me: str, now: float, dead_before: float, gone: Sequence[str] = ()) -> dict[str, int]:
+    """What processes that stopped heart-beating before ``dead_before``, or are known
+    to be ``gone`` (their pid is not running), left behind: their turns in progress
+    become ``interrupted``; their running jobs and claimed deliveries (and any whose
+    lease ran out) are free again. Returns the counts (``turns``, ``jobs``,
+    ``deliveries``)."""
+    p = {"me": me, "now": now, "dead_before": dead_before, "gone": c.array([g for g in gone if g != me])}
+    dead = [r["id"] for r in c.all(f"SELECT id FROM instances WHERE (heartbeat_at < :dead_before OR id {c.any('gone')}) AND id <> :me", p)]
+    alive = [me] + [
+        r["id"] for r in c.all(f"SELECT id FROM instances WHERE heartbeat_at >= :dead_before AND id {c.none_of('gone')} AND id <> :me", p)
+    ]
     p["alive"] = c.array(alive)
     turns = c.execute(
         f"UPDATE turns SET status = :interrupted, error = 'the process serving it stopped', finished_at = :now "
@@ -44,7 +54,7 @@ def recover(c: Conn, me: str, now: float, dead_before: float) -> dict[str, int]:
     ).rowcount
     if dead:
         c.execute(
-            f"DELETE FROM instances WHERE id {c.any('dead')} AND heartbeat_at < :day_ago",
-            {"dead": c.array(dead), "day_ago": now - 86400},
+            f"DELETE FROM instances WHERE id {c.any('dead')} AND (heartbeat_at < :day_ago OR id {c.any('gone')})",
+            {"dead": c.array(dead), "day_ago": now - 86400, "gone": p["gone"]},
         )
     return {"turns": turns, "jobs": jobs, "deliveries": deliveries}

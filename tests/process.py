@@ -11,16 +11,17 @@ from pathlib import Path
 
 
 class ServeProcess:
-    """One ``callgate serve --config CFG --port 0`` process: :meth:`start` waits until
+    """One ``callgate serve --config CFG --port PORT`` process (0: any free one): :meth:`start` waits until
     it says where it listens (``url``); :meth:`kill` is SIGKILL, :meth:`stop` SIGTERM
     (returns the exit code); :meth:`rss_mib` reads its resident memory. Every one
     started is in ``ServeProcess.started`` (the tests' teardown kills what is left)."""
 
     started: list[ServeProcess] = []
 
-    def __init__(self, cfg: Path, *extra: str) -> None:
+    def __init__(self, cfg: Path, *extra: str, port: int = 0) -> None:
         self.cfg = cfg
         self.extra = extra
+        self.port = port
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
         self._drain: asyncio.Task[None] | None = None
@@ -28,7 +29,7 @@ class ServeProcess:
 
     async def start(self, timeout: float = 30) -> str:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "proxy.cli", "serve", "--config", str(self.cfg), "--port", "0", *self.extra,
+            sys.executable, "-m", "proxy.cli", "serve", "--config", str(self.cfg), "--port", str(self.port), *self.extra,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )
         ServeProcess.started.append(self)

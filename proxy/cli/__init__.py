@@ -147,16 +147,13 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         print(f"callgate: {refusal}", file=sys.stderr)
         return 2
     from ..server.app import serve
-    from ..server.workers import WorkersRefused, run_workers
+    from ..server.workers import run_workers
     from ..errors import StorageError
 
     try:
         if config.server.workers > 1 and args.socket_fd is None:
             return run_workers(config, args.config, config.server.workers)
         run_event_loop(serve(config, socket_fd=args.socket_fd))
-    except WorkersRefused as e:
-        print(f"callgate: {e}", file=sys.stderr)
-        return 2
     except StorageError as e:
         print(f"callgate: {e}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@
 ``pool``       the upstream pool: its entries, health, which upstream is next
 ``access``     the access log and each request's log context
 ``drain``      the replies in flight, given ``server.drain_s`` on SIGTERM
+``handoff``    the listening socket, handed to the server that replaces this one
 =============  ==============================================================
 
 What it may import: the import rule in :mod:`proxy`.

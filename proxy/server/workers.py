@@ -3,12 +3,13 @@
 Their Prometheus metrics go to one ``PROMETHEUS_MULTIPROC_DIR`` (a temporary
 directory unless set), so a scrape of any worker sums all of them.
 The parent binds one listening socket per worker and hands it over (``--socket-fd``);
-the kernel spreads new connections over them. They share the PostgreSQL
-store (``storage.url``), which is what makes a call's turns, events, end and steps
-right whichever process serves them. SQLite serves one process, so N > 1 without
-``storage.url`` is refused. The parent only supervises: it starts the workers,
-restarts one that dies, and on SIGTERM/SIGINT stops them all and exits with 0 when
-they stopped cleanly.
+the kernel spreads new connections over them. They share the store (PostgreSQL, or
+one SQLite file: both take several processes), which is what makes a call's turns,
+events, end and steps right whichever process serves them. The parent only
+supervises: it starts the workers, restarts one that dies, and on SIGTERM/SIGINT
+stops them all and exits with 0 when they stopped cleanly. Like a lone server it
+takes the sockets of a server running on its port and offers its own to the next
+(:mod:`.handoff`): a restart refuses no connection.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import os
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,27 +28,11 @@ from types import FrameType
 from yarl import URL
 
 from ..config import Config
+from . import handoff
 
-__all__ = ["WorkersRefused", "run_workers", "tell_ready"]
+__all__ = ["run_workers", "tell_ready"]
 
 log = logging.getLogger("callgate")
-
-
-class WorkersRefused(ValueError):
-    """``--workers`` cannot be honoured with this config (the message says why)."""
-
-
-def _listen(host: str, port: int, backlog: int, n: int) -> list[socket.socket]:
-    """``n`` listening sockets on one port (``SO_REUSEPORT``: the kernel spreads new
-    connections over them by address hash), one per worker. Bound here, in order and
-    before any worker exists, so nothing races them for the port; the parent keeps
-    them, so a worker that is restarted takes over its socket and its queue."""
-    first = socket.create_server((host, port), backlog=backlog, reuse_port=True)
-    port = first.getsockname()[1]
-    socks = [first] + [socket.create_server((host, port), backlog=backlog, reuse_port=True) for _ in range(n - 1)]
-    for sock in socks:
-        sock.set_inheritable(True)
-    return socks
 
 
 def _wait_ready(fd: int, n: int, timeout: float) -> None:
@@ -74,13 +58,10 @@ def tell_ready() -> None:
 
 def run_workers(config: Config, config_path: str | None, n: int) -> int:
     """Supervise ``n`` workers until a signal; returns the exit code."""
-    if not config.storage.url:
-        raise WorkersRefused(
-            f"--workers {n} needs a database every process can share: set storage.url (PostgreSQL). "
-            "SQLite (storage.path) serves one process: two would each run every end-function step."
-        )
     host = config.server.host
-    socks = _listen(host, config.server.port, config.server.backlog, n)
+    socks, taken = handoff.listen(host, config.server.port, config.server.backlog, n)
+    for sock in socks:
+        sock.set_inheritable(True)
     port = socks[0].getsockname()[1]
     ready_r, ready_w = os.pipe()  # each worker writes a byte once it listens
     env = {**os.environ, "CALLGATE_READY_FD": str(ready_w)}
@@ -89,7 +70,7 @@ def run_workers(config: Config, config_path: str | None, n: int) -> int:
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="callgate-metrics-")
 
     def spawn(i: int) -> subprocess.Popen[bytes]:
-        fd = socks[i].fileno()
+        fd = socks[i % len(socks)].fileno()  # a server taken over may have had fewer
         cmd = [sys.executable, "-m", "proxy.cli", "serve", "--host", host, "--port", str(port), "--socket-fd", str(fd)]
         if config_path:
             cmd += ["--config", config_path]
@@ -105,13 +86,16 @@ def run_workers(config: Config, config_path: str | None, n: int) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     _wait_ready(ready_r, n, timeout=60)
-    log.info("callgate listening on http://%s:%d, %d workers, upstream %s", host, port, n, URL(config.primary.base_url).with_query(None))
+    offer = handoff.Offer(socks, host).start()
+    log.info("callgate listening on http://%s:%d, %d workers, upstream %s%s", host, port, n, URL(config.primary.base_url).with_query(None),
+             " (the running server's socket, taken over)" if taken else "")
     while not stop:
         for i, p in enumerate(procs):
             if p.poll() is not None and not stop:
                 log.error("worker pid=%d exited with %s; starting another", p.pid, p.returncode)
                 procs[i] = spawn(i)
         time.sleep(0.2)
+    offer.close()
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)

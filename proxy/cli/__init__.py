@@ -153,7 +153,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     try:
         if config.server.workers > 1 and args.socket_fd is None:
             return run_workers(config, args.config, config.server.workers)
-        run_event_loop(serve(config, socket_fd=args.socket_fd))
+        run_event_loop(serve(config, socket_fd=args.socket_fd, config_path=args.config))
     except StorageError as e:
         print(f"callgate: {e}", file=sys.stderr)
         return 1

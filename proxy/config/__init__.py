@@ -16,6 +16,7 @@ names the path of every bad field (``commands.output: Input should be ...``).
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from functools import cached_property
@@ -277,8 +278,10 @@ def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> C
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    stream = io.StringIO(text)
+    stream.name = str(path)  # YAML errors name the file, not <unicode string>
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(stream)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     return parse_config(data, str(path), env)

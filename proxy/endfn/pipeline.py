@@ -82,6 +82,12 @@ class Pipeline:
         """``(name, kind, after)`` of every configured step: the jobs of an ended call."""
         return [(s.name, s.kind, list(s.after)) for s in self.steps.values()]
 
+    def configure(self, cfg: EndFunctionConfig) -> None:
+        """Run ``cfg``'s steps from now on (a reload): a job claimed next takes its step from here."""
+        self.cfg = cfg
+        self.steps = {s.name: s for s in cfg.steps}
+        self._awaited = {name for s in cfg.steps for name in s.after}
+
     def kick(self) -> None:
         """Look for due jobs now (a call ended, ``jobs retry`` ran)."""
         self._wake.set()

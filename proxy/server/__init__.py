@@ -18,6 +18,7 @@
 ``access``     the access log and each request's log context
 ``drain``      the replies in flight, given ``server.drain_s`` on SIGTERM
 ``handoff``    the listening socket, handed to the server that replaces this one
+``reload``     SIGHUP: the config file read again, put in place for the next request
 =============  ==============================================================
 
 What it may import: the import rule in :mod:`proxy`.

@@ -35,6 +35,7 @@ from .delivery import EventDelivery
 from .openapi import openapi
 from .scrape import METRICS_URL, count_requests, metrics, metrics_site
 from .pool import UpstreamPool
+from .reload import fingerprint, reload
 from .services import SERVICES, Services
 
 __all__ = ["build_app", "running", "serve"]
@@ -87,9 +88,10 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 async def healthz(request: web.Request) -> web.Response:
     """``GET /healthz`` (no key): ``{"status": "ok", "calls": calls in memory,
-    "upstreams": {name: {"state": "ok" | "cooling" | "probing", "cooling_s": s left, "in_flight": n}}}``."""
+    "upstreams": {name: {"state": "ok" | "cooling" | "probing", "cooling_s": s left, "in_flight": n}},
+    "config": {"fingerprint": 16 hex digits, "loaded_at": Unix s}}`` (:mod:`.reload`)."""
     s = request.app[SERVICES]
-    return web.json_response({"status": "ok", "calls": len(s.registry), "upstreams": s.pool.states()})
+    return web.json_response({"status": "ok", "calls": len(s.registry), "upstreams": s.pool.states(), "config": s.loaded.as_json()})
 
 
 async def _drain(app: web.Application) -> None:
@@ -100,8 +102,9 @@ async def _drain(app: web.Application) -> None:
 
 def build_app(config: Config) -> web.Application:
     """The application for ``config``; its services start with the app."""
+    keys = Keys(config.auth)
     app = web.Application(
-        middlewares=[access_log, count_requests, openai_errors, authenticate(Keys(config.auth))], client_max_size=config.server.max_body_bytes + 1
+        middlewares=[access_log, count_requests, openai_errors, authenticate(keys)], client_max_size=config.server.max_body_bytes + 1
     )
     app.router.add_post("/v1/chat/completions", relay.chat_completions)
     app.router.add_get("/v1/models", relay.models)
@@ -115,7 +118,7 @@ def build_app(config: Config) -> web.Application:
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/metrics", metrics)
     admin.add_routes(app)
-    app.cleanup_ctx.append(lambda app: _lifecycle(app, config))
+    app.cleanup_ctx.append(lambda app: _lifecycle(app, config, keys))
     app.on_shutdown.append(_drain)
     app.on_response_prepare.append(_on_prepare)
     return app
@@ -126,7 +129,7 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
         await request.app[SERVICES].drain.on_prepare(request, response)
 
 
-async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None]:
+async def _lifecycle(app: web.Application, config: Config, keys: Keys) -> AsyncIterator[None]:
     ef = config.end_function
     st = config.storage
     # the SQLite lock, then pending migrations (before anything that would need closing)
@@ -161,6 +164,8 @@ async def _lifecycle(app: web.Application, config: Config) -> AsyncIterator[None
         pipeline=pipeline,
         delivery=delivery,
         pool=UpstreamPool(config),
+        keys=keys,
+        loaded=fingerprint(config),
     )
     store.on_notify = _dispatcher(registry, pipeline, delivery)  # other instances' commits (PostgreSQL)
     await registry.start()
@@ -237,9 +242,9 @@ async def running(
             await runner.cleanup()
 
 
-async def serve(config: Config, *, socket_fd: int | None = None) -> None:
-    """Run until SIGINT/SIGTERM (``socket_fd``: one of ``--workers``, on the parent's
-    socket). Otherwise it takes the listening socket of a server running on the same
+async def serve(config: Config, *, socket_fd: int | None = None, config_path: str | None = None) -> None:
+    """Run until SIGINT/SIGTERM; SIGHUP reloads ``config_path`` (:mod:`.reload`)
+    (``socket_fd``: one of ``--workers``, on the parent's socket). Otherwise it takes the listening socket of a server running on the same
     host and port, or binds it (:mod:`.handoff`), and offers it to the next one."""
     import signal
     import sys
@@ -255,6 +260,8 @@ async def serve(config: Config, *, socket_fd: int | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(NotImplementedError):  # until the server runs, a SIGHUP has nothing to reload
+        loop.add_signal_handler(signal.SIGHUP, log.warning, "SIGHUP while starting: nothing to reload yet")
     srv = config.server
     if socket_fd is not None:
         sock, taken = socket.socket(fileno=socket_fd), False
@@ -265,6 +272,8 @@ async def serve(config: Config, *, socket_fd: int | None = None) -> None:
         upstreams = ", ".join(str(URL(u.base_url).with_query(None)) for u in config.pool)  # a query may hold a key
         log.info("callgate listening on %s, upstream %s%s", url, upstreams, " (the running server's socket, taken over)" if taken else "")
         offer = None if socket_fd is not None else handoff.Offer([sock], srv.host).start()
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signal.SIGHUP, reload, app[SERVICES], config_path)
         if socket_fd is not None:
             from .workers import tell_ready
 

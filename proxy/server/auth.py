@@ -49,8 +49,13 @@ class Keys:
     """The configured keys; :meth:`match` finds the one a secret is."""
 
     def __init__(self, cfg: AuthConfig) -> None:
-        self.keys = list(cfg.keys)
-        self._secrets = [(secret.encode(), k) for k in self.keys for secret in k.secrets]
+        self.replace(cfg)
+
+    def replace(self, cfg: AuthConfig) -> None:
+        """Match ``cfg``'s keys from now on (a reload); a request under way keeps its key."""
+        keys = list(cfg.keys)
+        self._secrets = [(secret.encode(), k) for k in keys for secret in k.secrets]
+        self.keys = keys
 
     def __bool__(self) -> bool:
         return bool(self.keys)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -14,6 +15,7 @@ from ..endfn.pipeline import Pipeline
 from ..errors import NotFound
 from ..storage import Store
 from .delivery import EventDelivery
+from .auth import Keys
 from .drain import Drain
 from .pool import UpstreamPool
 
@@ -32,6 +34,8 @@ class Services:
     pipeline: Pipeline
     delivery: EventDelivery | None  # control events to control.webhook.url, when set
     pool: UpstreamPool  # the upstreams, their health
+    keys: Keys  # the auth keys the middleware matches (replaced in place by a reload)
+    loaded: Any  # proxy.server.reload.Loaded: the config's fingerprint and load time
     drain: Drain = field(default_factory=Drain)  # the replies in flight, for the drain on SIGTERM
 
     def profile(self, request: web.Request) -> Profile:

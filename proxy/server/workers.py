@@ -83,8 +83,14 @@ def run_workers(config: Config, config_path: str | None, n: int) -> int:
         nonlocal stop
         stop = True
 
+    def on_hup(signum: int, frame: FrameType | None) -> None:  # each worker reloads the file itself
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hup)
     _wait_ready(ready_r, n, timeout=60)
     offer = handoff.Offer(socks, host).start()
     log.info("callgate listening on http://%s:%d, %d workers, upstream %s%s", host, port, n, URL(config.primary.base_url).with_query(None),

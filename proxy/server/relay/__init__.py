@@ -21,6 +21,7 @@ answer to a streaming request -> 502; every upstream full -> 503.
 from __future__ import annotations
 
 import asyncio
+import copy
 
 import aiohttp
 from aiohttp import web
@@ -42,7 +43,7 @@ __all__ = ["ChatRequest", "chat_completions", "models"]
 @requires("relay")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """``POST /v1/chat/completions`` (and ``/<profile>/v1/...``); see the module docstring."""
-    s = request.app[SERVICES]
+    s = copy.copy(request.app[SERVICES])  # this reply keeps the config it began with (a reload)
     s.drain.enter()
     try:
         return await _chat_completions(request, s)

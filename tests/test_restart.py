@@ -10,6 +10,7 @@ import asyncio
 import collections
 import json
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,9 @@ async def test_a_restart_under_load_refuses_nothing_and_cuts_nothing(tmp_path: P
             new = ServeProcess(cfg, port=port)
             assert await new.start() == url
             assert any("taken over" in line for line in new.log)
+            sigterm = time.monotonic()
             assert await old.stop() == 0  # lets its replies finish, then exits
+            old_exit_s = time.monotonic() - sigterm
             await asyncio.wait_for(asyncio.gather(*callers), 60)
         assert await new.stop() == 0
     assert dict(outcomes) == {"ok": CALLS * TURNS}
@@ -113,3 +116,4 @@ async def test_a_restart_under_load_refuses_nothing_and_cuts_nothing(tmp_path: P
     # both answered: after SIGTERM each open connection brings the old one a last
     # request (answered with Connection: close); the turns after it go to the new one
     assert set(pids) == {str(old.pid), str(new.pid)}, pids
+    print(f"\n{engine}: {dict(outcomes)}; turns old/new {pids[str(old.pid)]}/{pids[str(new.pid)]}; old exited {old_exit_s:.1f} s after SIGTERM")

@@ -192,9 +192,29 @@ def test_check_finds_a_storage_path_that_cannot_be_written(tmp_path: Path, capsy
 
 def test_an_unopenable_database_is_one_line_naming_it(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("")
+    assert _serve_error(tmp_path, f"{tmp_path}/afile/cg.db") == (
+        f"callgate: cannot open the database {tmp_path}/afile/cg.db: {tmp_path}/afile is a file, not a folder (storage.path)\n"
+    )
+
+
+def _serve_error(tmp_path: Path, db: str) -> str:
+    """What ``callgate serve`` on the SQLite file ``db`` prints as it exits with 1."""
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"storage:\n  path: {tmp_path}/afile/cg.db\n")
+    cfg.write_text(f"storage:\n  path: {db}\n")
     out = subprocess.run([sys.executable, "-m", "proxy.cli", "serve", "--config", str(cfg), "--port", "0"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
-    assert out.stderr == f"callgate: cannot open the database {tmp_path}/afile/cg.db: {tmp_path}/afile is a file, not a folder (storage.path)\n"
+    return out.stderr
+
+
+def test_a_yaml_error_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("upstream:\n  base_url: [unclosed\n")
+    assert main(["check", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"callgate: {cfg}: not valid YAML") and f'in "{cfg}", line 3' in err and "<unicode string>" not in err
+
+
+def test_the_lock_file_that_cannot_be_opened_is_named(tmp_path: Path) -> None:
+    (tmp_path / "cg.db.lock").mkdir()  # a folder where the migration lock file goes
+    assert _serve_error(tmp_path, f"{tmp_path}/cg.db") == f"callgate: cannot open the database {tmp_path}/cg.db.lock: Is a directory (storage.path)\n"

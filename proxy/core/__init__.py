@@ -1,30 +1,33 @@
 """The sans-IO core: feed input, get results. No asyncio, aiohttp, sqlite3, network,
 clock-driven waiting or config lookups; plain data in, frozen events out.
 
-=================  ==========================================================
-``sse``            incremental SSE decoder (``feed``/``close``), encoders
-``parser``         the incremental text-command parser (``feed``/``close``)
-``commands``       the normalized control command, validation, renderings
-``tool_calls``     streamed tool-call assembly, every provider's delta shape
-``thinking``       ``<think>…</think>`` in content told apart from speech
-``function_map``   the FunctionMap: LLM function names <-> built-in functions
-``analyzer``       per-choice analysis: text, commands, tool calls (no JSON)
-``render``         one renderer per output mode (``passthrough`` changes nothing)
-``inspector``      one reply: SSE events in, bytes out and commands found
-``deltas``         what a delta becomes when the inspector changes it
-``capped``         text kept up to a bound, with a mark of what was cut
-``lifecycle``      a call's state machine: states, events, actions, one table
-``chat``           a chat completion request, read and checked once
-``json_body``      a request body as a JSON object: depth, surrogates
-``profile``        a runtime profile, resolved: call ids, metadata, settings
-``call_id``        which call a request belongs to; dotted paths into JSON
-``routing``        the upstream pool: health, retries, usage and cost, attempt bodies
-``merge``          RFC 7386 JSON merge patch
-``backoff``        the wait before a retry
-``ago``            durations as operators type them (30m, 2h, 1d)
-``ids``            unique ids
-``json_codec``     JSON for the hot path (orjson when installed)
-=================  ==========================================================
+========================  ==========================================================
+``sse``                   incremental SSE decoder (``feed``/``close``), encoders
+``parser``                the incremental text-command parser (``feed``/``close``)
+``commands``              the normalized control command, validation, renderings
+``tool_calls``            streamed tool-call assembly, every provider's delta shape
+``thinking``              ``<think>…</think>`` in content told apart from speech
+``function_map``          the FunctionMap: LLM function names <-> built-in functions
+``analyzer``              per-choice analysis: text, commands, tool calls (no JSON)
+``render``                one renderer per output mode (``passthrough`` changes nothing)
+``inspector``             one reply: SSE events in, bytes out and commands found
+``deltas``                what a delta becomes when the inspector changes it
+``capped``                text kept up to a bound, with a mark of what was cut
+``lifecycle``             a call's state machine: states, events, actions, one table
+``chat``                  a chat completion request, read and checked once
+``json_body``             a request body as a JSON object: depth, surrogates
+``profile``               a runtime profile, resolved: call ids, metadata, settings
+``call_id``               which call a request belongs to; dotted paths into JSON
+``routing``               the upstream pool: health, retries, usage and cost, attempt bodies
+``merge``                 RFC 7386 JSON merge patch
+``frames``                WebSocket front doors' frames read as JSON objects
+``retell``                Retell's custom LLM protocol: frames in, answers out
+``conversation_relay``    ConversationRelay frames, answers, history, TwiML
+``backoff``               the wait before a retry
+``ago``                   durations as operators type them (30m, 2h, 1d)
+``ids``                   unique ids
+``json_codec``            JSON for the hot path (orjson when installed)
+========================  ==========================================================
 
 What it may import: the import rule in :mod:`proxy` (the standard library, lxml,
 itself).

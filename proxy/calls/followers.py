@@ -24,7 +24,8 @@ class Signal:
     async def wait(self, timeout: float) -> bool:
         """``True`` when woken, ``False`` after ``timeout`` s; clears itself."""
         try:
-            await asyncio.wait_for(self.event.wait(), timeout)
+            async with asyncio.timeout(timeout):  # wait_for on 3.11 can swallow a cancel
+                await self.event.wait()
             return True
         except TimeoutError:
             return False

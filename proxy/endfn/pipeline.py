@@ -125,7 +125,8 @@ class Pipeline:
             if jobs and all(j.status in TERMINAL for j in jobs):
                 return jobs
             try:
-                await asyncio.wait_for(changed.wait(), min(max(deadline - loop.time(), 0), self.cfg.poll_s))
+                async with asyncio.timeout(min(max(deadline - loop.time(), 0), self.cfg.poll_s)):
+                    await changed.wait()
             except TimeoutError:
                 if loop.time() >= deadline:
                     raise

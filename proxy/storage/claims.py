@@ -37,7 +37,8 @@ async def claim_loop(
                 log.exception("claiming %s failed; trying again", what)
             sleep_s = await wait_s()  # before wake.wait() is made: a cancel here leaves no coroutine behind
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), sleep_s)
+                async with asyncio.timeout(sleep_s):  # not wait_for: on 3.11 it can swallow a cancel that meets a wake-up
+                    await wake.wait()
             wake.clear()
     finally:
         heart.cancel()

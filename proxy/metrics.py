@@ -27,6 +27,7 @@ __all__ = [
     "COMMANDS",
     "CONTROL_EVENTS",
     "DELIVERIES",
+    "FRONT_DOOR_FRAMES",
     "REQUESTS",
     "STEP_TRIES",
     "STORAGE_WRITE",
@@ -64,6 +65,11 @@ COMMANDS = Counter(
     ["function", "source", "outcome", "reason"],
 )
 CONTROL_EVENTS = Counter("callgate_control_events_total", "Control events emitted, by type", ["type"])
+FRONT_DOOR_FRAMES = Counter(
+    "callgate_front_door_frames_total",
+    "Front door frames ignored or refused, by door (retell, conversation_relay) and result (unknown, too_big, invalid_json, not_object, bad_field)",
+    ["door", "result"],
+)
 DELIVERIES = Counter(
     "callgate_deliveries_total", "Control-event webhook delivery tries, by outcome (done, retry, failed)", ["outcome"]
 )

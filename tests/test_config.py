@@ -145,16 +145,30 @@ def test_the_pool_config_is_checked_naming_what_is_wrong() -> None:
     assert [(u.name, u.base_url, u.timeout_s) for u in config.pool] == [("default", "http://y/v1", 7)]
 
 
-def test_a_removed_key_warns_naming_what_replaced_it(caplog: pytest.LogCaptureFixture) -> None:
-    config = parse_config({"control": {"webhook": {"attempts": 5}}, "end_function": {"record_ttl_s": 60}}, "f.yaml")
-    assert config.control.webhook.max_age_s == 120
-    warned = [r.getMessage() for r in caplog.records if r.name == "callgate.config"]
-    assert warned == [
+def test_a_removed_key_is_refused_naming_what_replaced_it() -> None:
+    # Both warned through 0.4.x; from 0.5.0 they are refused with the same message.
+    with pytest.raises(ConfigError) as e:
+        parse_config({"control": {"webhook": {"attempts": 5}}}, "f.yaml")
+    assert str(e.value) == (
         "f.yaml: control.webhook.attempts was removed: replaced by control.webhook.max_age_s: a delivery is retried "
-        "while the event is fresh (default 120 s) (accepted in 0.4.x, refused from 0.5)",
+        "while the event is fresh (default 120 s)"
+    )
+    with pytest.raises(ConfigError) as e:
+        parse_config({"end_function": {"record_ttl_s": 60}}, "f.yaml")
+    assert str(e.value) == (
         "f.yaml: end_function.record_ttl_s was removed: no longer needed: an ended call leaves memory at once; "
-        "storage.retention_days deletes old ones (accepted in 0.4.x, refused from 0.5)",
-    ]
+        "storage.retention_days deletes old ones"
+    )
+
+
+def test_a_removed_key_still_accepted_warns(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from proxy import config as config_module
+
+    monkeypatch.setitem(config_module.REMOVED_KEYS, "end_function.record_ttl_s", ("no longer needed", False))
+    config = parse_config({"end_function": {"record_ttl_s": 60}}, "f.yaml")
+    assert config.end_function.after_hangup_s >= 0
+    warned = [r.getMessage() for r in caplog.records if r.name == "callgate.config"]
+    assert warned == ["f.yaml: end_function.record_ttl_s was removed: no longer needed (accepted for this minor version, refused from the next)"]
 
 
 def test_version_and_the_shipped_example(capsys: pytest.CaptureFixture[str]) -> None:

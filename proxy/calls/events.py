@@ -36,7 +36,7 @@ __all__ = [
     "event_for_command",
 ]
 
-Source = Literal["text_command", "tool_call", "call_layer", "idle_timeout", "response_finished", "limits"]
+Source = Literal["text_command", "tool_call", "call_layer", "idle_timeout", "response_finished", "limits", "retell", "conversation_relay"]
 
 
 def _id() -> str:

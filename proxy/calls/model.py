@@ -27,6 +27,7 @@ class EndReason(StrEnum):
     AGENT_HANGUP = "agent_hangup"  # the model hung up and its replies finished
     IDLE_TIMEOUT = "idle_timeout"  # no request for end_function.idle_timeout_s
     RESPONSE_FINISHED = "response_finished"  # the one reply of a call without an id
+    SOCKET_CLOSED = "socket_closed"  # a front door's socket closed and did not reconnect
     CALL_LAYER = "call_layer"  # POST /end without a reason
     LIMITS_EXCEEDED = "limits_exceeded"  # the call passed a limit of limits:
 

@@ -5,6 +5,7 @@
                   control events, storage, log masking
 ``steps``         the end function and its steps
 ``pool``          the upstream pool (``upstreams:``) and ``routing:``
+``front_doors``   the WebSocket front doors (``front_doors:``)
 ================  ============================================================
 
 
@@ -29,6 +30,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from ..errors import ConfigError
+from .front_doors import FrontDoorConfig, FrontDoorsConfig
 from .pool import PoolEntry, PriceConfig, RoutingConfig
 from .sections import (
     BUILTIN_PROFILES,
@@ -66,6 +68,8 @@ from .steps import (
 __all__ = [
     "BUILTIN_PROFILES",
     "AuthConfig",
+    "FrontDoorConfig",
+    "FrontDoorsConfig",
     "KeyConfig",
     "LimitsConfig",
     "Scope",
@@ -120,6 +124,7 @@ class Config(Model):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line, key=value pairs as fields")
     log_access: bool = Field(True, description="one callgate.access line per request (route, status, ttft_ms, duration_ms, bytes, key name)")
+    front_doors: FrontDoorsConfig = Field(default_factory=FrontDoorsConfig)
 
     @model_validator(mode="after")
     def _profile_names(self) -> Config:
@@ -129,6 +134,10 @@ class Config(Model):
         for name, p in self.profiles.items():
             if p.extends is not None and p.extends not in known:
                 raise ValueError(f"profiles.{name}.extends: {p.extends!r} is not a profile: {sorted(known)}")
+        for door in ("retell", "conversation_relay"):
+            fd = getattr(self.front_doors, door)
+            if fd.profile is not None and fd.profile not in known:
+                raise ValueError(f"front_doors.{door}.profile: {fd.profile!r} is not a profile: {sorted(known)}")
         return self
 
     @model_validator(mode="after")
@@ -210,13 +219,14 @@ def _interpolate(value: Any, env: Mapping[str, str], path: str, missing: list[st
 _STEP_KINDS = ("webhook", "python", "summary", "outcome", "sms", "analytics")
 
 # Removed keys: dotted path -> (what replaced it, refused yet). A removed key is accepted
-# with a warning for one minor version (0.4.x), then refused with the same message.
+# with a warning for one minor version, then refused with the same message (these two
+# warned in 0.4.x and are refused from 0.5.0).
 REMOVED_KEYS: dict[str, tuple[str, bool]] = {
     "control.webhook.attempts": (
-        "replaced by control.webhook.max_age_s: a delivery is retried while the event is fresh (default 120 s)", False
+        "replaced by control.webhook.max_age_s: a delivery is retried while the event is fresh (default 120 s)", True
     ),
     "end_function.record_ttl_s": (
-        "no longer needed: an ended call leaves memory at once; storage.retention_days deletes old ones", False
+        "no longer needed: an ended call leaves memory at once; storage.retention_days deletes old ones", True
     ),
 }
 log = logging.getLogger("callgate.config")
@@ -236,7 +246,7 @@ def _removed_keys(data: dict[str, Any], source: str) -> None:
         if refused:
             raise ConfigError(message)
         del node[name]
-        log.warning("%s (accepted in 0.4.x, refused from 0.5)", message)
+        log.warning("%s (accepted for this minor version, refused from the next)", message)
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

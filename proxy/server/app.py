@@ -28,7 +28,7 @@ from ..endfn.pipeline import Pipeline
 from ..errors import CallgateError, UpstreamStatus, openai_error_body
 from ..profiles import resolve_profiles
 from ..storage import OpenMode, open_store
-from . import admin, call_api, relay
+from . import admin, call_api, doors, relay
 from .access import access_log
 from .auth import Keys, authenticate
 from .delivery import EventDelivery
@@ -100,6 +100,11 @@ async def _drain(app: web.Application) -> None:
     await s.drain.wait(s.config.server.drain_s)
 
 
+async def _close_doors(app: web.Application) -> None:
+    """After the drain: the front doors' sockets close (:meth:`.doors.Doors.close`)."""
+    await app[doors.DOORS].close()
+
+
 def build_app(config: Config) -> web.Application:
     """The application for ``config``; its services start with the app."""
     keys = Keys(config.auth)
@@ -118,8 +123,10 @@ def build_app(config: Config) -> web.Application:
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/metrics", metrics)
     admin.add_routes(app)
+    doors.add_routes(app)
     app.cleanup_ctx.append(lambda app: _lifecycle(app, config, keys))
     app.on_shutdown.append(_drain)
+    app.on_shutdown.append(_close_doors)
     app.on_response_prepare.append(_on_prepare)
     return app
 

@@ -4,7 +4,8 @@
 needs (:func:`requires`): ``relay`` (``/…/chat/completions``, ``/…/models``),
 ``calls:read`` (a call's record and events), ``calls:write`` (``/end``, ``/state``),
 ``admin`` (operations and pages). A key comes as ``Authorization: Bearer <key>`` or
-``api-key: <key>`` (the header Azure-style clients send); it is compared with every
+``api-key: <key>`` (the header Azure-style clients send), or on the front doors'
+routes as the ``key`` query parameter (:func:`key_in_query`); it is compared with every
 configured key in constant time (``hmac.compare_digest``) and never logged. No key
 or an unknown one is 401; a key without the route's scope is 403 (OpenAI's error
 shape, by the app's middleware). ``/healthz`` and ``/openapi.json`` need no key.
@@ -26,7 +27,7 @@ from aiohttp import web
 from ..config import AuthConfig, KeyConfig
 from ..errors import Forbidden, Unauthorized
 
-__all__ = ["KEY", "Keys", "authenticate", "check_exposure", "key_of", "requires", "visible"]
+__all__ = ["KEY", "Keys", "authenticate", "check_exposure", "key_in_query", "key_of", "requires", "visible"]
 
 log = logging.getLogger("callgate.auth")
 
@@ -43,6 +44,13 @@ def requires(scope: str) -> Callable[[H], H]:
         return handler
 
     return mark
+
+
+def key_in_query(handler: H) -> H:
+    """Mark a handler whose key may also come as the ``key`` query parameter (the
+    WebSocket platforms can only be given a URL). The access log never writes the query."""
+    handler.key_in_query = True  # type: ignore[attr-defined]
+    return handler
 
 
 class Keys:
@@ -74,6 +82,8 @@ def _presented(request: web.Request) -> str | None:
     auth = request.headers.get("Authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip()
+    if getattr(request.match_info.handler, "key_in_query", False) and "key" in request.query:
+        return request.query["key"] or None
     return request.headers.get("api-key") or None
 
 

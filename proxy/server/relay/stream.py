@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
@@ -34,12 +35,20 @@ from .attempt import Attempt
 from .reply import Reply
 from .upstream import downstream_headers
 
-__all__ = ["relay_reply"]
+__all__ = ["Writer", "relay_attempts", "relay_reply"]
 
 log = logging.getLogger("callgate.relay")
 
 _UPSTREAM_FAILURES = (aiohttp.ClientError, TimeoutError, SSEDecodeError, InvalidChunk)
 _GONE = "the client closed the connection"
+
+
+class Writer(Protocol):
+    """Where a streamed reply's inspected SSE bytes go: the runtime's HTTP response, or
+    a front door turning them into its platform's frames."""
+
+    async def write(self, data: bytes) -> None:
+        """Send ``data``; raises :class:`ConnectionError` when the other side is gone."""
 
 
 class _ClientGone(Exception):
@@ -81,7 +90,7 @@ def _whole(attempt: Attempt, reply: Reply) -> web.Response:
     return web.Response(body=out, status=resp.status, headers=headers)
 
 
-async def _write(response: web.StreamResponse, data: bytes) -> None:
+async def _write(response: Writer, data: bytes) -> None:
     try:
         await response.write(data)
     except ConnectionError as e:  # aiohttp's ClientConnectionResetError is one too
@@ -101,7 +110,7 @@ async def _read(attempt: Attempt, stall_s: float | None) -> bytes:
         raise _Stalled() from None
 
 
-async def _relay_events(attempt: Attempt, response: web.StreamResponse, reply: Reply, stall_s: float | None) -> None:
+async def _relay_events(attempt: Attempt, response: Writer, reply: Reply, stall_s: float | None) -> None:
     """Upstream reads in, inspected bytes out, one write per read."""
     decoder, feed = attempt.decoder, reply.feed
     while data := await _read(attempt, stall_s):
@@ -137,7 +146,7 @@ async def _relay_events(attempt: Attempt, response: web.StreamResponse, reply: R
         reply.sent()
 
 
-async def _feed_all(response: web.StreamResponse, feed: Callable[[SSEEvent], bytes], events: list[SSEEvent]) -> bytes:
+async def _feed_all(response: Writer, feed: Callable[[SSEEvent], bytes], events: list[SSEEvent]) -> bytes:
     """Several events of one read; when one is bad, what came before it still goes
     out before the error does."""
     out: list[bytes] = []
@@ -151,7 +160,7 @@ async def _feed_all(response: web.StreamResponse, feed: Callable[[SSEEvent], byt
     return b"".join(out)
 
 
-async def _upstream_failed(response: web.StreamResponse, reply: Reply, e: BaseException) -> None:
+async def _upstream_failed(response: Writer, reply: Reply, e: BaseException) -> None:
     """The upstream failed mid-stream: the runtime gets an error event and [DONE]."""
     error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
     failure = UpstreamFailure.STREAM_ERROR
@@ -170,7 +179,7 @@ async def _upstream_failed(response: web.StreamResponse, reply: Reply, e: BaseEx
     await _write(response, tail + encode_data(json.dumps(body)) + DONE)
 
 
-async def _finish_after_command(response: web.StreamResponse, reply: Reply, e: BaseException) -> None:
+async def _finish_after_command(response: Writer, reply: Reply, e: BaseException) -> None:
     """The speech stalled (or broke) after a command was acted on: nothing is
     continued; the runtime gets what was held, a finish and ``[DONE]``."""
     attempt = reply.current
@@ -186,7 +195,7 @@ async def _finish_after_command(response: web.StreamResponse, reply: Reply, e: B
     await _write(response, tail + finish + DONE)
 
 
-async def _continue(response: web.StreamResponse, reply: Reply, stalled: Attempt, e: BaseException) -> Attempt:
+async def _continue(response: Writer, reply: Reply, stalled: Attempt, e: BaseException) -> Attempt:
     """The next upstream carries on after what was heard; its held bytes go out."""
     UPSTREAM_STALLS.inc()
     stalled.outcome = AttemptOutcome.STALLED
@@ -201,7 +210,7 @@ async def _continue(response: web.StreamResponse, reply: Reply, stalled: Attempt
     return nxt
 
 
-async def _relay(response: web.StreamResponse, attempt: Attempt, reply: Reply) -> None:
+async def relay_attempts(response: Writer, attempt: Attempt, reply: Reply) -> None:
     """The adopted attempt to its end, continued after stalls while the reply may be."""
     routing = reply.s.config.routing
     stall_s = routing.stall_ms / 1000 if routing.stall_ms and routing.on_stall == "continue" else None
@@ -249,7 +258,7 @@ async def _stream(request: web.Request, attempt: Attempt, reply: Reply) -> web.S
         if held:
             await _write(response, held)
             reply.sent()
-        await _relay(response, attempt, reply)
+        await relay_attempts(response, attempt, reply)
         await response.write_eof()
         reply.settle(TurnStatus.OK)
     except (_ClientGone, ConnectionError):

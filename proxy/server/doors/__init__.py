@@ -1,0 +1,30 @@
+"""The front doors: the WebSocket platforms that call an LLM server themselves
+(Retell's custom LLM, Twilio and Telnyx ConversationRelay), each turn relayed
+upstream and inspected as on the HTTP path, commands carried out as the platform's
+own end and transfer messages.
+
+======================  ==========================================================
+``turn``                one turn: the request upstream, the inspected text out
+``sockets``             what both share: frames, close codes, one socket per call
+``retell``              ``GET /retell/v1/llm-websocket/{call_id}``
+``conversation_relay``  ``GET /conversation-relay/v1/ws``, ``POST …/v1/action``
+======================  ==========================================================
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .conversation_relay import action, relay_socket
+from .retell import retell_socket
+from .sockets import DOORS, Doors
+
+__all__ = ["DOORS", "Doors", "add_routes"]
+
+
+def add_routes(app: web.Application) -> None:
+    """The front doors' routes, and their per-process registry of calls (``app[DOORS]``)."""
+    app[DOORS] = Doors()
+    app.router.add_get("/retell/v1/llm-websocket/{call_id}", retell_socket)
+    app.router.add_get("/conversation-relay/v1/ws", relay_socket)
+    app.router.add_post("/conversation-relay/v1/action", action)

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.4.1"
+__version__ = "0.5.0"
 
 __all__ = ["Conversation", "StepResult", "__version__"]
 

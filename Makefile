@@ -25,7 +25,8 @@ test: $(VENV)/.installed
 # per output mode, nginx if on PATH; BENCH_ARGS, e.g. --levels 100x50 --modes strip),
 # the capacity benchmark (calls shaped like calls; one process, --workers 2 on a
 # throwaway PostgreSQL, nginx, direct; CAPACITY_ARGS, e.g. --levels 50,100), and the
-# end-of-call / database benchmark, and the upstream-faults run (FAULTS_ARGS, e.g. --calls 50).
+# end-of-call / database benchmark, the upstream-faults run (FAULTS_ARGS, e.g. --calls 50)
+# and the front doors' time to the first token next to the HTTP path.
 bench: $(VENV)/.installed
 	$(BIN)/python -m pytest -q tests/bench/test_hot_path.py --benchmark-enable --benchmark-only \
 		--benchmark-columns=min,median,mean,max,rounds --benchmark-sort=name
@@ -33,6 +34,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m tests.bench.capacity $(CAPACITY_ARGS)
 	$(BIN)/python -m tests.bench.end_of_call
 	$(BIN)/python -m tests.bench.faults $(FAULTS_ARGS)
+	$(BIN)/python -m tests.bench.front_doors
 
 # The fault tests at full size (kill -9, a failing webhook, 20,000 calls); their
 # short versions run in `make test`. About 3 minutes.

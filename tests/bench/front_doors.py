@@ -60,22 +60,29 @@ async def http_call(http: aiohttp.ClientSession, base: str, n: int, turns: int) 
     return out
 
 
+async def _ws_turn(ws: aiohttp.ClientWebSocketResponse, frame: dict[str, object], text: str, done: str) -> float:
+    """Send ``frame``; read until a frame with ``done`` true; the ms to the first
+    frame whose ``text`` field is not empty."""
+    t0, first = time.perf_counter(), None
+    await ws.send_json(frame)
+    while True:
+        msg = await ws.receive_json()
+        if first is None and msg.get(text):
+            first = time.perf_counter()
+        if msg.get(done):
+            break
+    assert first is not None, "no content"
+    return (first - t0) * 1000
+
+
 async def retell_call(http: aiohttp.ClientSession, base: str, n: int, turns: int) -> list[float]:
     """One Retell call: a ``response_required`` per turn; first-token times (ms)."""
     out = []
     async with http.ws_connect(f"{base.replace('http', 'ws', 1)}/retell/v1/llm-websocket/bench-rt-{n}") as ws:
         await ws.receive_json()  # config
         for rid in range(1, turns + 1):
-            t0, first = time.perf_counter(), None
-            await ws.send_json({"interaction_type": "response_required", "response_id": rid, "transcript": MESSAGES})
-            while True:
-                msg = await ws.receive_json()
-                if first is None and msg.get("content"):
-                    first = time.perf_counter()
-                if msg.get("content_complete"):
-                    break
-            assert first is not None, "no content"
-            out.append((first - t0) * 1000)
+            frame = {"interaction_type": "response_required", "response_id": rid, "transcript": MESSAGES}
+            out.append(await _ws_turn(ws, frame, "content", "content_complete"))
             await asyncio.sleep(PAUSE_S)
     return out
 
@@ -86,16 +93,8 @@ async def relay_call(http: aiohttp.ClientSession, base: str, n: int, turns: int)
     async with http.ws_connect(f"{base.replace('http', 'ws', 1)}/conversation-relay/v1/ws") as ws:
         await ws.send_json({"type": "setup", "sessionId": f"VX{n}", "callSid": f"CA-bench-{n}", "from": "+1", "to": "+2", "customParameters": {}})
         for _ in range(turns):
-            t0, first = time.perf_counter(), None
-            await ws.send_json({"type": "prompt", "voicePrompt": "hello", "lang": "en-US", "last": True})
-            while True:
-                msg = await ws.receive_json()
-                if first is None and msg.get("token"):
-                    first = time.perf_counter()
-                if msg.get("last"):
-                    break
-            assert first is not None, "no content"
-            out.append((first - t0) * 1000)
+            frame = {"type": "prompt", "voicePrompt": "hello", "lang": "en-US", "last": True}
+            out.append(await _ws_turn(ws, frame, "token", "last"))
             await asyncio.sleep(PAUSE_S)
     return out
 

@@ -23,6 +23,7 @@ REPLIES = {
     "bye": ["Thank you for calling. ", '<imsagent_hangup endword="Goodbye!"/>'],
     "transfer": ["One moment. ", '<imsagent_transfer_call callee="+15551234567" msg="Transferring you now."/>'],
     "hold": ["Let me check ", "that for you. "],  # then waits for the gate, then hangs up
+    "think": ["<think>The caller wants ", "the hours.</think>", "We open at nine."],
 }
 
 
@@ -165,6 +166,17 @@ async def test_retell_a_newer_response_id_interrupts_the_reply(door: Any) -> Non
     assert [t["status"] for t in rec["turns"]] == ["interrupted", "ok"]
     assert rec["turns"][0]["spoken_text"] == "Let me check that for you. "
     assert "hangup" not in _types(rec["events"])
+
+
+async def test_thinking_is_never_spoken_on_a_front_door(door: Any) -> None:
+    s = await door()  # the default profile (openai) forwards thinking on the HTTP path
+    async with s.ws("/retell/v1/llm-websocket/rt-8") as ws:
+        await ws.receive_json()
+        assert (await _retell_turn(ws, 1, [{"role": "user", "content": "think"}]))[0] == "We open at nine."
+    async with s.ws("/conversation-relay/v1/ws") as ws:
+        await ws.send_json(SETUP)
+        assert await _relay_turn(ws, "think") == ("We open at nine.", [])
+    assert (await s.record("rt-8"))["turns"][0]["reasoning_text"] == "The caller wants the hours."
 
 
 async def test_retell_reconnect_continues_the_call(door: Any) -> None:

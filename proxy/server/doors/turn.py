@@ -6,8 +6,8 @@ system prompt, the conversation, ``stream: true``; the command syntax injected w
 ``commands.inject_prompt``), races it across the profile's upstreams, records the
 turn (TTFT, duration, attempts) and returns the :class:`DoorReply`, whose
 :attr:`DoorReply.events` are the control events acted on (the platform's hangup or
-transfer). Commands always render as ``strip`` here: a WebSocket platform speaks all
-the text it gets. Cancelling the task (an interruption) closes the upstream request;
+transfer). Commands always render as ``strip`` and thinking is always removed here,
+whatever the profile says: a WebSocket platform speaks all the text it gets. Cancelling the task (an interruption) closes the upstream request;
 commands not yet found never fire.
 """
 
@@ -123,7 +123,7 @@ async def run_turn(
     ``on_reply`` the reply once the call is known (to mark an interruption).
     Raises :class:`~proxy.errors.Forbidden` / :class:`~proxy.errors.TooManyTurns` as
     :meth:`~proxy.calls.CallRegistry.begin_turn` does."""
-    profile = dataclasses.replace(profile, settings=dataclasses.replace(profile.settings, output="strip"))
+    profile = dataclasses.replace(profile, settings=dataclasses.replace(profile.settings, output="strip", thinking="remove"))
     started = time.perf_counter()
     race = Race(s, upstream_body(s, door, profile, messages), CIMultiDict(), True, profile.upstreams, started)
     first = asyncio.ensure_future(race.first())

@@ -179,6 +179,24 @@ async def test_thinking_is_never_spoken_on_a_front_door(door: Any) -> None:
     assert (await s.record("rt-8"))["turns"][0]["reasoning_text"] == "The caller wants the hours."
 
 
+async def test_a_platform_gone_mid_reply_is_recorded_as_such(door: Any) -> None:
+    from proxy.server.doors.sockets import door_profile
+    from proxy.server.doors.turn import run_turn
+    from proxy.server.services import SERVICES
+
+    s = await door()
+    services = s.app[SERVICES]
+    cfg = services.config.front_doors.retell
+
+    async def gone(text: str) -> None:
+        raise ConnectionResetError("Cannot write to closing transport")
+
+    reply = await run_turn(services, cfg, door_profile(services, cfg), "rt-9", owner="platform", messages=[{"role": "user", "content": "hello"}],
+                           user_text="hello", metadata=None, send=gone)
+    assert reply.hangup is None
+    assert [t["status"] for t in (await s.record("rt-9"))["turns"]] == ["client_disconnected"]
+
+
 async def test_retell_reconnect_continues_the_call(door: Any) -> None:
     s = await door(end_function={"after_hangup_s": 30})
     for rid in (1, 2):

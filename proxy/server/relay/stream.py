@@ -51,8 +51,9 @@ class Writer(Protocol):
         """Send ``data``; raises :class:`ConnectionError` when the other side is gone."""
 
 
-class _ClientGone(Exception):
-    """The agent runtime closed the connection while we were writing to it."""
+class _ClientGone(ConnectionError):
+    """The agent runtime closed the connection while we were writing to it (a
+    :class:`ConnectionError`, as :class:`Writer` promises)."""
 
 
 class _Stalled(Exception):
@@ -261,7 +262,7 @@ async def _stream(request: web.Request, attempt: Attempt, reply: Reply) -> web.S
         await relay_attempts(response, attempt, reply)
         await response.write_eof()
         reply.settle(TurnStatus.OK)
-    except (_ClientGone, ConnectionError):
+    except ConnectionError:
         reply.settle(TurnStatus.CLIENT_DISCONNECTED, _GONE)
     except asyncio.CancelledError:
         if not reply.s.drain.expired:

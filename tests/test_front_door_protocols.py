@@ -129,3 +129,9 @@ def test_the_history_keeps_what_the_caller_said_and_heard() -> None:
 )
 def test_the_action_url_twiml(handoff: str | None, expected: str) -> None:
     assert cr.twiml(handoff) == expected
+
+
+def test_a_setup_names_its_call() -> None:
+    with pytest.raises(FrameError) as e:
+        cr.read(json.dumps({"type": "setup", "from": "+1"}), 1000)
+    assert e.value.code is FrameCode.BAD_FIELD

@@ -91,10 +91,13 @@ def read(frame: str | bytes, max_bytes: int) -> Inbound:
         params = data.get("customParameters") or {}
         if not isinstance(params, dict):
             raise FrameError(FrameCode.BAD_FIELD, "'customParameters' must be an object")
-        return Setup(
+        setup = Setup(
             text_field(data, "sessionId"), text_field(data, "callSid"), text_field(data, "from"), text_field(data, "to"),
             text_field(data, "direction"), params,
         )
+        if not (setup.call_sid or setup.session_id):
+            raise FrameError(FrameCode.BAD_FIELD, "a setup needs 'callSid' or 'sessionId'")
+        return setup
     if kind == "prompt":
         return Prompt(text_field(data, "voicePrompt"), text_field(data, "lang"), data.get("last", True) is not False)
     if kind == "interrupt":

@@ -31,7 +31,7 @@ from ...errors import CallgateError, RequestError
 from ..auth import key_in_query, requires
 from ..bodies import read_body
 from ..services import SERVICES, Services
-from .sockets import CLOSE_DUPLICATE, DOORS, door_profile, frames, ignored, open_socket, owner_of, refuse
+from .sockets import DOORS, door_profile, frames, ignored, open_socket, owner_of, refuse
 from .turn import DoorReply, run_turn
 
 __all__ = ["action", "relay_socket"]
@@ -109,9 +109,10 @@ class _Session:
     async def setup(self, msg: cr.Setup, doors: Any) -> bool:
         """The session's call: ``False`` (the socket closed) when it has a socket already."""
         call_id = msg.call_sid or msg.session_id
-        if self.call_id is not None or not call_id or not doors.attach(call_id, self.ws):
-            log.warning("front door refused a second socket door=%s call_id=%s close=%s", DOOR, call_id, CLOSE_DUPLICATE)
-            await self.ws.close(code=CLOSE_DUPLICATE, message=b"call already connected")
+        if self.call_id is not None:
+            ignored(DOOR, "setup")  # a second setup: the session has its call
+            return True
+        if not await doors.take(call_id, self.ws, DOOR):
             return False
         self.call_id = call_id
         self.metadata.update({k: v for k, v in (("caller_number", msg.caller_number), ("callee_number", msg.callee_number)) if v})

@@ -25,7 +25,7 @@ from ...core.frames import FrameError
 from ...errors import CallgateError
 from ..auth import key_in_query, requires
 from ..services import SERVICES, Services
-from .sockets import CLOSE_DUPLICATE, DOORS, door_profile, frames, ignored, open_socket, owner_of, refuse
+from .sockets import DOORS, door_profile, frames, ignored, open_socket, owner_of, refuse
 from .turn import DoorReply, run_turn
 
 __all__ = ["retell_socket"]
@@ -43,9 +43,7 @@ async def retell_socket(request: web.Request) -> web.WebSocketResponse:
     call_id = request.match_info["call_id"]
     ws = await open_socket(request, s)
     doors = request.app[DOORS]
-    if not doors.attach(call_id, ws):
-        log.warning("front door refused a second socket door=%s call_id=%s close=%s", DOOR, call_id, CLOSE_DUPLICATE)
-        await ws.close(code=CLOSE_DUPLICATE, message=b"call already connected")
+    if not await doors.take(call_id, ws, DOOR):
         return ws
     session = _Session(s, ws, call_id, owner_of(request))
     try:

@@ -63,6 +63,15 @@ class Doors:
         self.live[call_id] = ws
         return True
 
+    async def take(self, call_id: str, ws: web.WebSocketResponse, door: str) -> bool:
+        """:meth:`attach`, or ``False`` with ``ws`` closed (4409) and a log line when the
+        call has a live socket already."""
+        if self.attach(call_id, ws):
+            return True
+        log.warning("front door refused a second socket door=%s call_id=%s close=%s", door, call_id, CLOSE_DUPLICATE)
+        await ws.close(code=CLOSE_DUPLICATE, message=b"call already connected")
+        return False
+
     def detach(self, s: Services, call_id: str, ws: web.WebSocketResponse, call: Call | None, source: str) -> None:
         """``ws`` closed: its call ends after ``end_function.after_hangup_s`` unless it reconnects."""
         if self.live.get(call_id) is not ws:

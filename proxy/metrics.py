@@ -28,9 +28,11 @@ __all__ = [
     "CONTROL_EVENTS",
     "DELIVERIES",
     "FRONT_DOOR_FRAMES",
+    "LIMIT_HITS",
     "REQUESTS",
     "STEP_TRIES",
     "STORAGE_WRITE",
+    "TURNS",
     "UPSTREAM_ATTEMPTS",
     "UPSTREAM_COST",
     "UPSTREAM_ERRORS",
@@ -64,10 +66,16 @@ COMMANDS = Counter(
     "Control commands found in replies, by function, source (text_command, tool_call), outcome (accepted, rejected) and reason (a RejectReason code)",
     ["function", "source", "outcome", "reason"],
 )
+TURNS = Counter("callgate_turns_total", "Turns (replies) ended, by profile and status (a TurnStatus value)", ["profile", "status"])
+LIMIT_HITS = Counter(
+    "callgate_limit_hits_total",
+    "Times a bound of limits: was reached and applied, by limit (max_held_bytes, max_prompt_chars)",
+    ["limit"],
+)
 CONTROL_EVENTS = Counter("callgate_control_events_total", "Control events emitted, by type", ["type"])
 FRONT_DOOR_FRAMES = Counter(
     "callgate_front_door_frames_total",
-    "Front door frames ignored or refused, by door (retell, conversation_relay) and result (unknown, too_big, invalid_json, not_object, bad_field)",
+    "Front door frames ignored or refused, by door (retell, conversation_relay) and result (unknown, too_big, invalid_json, not_object, bad_field, protocol_error)",
     ["door", "result"],
 )
 DELIVERIES = Counter(

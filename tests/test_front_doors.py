@@ -163,7 +163,7 @@ async def test_retell_a_newer_response_id_interrupts_the_reply(door: Any) -> Non
         await asyncio.wait_for(s.up.closed.wait(), 5)  # the interrupted reply's upstream request was closed
         s.up.gate.set()  # its hangup would come now: nobody reads it
     rec = await s.record("rt-3")
-    assert [t["status"] for t in rec["turns"]] == ["interrupted", "ok"]
+    assert [t["status"] for t in rec["turns"]] == ["barged_in", "ok"]
     assert rec["turns"][0]["spoken_text"] == "Let me check that for you. "
     assert "hangup" not in _types(rec["events"])
 
@@ -180,19 +180,20 @@ async def test_thinking_is_never_spoken_on_a_front_door(door: Any) -> None:
 
 
 async def test_a_platform_gone_mid_reply_is_recorded_as_such(door: Any) -> None:
-    from proxy.server.doors.sockets import door_profile
+    from proxy.core.door import StartTurn
+    from proxy.core.retell import RetellConnection
+    from proxy.server.doors.session import Session
     from proxy.server.doors.turn import run_turn
-    from proxy.server.services import SERVICES
 
     s = await door()
-    services = s.app[SERVICES]
-    cfg = services.config.front_doors.retell
+    session = Session(s.app, None, "retell", RetellConnection("rt-9", 4096), transcript=False, owner="platform")  # type: ignore[arg-type]
+    session.call_id = "rt-9"
 
-    async def gone(text: str) -> None:
+    async def gone(turn: int, text: str) -> None:  # the socket's write fails: the platform is gone
         raise ConnectionResetError("Cannot write to closing transport")
 
-    reply = await run_turn(services, cfg, door_profile(services, cfg), "rt-9", owner="platform", messages=[{"role": "user", "content": "hello"}],
-                           user_text="hello", metadata=None, send=gone)
+    session.speak = gone  # type: ignore[method-assign]
+    reply = await run_turn(session, StartTurn(1, "hello", (("user", "hello"),)))
     assert reply.hangup is None
     assert [t["status"] for t in (await s.record("rt-9"))["turns"]] == ["client_disconnected"]
 
@@ -310,7 +311,9 @@ async def test_conversation_relay_interrupt_keeps_what_was_heard(door: Any) -> N
         assert (await _relay_turn(ws, "go on"))[0] == "Sure, one moment."
     assert s.up.bodies[1]["messages"][-2:] == [{"role": "assistant", "content": "Let me"}, {"role": "user", "content": "go on"}]
     rec = await s.record("CA-1")
-    assert [(t["status"], t["spoken_text"]) for t in rec["turns"]] == [("interrupted", "Let me"), ("ok", "Sure, one moment.")]
+    assert [(t["status"], t["spoken_text"], t["heard_text"]) for t in rec["turns"]] == [
+        ("barged_in", "Let me check that for you. ", "Let me"), ("ok", "Sure, one moment.", None),
+    ]
     assert "hangup" not in _types(rec["events"])
 
 

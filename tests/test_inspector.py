@@ -16,6 +16,7 @@ from proxy.core.commands import Command, RejectedCommand
 from proxy.core.inspector import InspectorSettings, ReplyInspector
 from proxy.core.sse import SSEDecoder
 from proxy.demo.scripted_upstream import ScriptedReply, chunks, completion
+from .inspecting import close as ins_close, feed as ins_feed
 
 from .conftest import fixture_names, fixture_stream
 
@@ -34,14 +35,14 @@ def inspect(stream: bytes, cuts: list[int] | None = None, **settings_kw: Any) ->
     points = sorted(set(cuts or []))
     for a, b in zip([0, *points], [*points, len(stream)]):
         for ev in dec.feed(stream[a:b]):
-            o, c = ins.feed(ev)
+            o, c = ins_feed(ins, ev)
             out += o
             cmds += c
     for ev in dec.close():
-        o, c = ins.feed(ev)
+        o, c = ins_feed(ins, ev)
         out += o
         cmds += c
-    o, c = ins.close()
+    o, c = ins_close(ins)
     return out + o, cmds + c, ins
 
 
@@ -248,7 +249,7 @@ def test_duplicate_hangup_across_replies() -> None:
     assert OneHangupPerCall(call).refuse_hangup("text_command", True) is None  # the first reply's hangup
     ins = ReplyInspector(InspectorSettings(), policy=OneHangupPerCall(call))
     dec = SSEDecoder()
-    cmds2 = [c for ev in dec.feed(sse(HANGUP_REPLY)) for c in ins.feed(ev)[1]]
+    cmds2 = [c for ev in dec.feed(sse(HANGUP_REPLY)) for c in ins_feed(ins, ev)[1]]
     assert isinstance(cmds2[0], RejectedCommand) and "duplicate" in cmds2[0].reason
 
 

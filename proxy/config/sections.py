@@ -301,6 +301,12 @@ class LimitsConfig(Model):
     max_events_per_call: int = Field(200, ge=2, description="past this the call is ended (limits_exceeded)")
     rejected_events_per_reply: int = Field(3, ge=1, description="more rejected commands in one reply go on one counted event")
     spoken_rejections_per_reply: int = Field(1, ge=0, description="err_msg of at most this many rejected commands per reply is spoken")
+    max_held_bytes: int = Field(
+        1 << 20, ge=1024, description="an attempt's stream held before its first speech (a hedge) past this is adopted as it is (bytes)"
+    )
+    max_prompt_chars: int = Field(
+        32_768, ge=256, description="a front door utterance sent in parts is cut at this many chars (counted and logged)"
+    )
 
 
 class ControlWebhookConfig(Model):

@@ -96,6 +96,7 @@ class TurnOutcome:
     ttft_ms: float | None = None
     duration_ms: float | None = None
     attempts: Sequence[Mapping[str, Any]] = ()  # one per upstream attempt, in start order
+    heard_text: str | None = None  # what the caller heard, when the platform said so (None: all of spoken_text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,11 +215,17 @@ class TurnRecord:
     error: str | None
     finished_at: float | None
     attempts: list[dict[str, Any]] = field(hash=False)
+    heard_text: str | None = None
 
     COLUMNS = (
         "call_key, idx, request_id, instance, started_at, stream, status, user_text, raw_text, spoken_text, "
-        "reasoning_text, commands, tool_calls, ttft_ms, duration_ms, error, finished_at, attempts"
+        "reasoning_text, commands, tool_calls, ttft_ms, duration_ms, error, finished_at, attempts, heard_text"
     )
+
+    @property
+    def heard(self) -> str:
+        """What the caller heard of the reply: ``heard_text`` when the platform said, else ``spoken_text``."""
+        return self.heard_text if self.heard_text is not None else self.spoken_text
 
     @classmethod
     def from_row(cls, r: Row) -> TurnRecord:
@@ -229,6 +236,7 @@ class TurnRecord:
             user_text=r["user_text"], raw_text=r["raw_text"], spoken_text=r["spoken_text"],
             reasoning_text=r["reasoning_text"], commands=loads(r["commands"], []), tool_calls=loads(r["tool_calls"], []), ttft_ms=r["ttft_ms"],
             duration_ms=r["duration_ms"], error=r["error"], finished_at=r["finished_at"], attempts=loads(r["attempts"], []),
+            heard_text=r["heard_text"],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -238,7 +246,7 @@ class TurnRecord:
             "status": str(self.status), "user_text": self.user_text, "raw_text": self.raw_text,
             "spoken_text": self.spoken_text, "reasoning_text": self.reasoning_text, "commands": self.commands, "tool_calls": self.tool_calls,
             "ttft_ms": self.ttft_ms, "duration_ms": self.duration_ms, "error": self.error, "instance": self.instance,
-            "attempts": self.attempts,
+            "attempts": self.attempts, "heard_text": self.heard_text,
         }
 
 

@@ -4,7 +4,8 @@
 config keeps serving; the error is logged). A valid one replaces, for the next
 request, the keys (a secret removed from a key is refused from now on), the
 profiles (FunctionMaps, prompts, output rules), the commands settings, the limits,
-the upstreams and routing (a fresh pool: health starts over), the end function's
+the upstreams and routing (a new pool; an upstream kept under its name and
+``base_url`` keeps its health and requests in flight), the end function's
 steps and the webhook's settings. A reply in flight keeps what it began with: the
 relay works on a copy of :class:`~.services.Services` taken when the request
 arrived. What a running server cannot change (``server``, ``storage``, the log
@@ -139,7 +140,7 @@ def _apply(s: Services, new: Config, profiles: dict[str, Profile]) -> None:
     """The new config's pieces, each replaced whole (a reader sees the old or the new)."""
     s.keys.replace(new.auth)
     s.profiles = profiles
-    s.pool = UpstreamPool(new)
+    s.pool = UpstreamPool(new, previous=s.pool)  # in flight and health go on for the upstreams kept
     limits = s.registry.limits  # shared by the registry's parts: changed in place
     for name in type(limits).model_fields:
         setattr(limits, name, getattr(new.limits, name))

@@ -99,6 +99,21 @@ def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "not valid YAML" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("flags", "field"), [
+    (["--port", "70000"], "server.port: Input should be less than or equal to 65535"),
+    (["--port", "0", "--workers", "0"], "server.workers: Input should be greater than or equal to 1"),
+])
+def test_a_bad_command_line_override_is_a_config_error(tmp_path: Path, flags: list[str], field: str) -> None:
+    """``serve --port 70000`` was an OverflowError traceback: the overrides go through
+    the same model as the file, one line naming the field, exit 2."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"storage:\n  path: {tmp_path / 'cg.db'}\n")
+    out = subprocess.run([sys.executable, "-m", "proxy.cli", "serve", "--config", str(cfg), *flags],
+                         capture_output=True, text=True, timeout=30)
+    assert (out.returncode, out.stderr) == (2, f"callgate: command line: {field}\n")
+    assert not (tmp_path / "cg.db").exists()
+
+
 def test_demo_runs_and_exits_0() -> None:
     """`callgate demo`, as `make demo` runs it: self-contained, exit 0."""
     result = subprocess.run([sys.executable, "-m", "proxy.cli", "demo"], capture_output=True, text=True, timeout=60)

@@ -426,3 +426,43 @@ async def test_a_stream_cut_after_its_head_counts_against_its_upstreams_health(p
     body = await p.raw({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
     assert b"upstream_incomplete" in body
     assert p.services.pool.states()["a"]["state"] == "cooling"
+
+
+async def test_a_reload_carries_each_kept_upstreams_requests_in_flight_and_health(pool: Any, tmp_path: Path) -> None:
+    """Issue 27, bug 11: a reload began a new pool at zero requests in flight (each
+    ``max_concurrent`` briefly doubled) and with its health forgotten. An upstream kept
+    under its name and ``base_url`` keeps both: a request released after the reload is
+    counted down once, never below zero; one whose ``base_url`` changed is another
+    server and starts over."""
+    from proxy.server.reload import reload
+
+    p = await pool({"a": [Act(pieces=["x"], stall_after=0), Act(pieces=["y"])], "c": [Act(status=503)]},
+                   routing={"eject_after": 1}, entry={"a": {"max_concurrent": 1}})
+    first = asyncio.create_task(p.say(call_id="c1"))
+    await asyncio.wait_for(p.ups["a"].arrived.wait(), 5)
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    await p.raw(body, call_id="c2")  # a is full: c is tried, fails and cools
+    assert {n: (v["state"], v["in_flight"]) for n, v in p.services.pool.states().items()} == {"a": ("ok", 1), "c": ("cooling", 0)}
+
+    def config(c_url: str) -> Path:
+        a = p.services.config.pool[0]
+        data = {"upstreams": [{"name": "a", "base_url": a.base_url, "timeout_s": 5, "max_concurrent": 1},
+                              {"name": "c", "base_url": c_url, "timeout_s": 5}],
+                "routing": {"eject_after": 1}, "storage": {"path": str(tmp_path / "cg.db")}}
+        (tmp_path / "c.yaml").write_text(json.dumps(data))
+        return tmp_path / "c.yaml"
+
+    old = p.services.pool
+    assert await reload(p.services, str(config(old.entries["c"].base_url)))
+    assert p.services.pool is not old
+    assert {n: (v["state"], v["in_flight"]) for n, v in p.services.pool.states().items()} == {"a": ("ok", 1), "c": ("cooling", 0)}
+    await p.raw(body, call_id="c3")
+    assert len(p.ups["a"].requests) == 1  # still full after the reload: not asked a second time
+    p.ups["a"].release()
+    assert await first == "x"  # released under the old pool, counted down in the new
+    assert p.services.pool.states()["a"]["in_flight"] == 0
+    assert await p.say(call_id="c4") == "y"
+    assert p.services.pool.states()["a"]["in_flight"] == 0
+    # c now points elsewhere: another server, whose health starts over
+    assert await reload(p.services, str(config(old.entries["a"].base_url)))
+    assert p.services.pool.states()["c"]["state"] == "ok"

@@ -266,4 +266,5 @@ class CallRegistry:
         self.ending.stop_windows()
         await self.background.drain(timeout)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.store.settled(), timeout)
+            async with asyncio.timeout(timeout):  # never wait_for: on 3.11 it can swallow a cancel
+                await self.store.settled()

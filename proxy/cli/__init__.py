@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__, logs
-from ..config import Config, load_config
+from ..config import Config, load_config, with_server
 from ..storage import DeliveryStatus, JobStatus
 from ..errors import ConfigError
 
@@ -133,12 +133,11 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
-    if args.host:
-        config.server.host = args.host
-    if args.port is not None:
-        config.server.port = args.port
-    if args.workers is not None:
-        config.server.workers = args.workers
+    try:  # validated as the file is: --port 70000 is a config error, not an OverflowError
+        config = with_server(config, "command line", host=args.host or None, port=args.port, workers=args.workers)
+    except ConfigError as e:
+        print(f"callgate: {e}", file=sys.stderr)
+        return 2
     logs.setup(config.log_level, config.log_mask.fields, config.log_mask.phone_numbers, config.log_format)
     from ..server.auth import check_exposure
 

@@ -101,6 +101,7 @@ __all__ = [
     "interpolate",
     "load_config",
     "parse_config",
+    "with_server",
 ]
 
 
@@ -295,3 +296,18 @@ def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> C
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     return parse_config(data, str(path), env)
+
+
+def with_server(config: Config, source: str, **values: Any) -> Config:
+    """``config`` with these ``server:`` keys replaced (the CLI's ``--host``, ``--port``,
+    ``--workers``; a ``None`` value keeps the file's), validated by the same model as
+    the file. Raises :class:`ConfigError` on one line naming each bad field
+    (``command line: server.port: Input should be ...``)."""
+    given = {k: v for k, v in values.items() if v is not None}
+    if not given:
+        return config
+    try:
+        server = ServerConfig.model_validate({**config.server.model_dump(), **given})
+    except ValidationError as e:
+        raise ConfigError(f"{source}: " + "; ".join(f"server.{_loc(err['loc'])}: {err['msg']}" for err in e.errors())) from None
+    return config.model_copy(update={"server": server})

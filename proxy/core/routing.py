@@ -82,6 +82,15 @@ class Health:
         self._ups = {n: _Upstream() for n in names}
         self.eject_after, self.cooldown_s = eject_after, cooldown_s
 
+    def carry(self, old: Health, names: list[str]) -> None:
+        """Go on with ``old``'s record of each of ``names`` (a reload, for the upstreams
+        it keeps): shared, not copied, so a request begun under ``old`` ends here too
+        (its in-flight count) and what it learns counts here. A name either does not
+        know is skipped."""
+        for name in names:
+            if name in self._ups and name in old._ups:
+                self._ups[name] = old._ups[name]
+
     def _move(self, name: str, event: _Event) -> UpstreamState:
         u = self._ups[name]
         u.state = _MOVES.get((u.state, event), u.state)

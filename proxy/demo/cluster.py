@@ -64,7 +64,8 @@ class _Instance:
         )
         assert self.proc.stderr is not None
         while not self.url:
-            line = await asyncio.wait_for(self.proc.stderr.readline(), 30)
+            async with asyncio.timeout(30):
+                line = await self.proc.stderr.readline()
             if not line:
                 raise RuntimeError(f"instance {self.name} exited before listening")
             m = re.search(rb"listening on (http://\S+),", line)
@@ -80,7 +81,8 @@ class _Instance:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.terminate()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.proc.wait(), 20)
+                async with asyncio.timeout(20):
+                    await self.proc.wait()
 
 
 async def run_cluster_demo() -> int:
@@ -113,7 +115,8 @@ async def _run(db_url: str) -> int:
         events: list[dict[str, Any]] = []
         ready = asyncio.Event()
         follower = asyncio.create_task(_subscribe(instances[-1].url, events, ready))  # C follows the call
-        await asyncio.wait_for(ready.wait(), 10)
+        async with asyncio.timeout(10):
+            await ready.wait()
 
         async def served_by(turn: int) -> str:
             record = await _record(instances[0].url)
@@ -127,7 +130,8 @@ async def _run(db_url: str) -> int:
             return f"instance {names.get(pid, '?')} (pid {pid})"
 
         await talk(base, served_by)
-        await asyncio.wait_for(follower, 20)
+        async with asyncio.timeout(20):  # cancels the follower too, as wait_for did
+            await follower
         print(f"(events followed on instance {instances[-1].name}, from the shared database)\n")
         record = await _finished(instances[1].url)
         return 0 if report(events, record["end_function"]["steps"], crm) else 1

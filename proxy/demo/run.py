@@ -165,9 +165,11 @@ async def run_demo() -> int:
             events: list[dict[str, Any]] = []
             ready = asyncio.Event()
             subscriber = asyncio.create_task(_subscribe(base, events, ready))
-            await asyncio.wait_for(ready.wait(), 10)
+            async with asyncio.timeout(10):
+                await ready.wait()
             await talk(base)
-            await asyncio.wait_for(subscriber, 10)
+            async with asyncio.timeout(10):  # cancels the subscriber too, as wait_for did
+                await subscriber
             jobs = await app[SERVICES].pipeline.wait_call(CALL_ID, 10)
             return 0 if report(events, [j.to_json() for j in jobs], crm) else 1
     finally:

@@ -242,7 +242,8 @@ class Pipeline:
 async def run_step(step: Step, conv: Conversation, effects: Effects) -> StepResult:
     """One try of one step under its timeout; never raises but for cancellation."""
     try:
-        return await asyncio.wait_for(RUNNERS[step.kind](step, conv, effects), step.timeout_s)
+        async with asyncio.timeout(step.timeout_s):  # never wait_for: on 3.11 it can swallow a cancel
+            return await RUNNERS[step.kind](step, conv, effects)
     except TimeoutError:
         return StepResult(ok=False, error=f"timed out after {step.timeout_s} s")
     except asyncio.CancelledError:

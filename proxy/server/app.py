@@ -35,7 +35,7 @@ from .delivery import EventDelivery
 from .openapi import openapi
 from .scrape import METRICS_URL, count_requests, metrics, metrics_site
 from .pool import UpstreamPool
-from .reload import fingerprint, reload
+from .reload import Reloader, fingerprint
 from .services import SERVICES, Services
 
 __all__ = ["build_app", "running", "serve"]
@@ -280,7 +280,7 @@ async def serve(config: Config, *, socket_fd: int | None = None, config_path: st
         log.info("callgate listening on %s, upstream %s%s", url, upstreams, " (the running server's socket, taken over)" if taken else "")
         offer = None if socket_fd is not None else handoff.Offer([sock], srv.host).start()
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signal.SIGHUP, reload, app[SERVICES], config_path)
+            loop.add_signal_handler(signal.SIGHUP, Reloader(app[SERVICES], config_path))
         if socket_fd is not None:
             from .workers import tell_ready
 

@@ -87,10 +87,8 @@ class SqliteStore:
         max_queue: int = 2000,
         readonly: bool = False,
     ) -> None:
-        self.path = str(path)
-        self.readonly = readonly
-        self.wal_max_bytes = wal_max_bytes
-        self.batch = batch
+        self.path, self.readonly = str(path), readonly
+        self.wal_max_bytes, self.batch = wal_max_bytes, batch
         try:
             if not readonly:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -102,8 +100,7 @@ class SqliteStore:
         self._local = threading.local()
         self._readers = concurrent.futures.ThreadPoolExecutor(readers, thread_name_prefix="callgate-sqlite-read")
         self._reader_conns: list[sqlite3.Connection] = []
-        self.commits = 0
-        self.max_queue = max_queue
+        self.commits, self.max_queue = 0, max_queue
         self.on_notify: Callable[[str], None] | None = None  # what other processes' commits wake
         self._wakeups = None if readonly else Wakeups(self.path)
         self._room: asyncio.Event | None = None  # set when a full queue has room again
@@ -335,12 +332,15 @@ class SqliteStore:
 
     async def close(self) -> None:
         """Finish the queued writes, stop the threads, truncate the WAL (not when
-        ``readonly``), close."""
+        ``readonly``), close; the blocking parts off the event loop."""
         if self._writer is not None:
             self._queue.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
             self._writer = None
-        self.close_sync()
+        if self._wakeups is not None:  # its reader is the loop's: removed on the loop
+            self._wakeups.close()
+            self._wakeups = None
+        await asyncio.to_thread(self.close_sync)  # the WAL checkpoint
 
     def close_sync(self) -> None:
         """Stop the reader threads and close every connection (the writer thread

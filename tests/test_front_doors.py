@@ -14,6 +14,8 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
+from proxy.server.services import SERVICES
+
 from .conftest import Receiver, serve_app
 
 KEY = "sk-door-key-0123456789"
@@ -50,6 +52,10 @@ class Upstream:
         try:
             for piece in REPLIES.get(said, ["Sure, ", "one moment."]):
                 await resp.write(_chunk({"content": piece}))
+            if said == "parts":  # Mistral/Magistral: content as a list of parts, thinking among them
+                await resp.write(_chunk({"content": [{"type": "thinking", "thinking": [{"type": "text", "text": "hmm"}]}]}))
+                await resp.write(_chunk({"content": [{"type": "text", "text": "In parts, "}]}))
+                await resp.write(_chunk({"content": [{"type": "text", "text": "as Mistral sends."}]}))
             if said == "hold":
                 await self.gate.wait()
                 await resp.write(_chunk({"content": '<imsagent_hangup endword="Bye."/>'}))
@@ -339,3 +345,91 @@ async def test_conversation_relay_bad_input(door: Any) -> None:
     assert _relay_frames("invalid_json") == invalid + 1
     assert [t["status"] for t in (await s.record("CA-1"))["turns"]] == ["ok"]
     assert len(s.up.bodies) == 1
+
+
+# -- issue 27's bugs -----------------------------------------------------------------------
+
+
+async def test_conversation_relay_keeps_an_interrupt_that_comes_after_the_reply_finished(door: Any) -> None:
+    """Bug 1: the LLM is done long before the text-to-speech; an interrupt then was
+    ignored, and the next turn's history and the record said the caller heard it all."""
+    s = await door()
+    async with s.ws("/conversation-relay/v1/ws") as ws:
+        await ws.send_json(SETUP)
+        assert (await _relay_turn(ws, "first"))[0] == "Sure, one moment."  # streamed to the end
+        await ws.send_json({"type": "interrupt", "utteranceUntilInterrupt": "Sure,", "durationUntilInterruptMs": 300})
+        assert (await _relay_turn(ws, "go on"))[0] == "Sure, one moment."
+    assert s.up.bodies[1]["messages"][-3:] == [
+        {"role": "user", "content": "first"}, {"role": "assistant", "content": "Sure,"}, {"role": "user", "content": "go on"},
+    ]
+    rec = await s.record("CA-1")
+    assert [(t["status"], t["spoken_text"], t["heard_text"]) for t in rec["turns"]] == [
+        ("ok", "Sure, one moment.", "Sure,"), ("ok", "Sure, one moment.", None),
+    ]
+
+
+async def test_content_given_as_parts_is_spoken_on_a_front_door(door: Any) -> None:
+    """Bug 3: the front doors read string content only: a Mistral upstream spoke nothing."""
+    s = await door()
+    async with s.ws("/conversation-relay/v1/ws") as ws:
+        await ws.send_json(SETUP)
+        assert (await _relay_turn(ws, "parts"))[0] == "Sure, one moment.In parts, as Mistral sends."
+    async with s.ws("/retell/v1/llm-websocket/rt-parts") as ws:
+        await ws.receive_json()
+        assert (await _retell_turn(ws, 1, [{"role": "user", "content": "parts"}]))[0] == "Sure, one moment.In parts, as Mistral sends."
+    assert (await s.record("rt-parts"))["turns"][0]["reasoning_text"] == "hmm"
+
+
+async def test_a_socket_that_breaks_the_websocket_protocol_is_not_counted_too_big(door: Any) -> None:
+    """Bug 7: every socket error was counted as too_big."""
+    s = await door()
+    before = (_refused("too_big"), _refused("protocol_error"))
+    async with s.ws("/retell/v1/llm-websocket/rt-proto") as ws:
+        await ws.receive_json()
+        await ws.send_frame(b"\xff\xfe not utf-8", aiohttp.WSMsgType.TEXT)  # a text frame must be UTF-8 (RFC 6455 8.1)
+        msg = await ws.receive()
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+    assert (_refused("too_big"), _refused("protocol_error")) == (before[0], before[1] + 1)
+
+
+async def test_a_turn_that_fails_unexpectedly_is_logged_and_answered(door: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Bug 7: a turn's task was never awaited: an unexpected error went unreported and
+    the platform got no final frame."""
+    s = await door()
+    real = s.registry.begin_turn
+    calls = []
+
+    async def broken(*a: Any, **kw: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the database fell over")
+        return await real(*a, **kw)
+
+    s.registry.begin_turn = broken
+    async with s.ws("/retell/v1/llm-websocket/rt-err") as ws:
+        await ws.receive_json()
+        content, last = await _retell_turn(ws, 1, [{"role": "user", "content": "hello"}])
+        assert (content, last["content_complete"], last.get("end_call")) == ("", True, True)
+        assert (await _retell_turn(ws, 2, [{"role": "user", "content": "hello"}]))[0] == "Sure, one moment."  # the socket lives on
+    assert any("front door turn failed" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+async def test_an_open_socket_follows_a_reload(door: Any, tmp_path: Any) -> None:
+    """Bug 11: a live WebSocket kept the config it opened with forever."""
+    import yaml
+
+    from proxy.server.reload import reload
+
+    s = await door()
+    async with s.ws("/conversation-relay/v1/ws") as ws:
+        await ws.send_json(SETUP)
+        await _relay_turn(ws, "one")
+        services = s.app[SERVICES]
+        data = services.config.model_dump(mode="json", exclude_none=True)
+        data["front_doors"]["conversation_relay"]["system_prompt"] = "Be kind."
+        path = tmp_path / "reloaded.yaml"
+        path.write_text(yaml.safe_dump(data))
+        assert await reload(services, str(path))
+        await _relay_turn(ws, "two")
+    assert s.up.bodies[0]["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert s.up.bodies[1]["messages"][0] == {"role": "system", "content": "Be kind."}

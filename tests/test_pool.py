@@ -466,3 +466,50 @@ async def test_a_reload_carries_each_kept_upstreams_requests_in_flight_and_healt
     # c now points elsewhere: another server, whose health starts over
     assert await reload(p.services, str(config(old.entries["a"].base_url)))
     assert p.services.pool.states()["c"]["state"] == "ok"
+
+
+# -- the reply machine's bugs (issue 27) ------------------------------------------------
+
+
+async def test_on_stall_error_detects_the_stall_and_does_not_wait_for_the_upstream(pool: Any) -> None:
+    """Bug 4: ``on_stall: error`` turned stall detection off; the runtime waited for the
+    stalled upstream's own timeout (60 s here) instead of the error event at stall_ms."""
+    p = await pool({"a": [Act(pieces=["Hello ", "x"], stall_after=1)]}, routing={"stall_ms": 150, "on_stall": "error"},
+                   entry={"a": {"timeout_s": 60}})
+    stalled = metric("callgate_upstream_errors_total", kind="stalled")
+    body = await asyncio.wait_for(p.raw({"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}), 30)
+    assert body.endswith(b"data: [DONE]\n\n") and b"upstream_stream_error" in body
+    turn = (await p.record())["turns"][-1]
+    assert turn["status"] == "upstream_error" and "went silent for 150" in turn["error"]
+    assert metric("callgate_upstream_errors_total", kind="stalled") == stalled + 1
+    p.ups["a"].release()
+
+
+TRANSFER_CMD = '<imsagent_transfer_call callee="+15551234567" msg="Please hold."/>'
+
+
+async def test_a_reply_is_continued_after_a_transfer_and_the_transfer_is_never_emitted_again(pool: Any) -> None:
+    """Bug 5: a transfer stopped continuations (the runtime heard "…Please hold" and a
+    clean finish); only a hangup ends them. The continuation's own transfer is a second
+    one: rejected, not emitted."""
+    p = await pool({"a": [Act(pieces=["One moment. ", TRANSFER_CMD, " more"], stall_after=2)],
+                    "b": [Act(pieces=["I am connecting you. ", TRANSFER_CMD])]},
+                   routing={"stall_ms": 150})
+    heard = await p.say()
+    assert heard.startswith("One moment. Please hold.I am connecting you.")
+    assert len(p.ups["b"].requests) == 1
+    record = await p.record()
+    assert [e["type"] for e in record["events"]].count("transfer") == 1
+    assert outcomes(record) == [("a", "stalled"), ("b", "continued")]
+    p.ups["a"].release()
+
+
+async def test_an_attempt_held_past_max_held_bytes_is_adopted_as_it_is(pool: Any) -> None:
+    """Bug 12: a hedged attempt kept its whole pre-speech output (a reasoning model's
+    thinking) until it spoke; past limits.max_held_bytes it is adopted instead."""
+    thinking = ["<think>" + "x" * 600] + ["y" * 600] * 4 + ["</think>", "Finally."]
+    p = await pool({"a": [Act(pieces=thinking, gap_s=0.05)], "b": [Act(delay_s=5, pieces=["Slow B."])]},
+                   routing={"first_token_ms": 5000}, limits={"max_held_bytes": 2048})
+    hits = metric("callgate_limit_hits_total", limit="max_held_bytes")
+    assert (await p.say()).endswith("Finally.")
+    assert metric("callgate_limit_hits_total", limit="max_held_bytes") == hits + 1

@@ -285,19 +285,25 @@ class ReplyMachine:
         return [i for i, a in enumerate(self.attempts) if a.outcome is None]
 
     def on(self, inp: ReplyInput) -> tuple[ReplyAction, ...]:
-        """Apply ``inp``; the actions the move asks for. Raises :class:`IllegalMove`."""
+        """Apply ``inp``; the actions the move asks for. Raises :class:`IllegalMove`
+        (and changes nothing) when the table has no move for it, or it would adopt or
+        fail an attempt that is not running, or write an outcome a second time."""
         moves = TRANSITIONS.get((self.state, inp.event))
         if moves is None:
             raise IllegalMove(self.state, inp.event)
         subject = self._subject(inp)
-        self._facts(inp)
+        if inp.event in (ReplyEvent.WON, ReplyEvent.ATTEMPT_FAILED) and not self._running(subject):
+            raise IllegalMove(self.state, inp.event, f"attempt {subject} is not running")
+        self._facts(inp)  # only the fact events change facts: their one move has no guard and writes nothing
         move = next(m for m in moves if m.when is None or self._holds(m.when))
+        if move.subject is not None and not self._running(subject):
+            raise IllegalMove(self.state, inp.event, f"attempt {subject} has its outcome already")
         if move.subject is not None:
-            self._write(subject, move.subject, inp)
+            self._write(subject, move.subject)
         if move.others is not None:
             for i in self.running():
                 if i != subject:
-                    self._write(i, move.others, inp)
+                    self._write(i, move.others)
         if inp.event is ReplyEvent.WON:
             self._adopt(subject)
         if move.status is not None:
@@ -334,22 +340,17 @@ class ReplyMachine:
         elif ev is ReplyEvent.ERROR_SEEN:
             self.error_seen = True
 
+    def _running(self, attempt: int) -> bool:
+        return attempt >= 0 and self.attempts[attempt].outcome is None
+
     def _adopt(self, attempt: int) -> None:
-        if attempt < 0:
-            raise IllegalMove(self.state, ReplyEvent.WON, "no attempt named")
         if self.state is ReplyState.CONTINUING:
             self.continuations += 1
         self.current, self.spoke = attempt, False
 
-    def _write(self, attempt: int, outcome: AttemptOutcome, inp: ReplyInput) -> None:
-        if attempt < 0:
-            raise IllegalMove(self.state, inp.event, "no attempt to write an outcome for")
+    def _write(self, attempt: int, outcome: AttemptOutcome) -> None:
         a = self.attempts[attempt]
-        if a.outcome is not None:
-            raise IllegalMove(self.state, inp.event, f"attempt {attempt} already {a.outcome}")
-        if outcome is AttemptOutcome.WON and a.continuation:
-            outcome = AttemptOutcome.CONTINUED
-        a.outcome = outcome
+        a.outcome = AttemptOutcome.CONTINUED if outcome is AttemptOutcome.WON and a.continuation else outcome
 
     def _holds(self, guard: Guard) -> bool:
         if guard is Guard.ERROR_SEEN:

@@ -353,8 +353,8 @@ def _transcript(turns: Sequence[TurnRecord]) -> list[dict[str, str]]:
     for t in turns:
         if t.user_text:
             out.append({"role": "user", "text": t.user_text})
-        if t.spoken_text:
-            out.append({"role": "assistant", "text": t.spoken_text})
+        if t.heard:  # what the caller heard: all that was spoken, unless a front door's platform said less
+            out.append({"role": "assistant", "text": t.heard})
     return out
 
 

@@ -90,7 +90,8 @@ class Doors:
     async def _end_later(self, s: Services, call_id: str, call: Call, source: str) -> None:
         try:
             await asyncio.sleep(s.config.end_function.after_hangup_s)
-            await s.registry.end(call, EndReason.SOCKET_CLOSED, source)
+            if not await s.registry.end(call, EndReason.SOCKET_CLOSED, source):
+                log.info("front door call_id=%s not ended: its socket opened again (here or on another instance)", call_id)
         finally:
             if self.pending.get(call_id) is asyncio.current_task():
                 del self.pending[call_id]

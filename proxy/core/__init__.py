@@ -13,6 +13,7 @@ clock-driven waiting or config lookups; plain data in, frozen events out.
 ``inspector``             one reply: SSE events in, bytes out and commands found
 ``deltas``                what a delta becomes when the inspector changes it
 ``capped``                text kept up to a bound, with a mark of what was cut
+``gaps``                  dead air: the longest silence between speakable pieces
 ``lifecycle``             a call's state machine: states, events, actions, one table
 ``chat``                  a chat completion request, read and checked once
 ``json_body``             a request body as a JSON object: depth, surrogates

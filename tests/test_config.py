@@ -232,3 +232,50 @@ def test_a_yaml_error_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_the_lock_file_that_cannot_be_opened_is_named(tmp_path: Path) -> None:
     (tmp_path / "cg.db.lock").mkdir()  # a folder where the migration lock file goes
     assert _serve_error(tmp_path, f"{tmp_path}/cg.db") == f"callgate: cannot open the database {tmp_path}/cg.db.lock: Is a directory (storage.path)\n"
+
+
+def test_several_removed_and_invalid_keys_are_reported_at_once() -> None:
+    """An operator fixing a config learns every problem in one run, not one per restart."""
+    with pytest.raises(ConfigError) as e:
+        parse_config(
+            {
+                "control": {"webhook": {"attempts": 5}},
+                "end_function": {"record_ttl_s": 60},
+                "server": {"port": 70000, "prot": 1},
+            },
+            "f.yaml",
+        )
+    assert str(e.value) == (
+        "f.yaml: invalid config\n"
+        "  control.webhook.attempts was removed: replaced by control.webhook.max_age_s: a delivery is retried "
+        "while the event is fresh (default 120 s)\n"
+        "  end_function.record_ttl_s was removed: no longer needed: an ended call leaves memory at once; "
+        "storage.retention_days deletes old ones\n"
+        "  server.port: Input should be less than or equal to 65535\n"
+        "  server.prot: Extra inputs are not permitted"
+    )
+
+
+def test_every_name_that_points_nowhere_is_reported_at_once() -> None:
+    entry = {"name": "a", "base_url": "http://127.0.0.1:1/v1"}
+    with pytest.raises(ConfigError) as e:
+        parse_config(
+            {"upstreams": [entry, entry], "routing": {"order": ["b"]}, "default_profile": "nope",
+             "profiles": {"vip": {"extends": "gone"}}},
+            "f.yaml",
+        )
+    lines = str(e.value).splitlines()
+    assert lines[0] == "f.yaml: invalid config"
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        "default_profile", "profiles.vip.extends", "upstreams", "routing.order",
+    ]
+
+
+def test_safe_url_shows_no_key_no_query() -> None:
+    from proxy.config import PoolEntry, safe_url
+
+    assert safe_url("https://user:sk-secret@h.example/openai/deployments/d?api-version=1&api-key=sk-x#frag", "/chat/completions") == (
+        "https://h.example/openai/deployments/d/chat/completions"
+    )
+    assert safe_url(PoolEntry(name="b", base_url="http://[::1]:8080/v1/")) == "http://[::1]:8080/v1/"
+    assert safe_url("http://[::1]:8080/v1/", "/chat/completions") == "http://[::1]:8080/v1/chat/completions"

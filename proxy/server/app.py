@@ -19,10 +19,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
-from yarl import URL
 
 from ..calls.registry import CallRegistry
-from ..config import Config
+from ..config import Config, safe_url
 from ..endfn.effects import Effects
 from ..endfn.pipeline import Pipeline
 from ..errors import CallgateError, UpstreamStatus, openai_error_body
@@ -276,7 +275,7 @@ async def serve(config: Config, *, socket_fd: int | None = None, config_path: st
         socks, taken = await asyncio.to_thread(handoff.listen, srv.host, srv.port, srv.backlog)
         sock = socks[0]
     async with running(config, sock=sock) as (app, url):
-        upstreams = ", ".join(str(URL(u.base_url).with_query(None)) for u in config.pool)  # a query may hold a key
+        upstreams = ", ".join(safe_url(u) for u in config.pool)  # a user, password or query may hold a key
         log.info("callgate listening on %s, upstream %s%s", url, upstreams, " (the running server's socket, taken over)" if taken else "")
         offer = None if socket_fd is not None else handoff.Offer([sock], srv.host).start()
         with contextlib.suppress(NotImplementedError):

@@ -174,7 +174,7 @@ def _check(path: str, config: Config) -> int:
         print(f"callgate: {e}", file=sys.stderr)
         return 2
     if config.storage.url is None:
-        from ..storage.sqlite import storage_problem
+        from ..storage.diagnose import storage_problem
 
         problem = storage_problem(config.storage.path)
         if problem is not None:

@@ -157,6 +157,9 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     except StorageError as e:
         print(f"callgate: {e}", file=sys.stderr)
         return 1
+    except ConfigError as e:  # found as the server starts (telemetry's extra missing)
+        print(f"callgate: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"callgate: cannot listen on {config.server.host}:{config.server.port}: {e.strerror}", file=sys.stderr)
         return 1

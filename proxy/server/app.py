@@ -27,6 +27,8 @@ from ..endfn.pipeline import Pipeline
 from ..errors import CallgateError, UpstreamStatus, openai_error_body
 from ..profiles import resolve_profiles
 from ..storage import OpenMode, open_store
+from ..telemetry import Telemetry
+from ..telemetry import build as build_telemetry
 from . import admin, call_api, doors, relay
 from .access import access_log
 from .auth import Keys, authenticate
@@ -155,7 +157,8 @@ async def _lifecycle(app: web.Application, config: Config, keys: Keys) -> AsyncI
         steps=[(s.name, s.kind, list(s.after)) for s in ef.steps],
         deliver=bool(config.control.webhook.url),
     )
-    pipeline = Pipeline(store, ef, Effects(session), me=registry.instance)
+    telemetry = build_telemetry(config.telemetry, config.log_mask.fields)  # NOOP, and no import, when off
+    pipeline = Pipeline(store, ef, Effects(session), me=registry.instance, telemetry=telemetry)
     registry.on_end = pipeline.kick
     delivery = None
     if config.control.webhook.url:
@@ -172,6 +175,7 @@ async def _lifecycle(app: web.Application, config: Config, keys: Keys) -> AsyncI
         pool=UpstreamPool(config),
         keys=keys,
         loaded=fingerprint(config),
+        telemetry=telemetry,
     )
     store.on_notify = _dispatcher(registry, pipeline, delivery)  # other instances' commits (PostgreSQL)
     await registry.start()
@@ -197,6 +201,14 @@ async def _lifecycle(app: web.Application, config: Config, keys: Keys) -> AsyncI
                 await task
         await session.close()
         await store.close()
+        await _stop_telemetry(telemetry)
+
+
+async def _stop_telemetry(telemetry: Telemetry) -> None:
+    """Export the spans left, in a thread: a collector that is gone holds the stop
+    2 s at most (then the exporter gives up)."""
+    if telemetry.enabled:
+        await asyncio.to_thread(telemetry.shutdown, 2.0)
 
 
 def _dispatcher(registry: CallRegistry, pipeline: Pipeline, delivery: EventDelivery | None) -> Callable[[str], None]:

@@ -1,7 +1,8 @@
 """The aiohttp application: routes, the OpenAI-shaped error middleware, start and stop.
 
 Routes: ``POST /v1/chat/completions``, ``GET /v1/models`` (and the same under
-``/<profile>/``, see :mod:`proxy.profiles`), ``GET /healthz``,
+``/<profile>/``, see :mod:`proxy.profiles`), ``GET /healthz`` (liveness),
+``GET /readyz`` (readiness, :mod:`.ready`),
 ``GET /v1/calls/{call_id}``, ``GET /v1/calls/{call_id}/events``,
 ``POST /v1/calls/{call_id}/end``, ``PATCH /v1/calls/{call_id}/state``,
 ``GET /openapi.json`` (:mod:`.openapi`), and the operations routes of :mod:`.admin`.
@@ -36,6 +37,7 @@ from .delivery import EventDelivery
 from .openapi import openapi
 from .scrape import METRICS_URL, count_requests, metrics, metrics_site
 from .pool import UpstreamPool
+from .ready import readyz
 from .reload import fingerprint, reload
 from .services import SERVICES, Services
 
@@ -117,6 +119,7 @@ def build_app(config: Config) -> web.Application:
     app.router.add_post("/{profile}/v1/chat/completions", relay.chat_completions)
     app.router.add_get("/{profile}/v1/models", relay.models)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/v1/calls/{call_id}", call_api.get_call)
     app.router.add_get("/v1/calls/{call_id}/events", call_api.call_events)
     app.router.add_post("/v1/calls/{call_id}/end", call_api.end_call)

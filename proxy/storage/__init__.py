@@ -126,6 +126,11 @@ class Store(Protocol):
         """Apply the pending schema migrations: ``(version before, after)``."""
         ...
 
+    async def ping(self) -> None:
+        """The database answers (``GET /readyz``); else
+        :class:`~proxy.errors.StoreUnavailable` naming why."""
+        ...
+
     def check(self) -> int:
         """The schema version, if it is this callgate's (else a ``StorageError``)."""
         ...

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import StoreUnavailable
 
-__all__ = ["storage_problem", "unavailable"]
+__all__ = ["file_identity", "moved", "storage_problem", "unavailable"]
 
 
 def unavailable(path: str, e: BaseException, readonly: bool = False) -> StoreUnavailable:
@@ -75,3 +75,25 @@ def storage_problem(path: str) -> str | None:
     if not folder.is_dir():
         return f"{folder} is a file, not a folder"
     return None if os.access(folder, os.W_OK) else f"{folder} is not writable"
+
+
+def file_identity(path: str) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file at ``path`` now (``None``: there is none)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def moved(path: str, opened: tuple[int, int] | None) -> str | None:
+    """Why the database file a server opened (``opened``: its :func:`file_identity`
+    then) is no longer at ``path``, or ``None``: removed, or replaced by another file.
+    Either way the server's writes go where no later process will read them."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return f"the database file is gone (storage.path={path}): {e.strerror} ({errno.errorcode.get(e.errno or 0, e.errno)})"
+    if opened is not None and (st.st_dev, st.st_ino) != opened:
+        return f"the database file was replaced while serving (storage.path={path}): restart to use it"
+    return None

@@ -50,8 +50,10 @@ from pathlib import Path
 from typing import Any
 
 from ..metrics import STORAGE_WRITE
+from ..errors import StoreUnavailable
 from . import migrations
 from .db import Conn
+from .diagnose import file_identity, moved
 from .diagnose import unavailable as _unavailable
 from .wakeup import Wakeups
 
@@ -101,6 +103,7 @@ class SqliteStore:
             self._write_conn = self._connect()
         except (OSError, sqlite3.Error) as e:
             raise _unavailable(self.path, e, readonly) from None
+        self._identity = file_identity(self.path)  # for ping: the file is still the one opened
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._local = threading.local()
@@ -316,6 +319,18 @@ class SqliteStore:
             return op(Conn(conn, "sqlite"), *args)
         finally:
             conn.execute("COMMIT")
+
+    async def ping(self) -> None:
+        """The database answers: its file is still the one opened (not removed or
+        replaced) and its schema version reads; else :class:`StoreUnavailable` naming why."""
+        problem = moved(self.path, self._identity)
+        if problem is None:
+            try:
+                await self.read(migrations.version_of)
+            except sqlite3.Error as e:
+                problem = f"the database does not answer (storage.path={self.path}): {e}"
+        if problem is not None:
+            raise StoreUnavailable(problem)
 
     # -- for the CLI, and tests -----------------------------------------------------------------
 

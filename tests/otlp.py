@@ -111,12 +111,13 @@ def _span(s: SpanPb, resource: dict[str, Any]) -> Span:
 class OtlpReceiver:
     """See the module docstring. ``url``: its base URL once started (exporters
     append ``/v1/traces``); ``spans``: every span received, in arrival order;
-    ``requests``: export requests answered (either way)."""
+    ``requests``: export requests answered (either way); ``headers``: the last one's."""
 
     def __init__(self) -> None:
         self.url = ""
         self.spans: list[Span] = []
         self.requests = 0
+        self.headers: dict[str, str] = {}
         self.fail_with: int | None = None
         self._changed = asyncio.Event()
 
@@ -131,6 +132,7 @@ class OtlpReceiver:
         if request.headers.get("Content-Encoding") == "gzip" and body[:2] == b"\x1f\x8b":
             body = gzip.decompress(body)
         self.requests += 1
+        self.headers = dict(request.headers)
         if self.fail_with is not None:
             self._change()
             return web.Response(status=self.fail_with)

@@ -105,6 +105,17 @@ def test_serving_a_turn_with_traces_off_imports_nothing_of_opentelemetry(tmp_pat
     assert (imported != "[]") if on else (imported == "[]"), imported
 
 
+def test_an_endpoint_without_the_extra_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Configured: the server refuses to start, naming the extra; from the environment
+    alone (set for other services, perhaps): a warning, and traces stay off."""
+    from proxy.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "proxy.telemetry.otel", None)  # as if opentelemetry were not installed
+    with pytest.raises(ConfigError, match=r"telemetry.otlp_endpoint: traces need the telemetry extra \(pip install 'callgate\[telemetry\]'\)"):
+        build(TelemetryConfig(otlp_endpoint="http://c:4318"), env={})
+    assert build(TelemetryConfig(), env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}) is NOOP
+
+
 # -- on ----------------------------------------------------------------------------------------
 
 
@@ -145,7 +156,7 @@ async def test_a_turn_continues_the_runtimes_trace_and_its_attempts_carry_the_ge
 
 
 async def test_without_a_traceparent_a_turn_starts_a_trace_and_a_bad_one_is_ignored(otlp: OtlpReceiver) -> None:
-    t = tracing(otlp, service_name="callgate-eu")
+    t = tracing(otlp, service_name="callgate-eu", headers={"x-team": "voice"})
     t.turn("m", "c1", 1, "openai").end("ok")
     t.turn("m", "c2", 1, "openai", "00-not-a-traceparent-01").end("ok")
     spans = await otlp.wait_for(2)
@@ -153,6 +164,7 @@ async def test_without_a_traceparent_a_turn_starts_a_trace_and_a_bad_one_is_igno
     assert [s.parent_span_id for s in spans] == ["", ""]
     assert len({s.trace_id for s in spans}) == 2 and PARENT_TRACE not in {s.trace_id for s in spans}
     assert {s.resource["service.name"] for s in spans} == {"callgate-eu"}
+    assert (otlp.headers["x-team"], otlp.headers["Content-Type"]) == ("voice", "application/x-protobuf")
 
 
 async def test_a_runtimes_unsampled_trace_is_not_exported(otlp: OtlpReceiver) -> None:

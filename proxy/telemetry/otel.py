@@ -62,11 +62,13 @@ class _OncePerMinute(logging.Filter):
         return True
 
 
+_QUIET = _OncePerMinute()
+
+
 def _quiet_sdk() -> None:
-    flt = _OncePerMinute()
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("opentelemetry"):
-            logging.getLogger(name).addFilter(flt)
+            logging.getLogger(name).addFilter(_QUIET)  # a filter already there is not added twice
 
 
 def _headers(span: Span) -> dict[str, str]:

@@ -6,12 +6,10 @@ YAML gives it. Every key is documented in ``config.example.yaml``.
 
 from __future__ import annotations
 
-import re
-
 from pydantic import Field, field_validator
 from yarl import URL
 
-from .sections import Model
+from .sections import Model, checked_headers
 
 __all__ = ["TelemetryConfig"]
 
@@ -55,12 +53,7 @@ class TelemetryConfig(Model):
     @field_validator("headers")
     @classmethod
     def _headers(cls, v: dict[str, str]) -> dict[str, str]:
-        for name, value in v.items():
-            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):  # RFC 9110 token
-                raise ValueError(f"{name!r} is not a header name")
-            if any(c in value for c in "\r\n\0"):
-                raise ValueError(f"{name!r}: a header value may not contain CR, LF or NUL")
-        return v
+        return checked_headers(v)
 
     def traces_url(self) -> str | None:
         """``otlp_endpoint`` as the traces URL (``…/v1/traces``), or ``None`` when unset."""

@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 # The venv is (re)built when pyproject.toml changes; the stamp records it.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,fast,runtimes]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,fast,runtimes,telemetry]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -30,6 +30,7 @@ __all__ = [
     "FRONT_DOOR_FRAMES",
     "LIMIT_HITS",
     "REQUESTS",
+    "SPEECH_GAP",
     "STEP_TRIES",
     "STORAGE_WRITE",
     "TURNS",
@@ -107,6 +108,12 @@ UPSTREAM_FIRST_TOKEN = Histogram(
     "callgate_upstream_first_token_seconds",
     "From reading the request to an attempt's first speakable output, by upstream",
     ["upstream"],
+    buckets=_SLOW,
+)
+SPEECH_GAP = Histogram(
+    "callgate_speech_gap_seconds",
+    "Dead air per turn: the longest silence inside a reply's speech, between two speakable pieces after the first, by runtime profile",
+    ["profile"],
     buckets=_SLOW,
 )
 

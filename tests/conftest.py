@@ -232,3 +232,13 @@ async def stack(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
     async with exits:
         yield start
+
+
+@pytest.fixture
+async def otlp() -> AsyncIterator[Any]:
+    """A real OTLP/HTTP trace receiver on loopback (:mod:`tests.otlp`); ``otlp.url``
+    is what ``telemetry.otlp_endpoint`` takes."""
+    from .otlp import otlp_receiver
+
+    async with otlp_receiver() as receiver:
+        yield receiver

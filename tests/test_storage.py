@@ -222,3 +222,19 @@ async def test_a_closed_front_door_socket_ends_its_call_unless_one_opened_again(
     assert await store.read(ops.turn_texts, "d2") == [("hi", "Hi")]
     record = await store.read(ops.call_record, "d2")
     assert record["turns"][0]["heard_text"] == "Hi" and record["transcript"][1] == {"role": "assistant", "text": "Hi"}
+
+
+async def test_a_turns_dead_air_is_stored_and_read_back(store: Store) -> None:
+    """``speech_gap_max_ms`` (schema v7) goes in with the turn's outcome and comes back
+    in the call record and the end function's ``Conversation``, on both engines."""
+    from proxy.endfn.conversation import Conversation
+
+    for rid in ("r1", "r2", "r3"):
+        await store.write(ops.begin_turn, call("gap"), turn(rid), None, NOW)
+    await store.write(ops.finish_turn, "gap", "r1", outcome(spoken="Hello there", speech_gap_max_ms=812.5), [], [], NOW)
+    await store.write(ops.finish_turn, "gap", "r2", outcome(spoken="Yes", speech_gap_max_ms=0.0), [], [], NOW)
+    await store.write(ops.finish_turn, "gap", "r3", outcome(), [], [], NOW)  # nothing spoken: no gap measured
+    record = await store.read(ops.call_record, "gap")
+    assert [t["speech_gap_max_ms"] for t in record["turns"]] == [812.5, 0.0, None]
+    assert Conversation.from_record(record).speech_gap_max_ms == 812.5
+    assert Conversation.from_record({"id": "x", "turns": [{"speech_gap_max_ms": None}]}).speech_gap_max_ms is None

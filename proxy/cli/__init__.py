@@ -156,6 +156,9 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     except StorageError as e:
         print(f"callgate: {e}", file=sys.stderr)
         return 1
+    except ConfigError as e:  # found as the server starts (telemetry's extra missing)
+        print(f"callgate: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"callgate: cannot listen on {config.server.host}:{config.server.port}: {e.strerror}", file=sys.stderr)
         return 1
@@ -173,7 +176,7 @@ def _check(path: str, config: Config) -> int:
         print(f"callgate: {e}", file=sys.stderr)
         return 2
     if config.storage.url is None:
-        from ..storage.sqlite import storage_problem
+        from ..storage.diagnose import storage_problem
 
         problem = storage_problem(config.storage.path)
         if problem is not None:

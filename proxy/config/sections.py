@@ -23,7 +23,7 @@ from ..core.inspector import InspectorSettings
 __all__ = [
     "BUILTIN_PROFILES", "AuthConfig", "CallIdSource", "CommandsConfig", "ControlConfig", "ControlWebhookConfig",
     "FunctionMapEntry", "KeyConfig", "LimitsConfig", "LogMaskConfig", "Model", "ProfileConfig", "Scope", "ServerConfig",
-    "StorageConfig", "UpstreamConfig", "default_call_id", "with_path",
+    "StorageConfig", "UpstreamConfig", "checked_headers", "default_call_id", "safe_url", "with_path",
 ]
 
 
@@ -58,6 +58,35 @@ def with_path(base: URL, path: str, *, replace: bool = False) -> URL:
         scheme=base.scheme, authority=base.raw_authority, path=(path if replace else base.raw_path.rstrip("/") + path),
         query_string=base.raw_query_string, encoded=True,
     )
+
+
+def checked_headers(headers: dict[str, str], refused: frozenset[str] = frozenset()) -> dict[str, str]:
+    """``headers`` (name -> value) as configured, when each name is an RFC 9110 token
+    not in ``refused`` (lower case) and no value holds CR, LF or NUL; else ValueError
+    naming the header."""
+    for name, value in headers.items():
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):  # RFC 9110 token
+            raise ValueError(f"{name!r} is not a header name")
+        if name.lower() in refused:
+            raise ValueError(f"{name!r} is a hop-by-hop header (or one callgate sets itself): it cannot be configured")
+        if any(c in value for c in "\r\n\0"):
+            raise ValueError(f"{name!r}: a header value may not contain CR, LF or NUL")
+    return headers
+
+
+def safe_url(upstream: UpstreamConfig | str, path: str = "") -> str:
+    """An upstream's URL as a log line or a span may show it: ``base_url`` (of an
+    ``upstream:`` or pool entry, or the string itself) with ``path`` appended (e.g.
+    ``"/chat/completions"``), without user, password, query string or fragment, any
+    of which may hold a key: ``https://u:k@h/openai/deployments/d?api-key=k`` and
+    ``/chat/completions`` -> ``https://h/openai/deployments/d/chat/completions``.
+    A value that is not a URL comes back as ``<invalid URL>``."""
+    raw = upstream.base_url if isinstance(upstream, UpstreamConfig) else upstream
+    try:
+        url = URL(raw).with_user(None).with_query(None).with_fragment(None)
+        return str(with_path(url, path) if path else url)
+    except (ValueError, TypeError):
+        return "<invalid URL>"
 
 
 class UpstreamConfig(Model):
@@ -120,14 +149,7 @@ class UpstreamConfig(Model):
     @field_validator("headers")
     @classmethod
     def _headers(cls, v: dict[str, str]) -> dict[str, str]:
-        for name, value in v.items():
-            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):  # RFC 9110 token
-                raise ValueError(f"{name!r} is not a header name")
-            if name.lower() in cls.HOP_BY_HOP:
-                raise ValueError(f"{name!r} is a hop-by-hop header (or one callgate sets itself): it cannot be configured")
-            if any(c in value for c in "\r\n\0"):
-                raise ValueError(f"{name!r}: a header value may not contain CR, LF or NUL")
-        return v
+        return checked_headers(v, cls.HOP_BY_HOP)
 
 
 class CallIdSource(Model):

@@ -18,6 +18,7 @@ clock-driven waiting or config lookups; plain data in, frozen events out.
                           only writer of a turn's status and its attempts' outcomes
 ``deltas``                what a delta becomes when the inspector changes it
 ``capped``                text kept up to a bound, with a mark of what was cut
+``gaps``                  dead air: the longest silence between speakable pieces
 ``lifecycle``             a call's state machine: states, events, actions, one table
 ``chat``                  a chat completion request, read and checked once
 ``json_body``             a request body as a JSON object: depth, surrogates

@@ -40,8 +40,8 @@ __all__ = ["Loaded", "Reloader", "fingerprint", "reload"]
 
 log = logging.getLogger("callgate")
 
-# sections a running server keeps: what it listens on and stores in, and its logs
-_RESTART_ONLY = ("server", "storage", "log_level", "log_format", "log_mask")
+# sections a running server keeps: what it listens on and stores in, its logs and traces
+_RESTART_ONLY = ("server", "storage", "log_level", "log_format", "log_mask", "telemetry")
 _END_TIMINGS = ("idle_timeout_s", "after_hangup_s", "sweep_s", "lease_s", "poll_s", "shutdown_grace_s")
 
 

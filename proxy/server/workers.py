@@ -25,9 +25,7 @@ import tempfile
 import time
 from types import FrameType
 
-from yarl import URL
-
-from ..config import Config
+from ..config import Config, safe_url
 from . import handoff
 
 __all__ = ["run_workers", "tell_ready"]
@@ -93,7 +91,7 @@ def run_workers(config: Config, config_path: str | None, n: int) -> int:
     signal.signal(signal.SIGHUP, on_hup)
     _wait_ready(ready_r, n, timeout=60)
     offer = handoff.Offer(socks, host).start()
-    log.info("callgate listening on http://%s:%d, %d workers, upstream %s%s", host, port, n, URL(config.primary.base_url).with_query(None),
+    log.info("callgate listening on http://%s:%d, %d workers, upstream %s%s", host, port, n, safe_url(config.primary),
              " (the running server's socket, taken over)" if taken else "")
     while not stop:
         for i, p in enumerate(procs):

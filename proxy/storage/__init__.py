@@ -15,6 +15,7 @@ a transaction the engine opens:
 ``schema``      what the tables hold
 ``sqlite``      the embedded engine: a writer thread, reader threads, WAL
 ``wakeup``      SQLite's wake-ups between processes (PostgreSQL has NOTIFY)
+``diagnose``    why a SQLite file cannot be opened: the path and the OS error, in one line
 ``postgres``    the shared engine: a connection pool in worker threads, LISTEN/NOTIFY
 ``claims``      the loop of a worker on claimed rows (jobs, deliveries)
 ``views``       what the operator page reads (calls list filters, a change fingerprint)
@@ -123,6 +124,11 @@ class Store(Protocol):
 
     def migrate(self) -> tuple[int, int]:
         """Apply the pending schema migrations: ``(version before, after)``."""
+        ...
+
+    async def ping(self) -> None:
+        """The database answers (``GET /readyz``); else
+        :class:`~proxy.errors.StoreUnavailable` naming why."""
         ...
 
     def check(self) -> int:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import fcntl
 import functools
 import logging
@@ -48,13 +49,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreUnavailable
 from ..metrics import STORAGE_WRITE
+from ..errors import StoreUnavailable
 from . import migrations
 from .db import Conn
+from .diagnose import file_identity, moved
+from .diagnose import unavailable as _unavailable
 from .wakeup import Wakeups
 
-__all__ = ["SqliteStore", "storage_problem"]
+__all__ = ["SqliteStore"]
 
 log = logging.getLogger("callgate.storage")
 
@@ -92,9 +95,13 @@ class SqliteStore:
         try:
             if not readonly:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            if not readonly and os.path.exists(self.path) and not os.access(self.path, os.W_OK):
+                # SQLite would open it read-only, silently, and fail at the first write
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), self.path)
             self._write_conn = self._connect()
         except (OSError, sqlite3.Error) as e:
-            raise _unavailable(self.path, e) from None
+            raise _unavailable(self.path, e, readonly) from None
+        self._identity = file_identity(self.path)  # for ping: the file is still the one opened
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._local = threading.local()
@@ -131,10 +138,13 @@ class SqliteStore:
         try:
             lock = open(self.path + ".lock", "w")  # noqa: SIM115 - closed below
         except OSError as e:
-            raise _unavailable(self.path + ".lock", e) from None
+            raise _unavailable(self.path, e) from None
         with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed, or when the process dies
-            return migrations.migrate(self.run_sync, self.path, self._backup)
+            try:
+                return migrations.migrate(self.run_sync, self.path, self._backup)
+            except sqlite3.OperationalError as e:  # the first write: a file or folder it may not write
+                raise _unavailable(self.path, e) from None
 
     def check(self) -> int:
         """The schema version, when it is this callgate's
@@ -307,6 +317,18 @@ class SqliteStore:
         finally:
             conn.execute("COMMIT")
 
+    async def ping(self) -> None:
+        """The database answers: its file is still the one opened (not removed or
+        replaced) and its schema version reads; else :class:`StoreUnavailable` naming why."""
+        problem = moved(self.path, self._identity)
+        if problem is None:
+            try:
+                await self.read(migrations.version_of)
+            except sqlite3.Error as e:
+                problem = f"the database does not answer (storage.path={self.path}): {e}"
+        if problem is not None:
+            raise StoreUnavailable(problem)
+
     # -- for the CLI, and tests -----------------------------------------------------------------
 
     def run_sync(self, op: Op, *args: Any, **kw: Any) -> Any:
@@ -375,25 +397,3 @@ def _settle_all(done: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 def _log_failure(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
         log.error("a database write failed: %s: %s", type(fut.exception()).__name__, fut.exception())
-
-
-def _unavailable(path: str, e: BaseException) -> StoreUnavailable:
-    """One line naming ``path`` and the OS (or SQLite) error."""
-    reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-    if isinstance(e, FileExistsError | NotADirectoryError) and e.filename:
-        reason = f"{e.filename} is a file, not a folder"
-    return StoreUnavailable(f"cannot open the database {path}: {reason} (storage.path)")
-
-
-def storage_problem(path: str) -> str | None:
-    """Why a SQLite database at ``path`` could not be opened for writing, or ``None``
-    (nothing is created: for ``callgate check``)."""
-    target = Path(path).absolute()
-    if target.exists():
-        return None if os.access(target, os.W_OK) else f"{target} is not writable"
-    folder = target.parent
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir():
-        return f"{folder} is a file, not a folder"
-    return None if os.access(folder, os.W_OK) else f"{folder} is not writable"

@@ -86,13 +86,14 @@ def finish_turn(
     c.execute(
         "UPDATE turns SET status = :status, error = :error, raw_text = :raw_text, spoken_text = :spoken_text, "
         "reasoning_text = :reasoning_text, commands = :commands, tool_calls = :tool_calls, ttft_ms = :ttft_ms, duration_ms = :duration_ms, "
-        "attempts = :attempts, heard_text = :heard_text, finished_at = :now WHERE request_id = :request_id",
+        "attempts = :attempts, heard_text = :heard_text, speech_gap_max_ms = :speech_gap_max_ms, finished_at = :now WHERE request_id = :request_id",
         {
             "status": outcome.status, "error": outcome.error, "raw_text": outcome.raw_text,
             "spoken_text": outcome.spoken_text, "reasoning_text": outcome.reasoning_text, "commands": dumps(_judged(c, commands)),
             "tool_calls": dumps([dict(t) for t in outcome.tool_calls]), "ttft_ms": outcome.ttft_ms,
             "duration_ms": outcome.duration_ms, "now": now, "request_id": request_id,
             "attempts": dumps([dict(a) for a in outcome.attempts]), "heard_text": outcome.heard_text,
+            "speech_gap_max_ms": outcome.speech_gap_max_ms,
         },
     )
     if state_tool_calls:

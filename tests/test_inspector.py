@@ -15,17 +15,14 @@ from proxy.calls.registry import OneHangupPerCall
 from proxy.core.commands import Command, RejectedCommand
 from proxy.core.inspector import InspectorSettings, ReplyInspector
 from proxy.core.sse import SSEDecoder
-from proxy.demo.scripted_upstream import ScriptedReply, chunks, completion
+from proxy.demo.scripted_upstream import ScriptedReply, completion
+from proxy.demo.scripted_upstream import stream_body as sse  # a reply's SSE bytes
+
 from .inspecting import close as ins_close, feed as ins_feed
 
 from .conftest import fixture_names, fixture_stream
 
 MODES = ["strip", "passthrough", "tool_calls", "text"]
-
-
-def sse(reply: ScriptedReply) -> bytes:
-    body = b"".join(b"data: " + json.dumps(c, ensure_ascii=False).encode() + b"\n\n" for c in chunks(reply))
-    return body + b"data: [DONE]\n\n"
 
 
 def inspect(stream: bytes, cuts: list[int] | None = None, **settings_kw: Any) -> tuple[bytes, list[Any], ReplyInspector]:

@@ -22,7 +22,7 @@ from proxy.core.outputs import commands_of, encode
 from proxy.core.sse import SSEDecoder
 from proxy.server.relay.attempt import Attempt, DeferredPolicy
 
-from .pool_lab import Act
+from proxy.demo.scripted_upstream import ScriptedReply, Stall
 from .test_pool import pool  # noqa: F401  (the fixture)
 
 
@@ -89,9 +89,9 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> Counter[bytes]:
 async def test_one_decode_per_upstream_event_and_one_parse_of_the_body(pool: Any, decodes: Counter[bytes]) -> None:  # noqa: F811
     # a: silent past first_token_ms (the hedge b starts), then speaks first and stalls;
     # b: loses; the continuation tries b again (silent: hedged) and c continues.
-    p = await pool({"a": [Act(delay_s=0.3, pieces=["Hello, I can ", "x"], stall_after=1, chunk_id="A")],
-                    "b": [Act(delay_s=5, pieces=["Slow."], chunk_id="B1"), Act(delay_s=5, pieces=["Slow."], chunk_id="B2")],
-                    "c": [Act(pieces=["help you ", "today."], usage={"prompt_tokens": 5, "completion_tokens": 4}, chunk_id="C")]},
+    p = await pool({"a": [ScriptedReply(ttft_s=0.3, content=["Hello, I can ", "x"], stall=Stall(after=1), id="A")],
+                    "b": [ScriptedReply(ttft_s=5, content=["Slow."], id="B1"), ScriptedReply(ttft_s=5, content=["Slow."], id="B2")],
+                    "c": [ScriptedReply(content=["help you ", "today."], usage={"prompt_tokens": 5, "completion_tokens": 4}, id="C")]},
                    routing={"first_token_ms": 100, "stall_ms": 200, "max_attempts": 2})
     body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "system", "content": "Be brief. " * 200},
                                                             {"role": "user", "content": "hi"}]}

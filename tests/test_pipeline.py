@@ -186,9 +186,9 @@ async def test_summary_through_the_openai_client_and_fallback(stack: Any, receiv
         jobs = {j.step: j for j in await s.pipeline.wait_call("sum-1")}
     assert jobs["summary"].output == {**summary, "generated_by": "llm", "model": "gpt-x"}
     sent = llm.requests[0]
-    assert sent["headers"]["Authorization"] == "Bearer sk-sum" and sent["body"]["model"] == "gpt-x"
-    assert sent["body"]["response_format"]["type"] == "json_schema"
-    assert "I'd like a quote" in sent["body"]["messages"][1]["content"]
+    assert sent.headers["Authorization"] == "Bearer sk-sum" and sent.body["model"] == "gpt-x"
+    assert sent.body["response_format"]["type"] == "json_schema"
+    assert "I'd like a quote" in sent.body["messages"][1]["content"]
     down = jobs["summary_down"]
     assert down.status == "done" and down.output["generated_by"] == "rules" and "Connection" in down.output["fallback_reason"]
     assert down.output["resolution"] == "resolved" and "lead_collected" in down.output["outcome_tags"]

@@ -27,14 +27,13 @@ from . import nginx, pgtemp
 from .run import (
     CALL_ID,
     SCRIPT,
-    _serve,
     _subscribe,
     crm_receiver,
     demo_config,
     report,
     talk,
 )
-from .scripted_upstream import ScriptedUpstream
+from .scripted_upstream import ScriptedUpstream, serve_app
 
 __all__ = ["run_cluster_demo"]
 
@@ -97,9 +96,11 @@ async def run_cluster_demo() -> int:
 
 
 async def _run(db_url: str) -> int:
-    upstream = ScriptedUpstream(list(SCRIPT))
-    up_runner, up_url = await _serve(upstream.app())
-    crm_runner, crm_url, crm = await crm_receiver()
+    async with serve_app(ScriptedUpstream(SCRIPT).app()) as up_url, crm_receiver() as (crm_url, crm):
+        return await _cluster(db_url, up_url, crm_url, crm)
+
+
+async def _cluster(db_url: str, up_url: str, crm_url: str, crm: list[dict[str, Any]]) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="callgate-cluster-"))
     cfg = tmp / "callgate.yaml"
     cfg.write_text(yaml.safe_dump(demo_config(up_url, crm_url, {"url": db_url})))
@@ -140,8 +141,6 @@ async def _run(db_url: str) -> int:
             front.terminate()
             front.wait(10)
         await asyncio.gather(*(i.stop() for i in instances))
-        await up_runner.cleanup()
-        await crm_runner.cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -336,6 +336,9 @@ class StorageConfig(Model):
     cache_calls: int = Field(10_000, ge=1, description="active calls kept in memory; ended calls leave it at once")
     max_turn_chars: int = Field(32_768, ge=256, description="a turn's stored raw and spoken text are cut here (chars)")
     wal_max_bytes: int = Field(16 << 20, ge=1 << 20, description="the SQLite WAL is truncated past this size (bytes)")
+    group_commit_ms: float = Field(
+        20.0, ge=0, le=1000, description="SQLite: turns' rows and events wait this long to share one commit (ms; 0: none)"
+    )
     retention_days: float | None = Field(None, gt=0, description="ended calls older than this are deleted (null: kept)")
 
 

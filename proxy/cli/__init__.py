@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--config", help="YAML config file (default: built-in defaults)")
     p_serve.add_argument("--host", help="override server.host")
     p_serve.add_argument("--port", type=int, help="override server.port")
-    p_serve.add_argument("--workers", type=int, help="override server.workers: processes on one port (needs storage.url)")
+    p_serve.add_argument(
+        "--workers", type=_workers, help="override server.workers: processes on one port, 'auto' (one per core, the default) or N"
+    )
     p_serve.add_argument("--socket-fd", type=int, help=argparse.SUPPRESS)  # one of --workers: the parent's socket
     p_check = sub.add_parser("check", help="validate a config file and print each profile's settings")
     p_check.add_argument("--config", required=True)
@@ -93,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
     p_test.add_argument("--live", action="store_true", help="send for real")
     p_test.add_argument("--json", action="store_true", help="the report as JSON")
     return parser
+
+
+def _workers(text: str) -> int | str:
+    """``--workers``: ``auto``, or a number of processes from 1 to 64."""
+    if text == "auto" or (text.isdigit() and 1 <= int(text) <= 64):
+        return text if text == "auto" else int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: auto, or a number from 1 to 64")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,8 +160,9 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     from ..errors import StorageError
 
     try:
-        if config.server.workers > 1 and args.socket_fd is None:
-            return run_workers(config, args.config, config.server.workers)
+        workers = config.server.worker_count()
+        if workers > 1 and args.socket_fd is None:
+            return run_workers(config, args.config, workers)
         run_event_loop(serve(config, socket_fd=args.socket_fd, config_path=args.config))
     except StorageError as e:
         print(f"callgate: {e}", file=sys.stderr)

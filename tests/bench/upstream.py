@@ -1,7 +1,8 @@
 """Benchmark upstream: an OpenAI-compatible server that streams timestamped chunks.
 
 ``POST /v1/chat/completions`` with ``{"bench": {"chunks": N, "interval_ms": X,
-"ttft_ms": F, "command": bool}}`` in the body streams N chat completion chunks, the
+"ttft_ms": F, "command": bool}}`` in the body (or ``bench:{...}`` ending the last
+message, as a proxy that forwards only what it knows passes it on) streams N chat completion chunks, the
 first after F ms (the model thinking), then one every X ms (scheduled from the
 start, so there is no drift). Each chunk's content starts with ``t<monotonic_ns at
 send>`` (``time.monotonic_ns()`` is shared by processes on one machine), the first
@@ -14,6 +15,7 @@ Run: ``python -m tests.bench.upstream`` prints ``port N`` once listening.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 
@@ -31,10 +33,18 @@ FINISH = HEAD.split(b'"delta"')[0] + b'"delta":{},"logprobs":null,"finish_reason
 COMMAND = b' <imsagent_hangup endword=\\"Goodbye!\\"/>'
 
 
+def _spec_in_messages(body: dict) -> dict:
+    """The spec a proxy forwarded inside the last message (``bench:{json}``), else ``{}``."""
+    messages = body.get("messages") or [{}]
+    text = messages[-1].get("content")
+    _, found, spec = text.partition("bench:") if isinstance(text, str) else ("", "", "")
+    return json.loads(spec) if found else {}
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
     arrived = time.monotonic_ns()
     body = await request.json()
-    spec = body.get("bench") or {}
+    spec = body.get("bench") or _spec_in_messages(body)
     n = int(spec.get("chunks", 50))
     interval = float(spec.get("interval_ms", 20)) / 1000
     command = bool(spec.get("command"))

@@ -102,7 +102,7 @@ def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 @pytest.mark.parametrize(("flags", "field"), [
     (["--port", "70000"], "server.port: Input should be less than or equal to 65535"),
-    (["--port", "0", "--workers", "0"], "server.workers: Input should be greater than or equal to 1"),
+    (["--port", "0", "--workers", "0"], "argument --workers: '0': auto, or a number from 1 to 64"),
 ])
 def test_a_bad_command_line_override_is_a_config_error(tmp_path: Path, flags: list[str], field: str) -> None:
     """``serve --port 70000`` was an OverflowError traceback: the overrides go through
@@ -111,7 +111,8 @@ def test_a_bad_command_line_override_is_a_config_error(tmp_path: Path, flags: li
     cfg.write_text(f"storage:\n  path: {tmp_path / 'cg.db'}\n")
     out = subprocess.run([sys.executable, "-m", "proxy.cli", "serve", "--config", str(cfg), *flags],
                          capture_output=True, text=True, timeout=30)
-    assert (out.returncode, out.stderr) == (2, f"callgate: command line: {field}\n")
+    assert out.returncode == 2 and field in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) <= 3  # one line (argparse adds its usage)
     assert not (tmp_path / "cg.db").exists()
 
 

@@ -70,7 +70,14 @@ async def test_a_socket_reconnecting_to_another_instance_continues_the_call(tmp_
         async with http.ws_connect(f"{url_a}/conversation-relay/v1/ws") as ws:
             await ws.send_json(SETUP)
             assert await _turn(ws, "first") == "Sure, one moment."
-        async with http.ws_connect(f"{url_b}/conversation-relay/v1/ws") as ws:  # the platform reconnects elsewhere
+
+        async def first_turn_written() -> bool:
+            async with http.get(f"{url_b}/v1/calls/CA-R") as r:
+                rec = await r.json() if r.status == 200 else {"turns": []}
+            return bool(rec["turns"]) and rec["turns"][0]["status"] == "ok"
+
+        await until(first_turn_written, 10, "A's turn in the database")  # written as A sees the drop; then the platform reconnects elsewhere
+        async with http.ws_connect(f"{url_b}/conversation-relay/v1/ws") as ws:
             await ws.send_json(SETUP)
             assert await _turn(ws, "second") == "Sure, one moment."
             # the conversation came from the call, not from A's memory
@@ -78,7 +85,7 @@ async def test_a_socket_reconnecting_to_another_instance_continues_the_call(tmp_
                 {"role": "system", "content": "Be brief."}, {"role": "user", "content": "first"},
                 {"role": "assistant", "content": "Sure, one moment."}, {"role": "user", "content": "second"},
             ]
-            await until(lambda: any("not ended: its socket opened again" in line for line in a.log), 15, "A's waiting end")
+            await until(lambda: any("not ended: its socket opened again" in line for line in a.log), 15, "A's waiting end: " + "".join(a.log[-15:]))
             rec = await _record(http, url_b)
             assert rec["ended_at"] is None and rec["generation"] == 1
             assert await _turn(ws, "third") == "Sure, one moment."  # B goes on: A ended nothing

@@ -216,10 +216,12 @@ class CallRegistry:
         self.store.post(ops.attach, call.key, time.time(), order_key=call.key)
         return call
 
-    def detach_door(self, call: Call, source: str) -> None:
+    async def detach_door(self, call: Call, source: str) -> None:
         """A front door's socket for ``call`` closed (``source``: the door): any
-        instance ends the call ``after_hangup_s`` from now unless one opens again."""
-        self.store.post(ops.detach, call.key, source, time.time(), order_key=call.key)
+        instance ends the call ``after_hangup_s`` from now unless one opens again.
+        Committed at once, with the call's writes queued before it (its last turn): the
+        platform may reconnect to another instance, which reads the conversation back."""
+        await self.store.write(ops.detach, call.key, source, time.time(), order_key=call.key)
 
     def heard(self, call: Call, turn: Turn, heard: str) -> None:
         """The caller heard only ``heard`` of ``turn``'s reply (the platform said so after it ended)."""

@@ -4,6 +4,7 @@ log masking. Every key is documented in ``config.example.yaml``."""
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -43,11 +44,23 @@ class ServerConfig(Model):
     max_json_depth: int = Field(64, ge=4, le=512, description="deepest nesting of a JSON body")
     backlog: int = Field(4096, ge=1, description="listen queue for connections not yet accepted")
     drain_s: float = Field(30.0, ge=0, description="on SIGTERM, replies in flight get this long (s); then an error event server_shutting_down")
-    workers: int = Field(1, ge=1, le=64, description="server processes on one port (SO_REUSEPORT), on either store")
+    workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = Field(
+        "auto", description="server processes on one port (SO_REUSEPORT), on either store; auto: one per core"
+    )
     metrics_port: int | None = Field(
         None, ge=0, le=65535, description="also serve GET /metrics here, without a key (a scraper on a private network)"
     )
     metrics_host: str = Field("127.0.0.1", description="the address metrics_port binds to")
+
+
+    def worker_count(self) -> int:
+        """How many server processes ``workers`` means: ``auto`` is one per core this
+        process may run on (``sched_getaffinity``: a container's cpuset counts), at
+        most 64."""
+        if self.workers != "auto":
+            return self.workers
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, min(64, cores))
 
 
 def with_path(base: URL, path: str, *, replace: bool = False) -> URL:
@@ -364,6 +377,9 @@ class StorageConfig(Model):
     cache_calls: int = Field(10_000, ge=1, description="active calls kept in memory; ended calls leave it at once")
     max_turn_chars: int = Field(32_768, ge=256, description="a turn's stored raw and spoken text are cut here (chars)")
     wal_max_bytes: int = Field(16 << 20, ge=1 << 20, description="the SQLite WAL is truncated past this size (bytes)")
+    group_commit_ms: float = Field(
+        20.0, ge=0, le=1000, description="SQLite: turns' rows and events wait this long to share one commit (ms; 0: none)"
+    )
     retention_days: float | None = Field(None, gt=0, description="ended calls older than this are deleted (null: kept)")
 
 

@@ -58,7 +58,7 @@ class _Instance:
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "proxy.cli", "serve", "--config", str(self.cfg), "--port", "0",
+            sys.executable, "-m", "proxy.cli", "serve", "--config", str(self.cfg), "--port", "0", "--workers", "1",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )
         assert self.proc.stderr is not None

@@ -144,7 +144,8 @@ async def _lifecycle(app: web.Application, config: Config, keys: Keys) -> AsyncI
     ef = config.end_function
     st = config.storage
     # the SQLite lock, then pending migrations (before anything that would need closing)
-    store = open_store(st.path, url=st.url, mode=OpenMode.SERVE, wal_max_bytes=st.wal_max_bytes, pool_size=st.pool_size)
+    store = open_store(st.path, url=st.url, mode=OpenMode.SERVE, wal_max_bytes=st.wal_max_bytes, pool_size=st.pool_size,
+                       group_commit_ms=st.group_commit_ms)
     await store.start()
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
     # No cookie jar: a proxy must not carry one caller's cookies into another's requests.

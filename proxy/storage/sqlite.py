@@ -1,11 +1,13 @@
 """The SQLite engine: one writer thread that owns the write connection, reader threads.
 
-Writes (:meth:`SqliteStore.write`, :meth:`SqliteStore.submit`) are queued to the
-writer thread, which takes whatever is queued (up to ``batch`` operations), runs
-each in a savepoint of one transaction and commits: a failing operation is rolled
-back alone, and the futures resolve after the commit, in submission order (the
-store is FIFO). The event loop never waits for SQLite; a caller that needs the
-write done (ending a call: nothing is sent before it is written) awaits its future.
+Writes (:meth:`SqliteStore.post`, :meth:`SqliteStore.submit`, :meth:`SqliteStore.write`)
+are queued to the writer thread, which commits them in groups (:mod:`.batch`): posted
+writes wait up to ``group_commit_ms`` for company, an awaited one goes at once with
+whatever was queued before it; up to ``batch`` operations run in one transaction. A
+failing operation is undone alone (the batch is run again, each operation in a
+transaction of its own), and the futures resolve after the commit, in submission
+order (the store is FIFO). The event loop never waits for SQLite; a caller that needs
+the write done (ending a call: nothing is sent before it is written) awaits its future.
 Reads run on a small pool of threads with connections of their own (WAL lets them
 read while the writer writes).
 
@@ -41,17 +43,15 @@ import fcntl
 import functools
 import logging
 import os
-import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..metrics import STORAGE_WRITE
 from ..errors import StoreUnavailable
 from . import migrations
+from .batch import WriteQueue, run_batch, settle
 from .db import Conn
 from .diagnose import file_identity, moved
 from .diagnose import unavailable as _unavailable
@@ -64,16 +64,14 @@ log = logging.getLogger("callgate.storage")
 Op = Callable[..., Any]
 
 
-class _OpFailed(Exception):
-    """An operation of a batch raised (its exception is the cause)."""
-
-
 class SqliteStore:
     """One SQLite database file; see the module docstring.
 
     ``path``: the file (its folder is made, unless ``readonly``); ``wal_max_bytes``:
     the WAL size past which it is truncated (bytes); ``batch``: the most operations
-    per commit; ``readonly``: open the file read-only (the CLI's reading commands).
+    per commit; ``group_commit_ms``: how long posted writes wait for more to share
+    their commit (ms; 0: none); ``readonly``: open the file read-only (the CLI's
+    reading commands).
     The schema is neither made nor checked here: :meth:`migrate` or :meth:`check`.
     """
 
@@ -88,6 +86,7 @@ class SqliteStore:
         batch: int = 256,
         readers: int = 2,
         max_queue: int = 2000,
+        group_commit_ms: float = 20.0,
         readonly: bool = False,
     ) -> None:
         self.path, self.readonly = str(path), readonly
@@ -102,7 +101,7 @@ class SqliteStore:
         except (OSError, sqlite3.Error) as e:
             raise _unavailable(self.path, e, readonly) from None
         self._identity = file_identity(self.path)  # for ping: the file is still the one opened
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue = WriteQueue(group_commit_ms / 1000)
         self._writer: threading.Thread | None = None
         self._local = threading.local()
         self._readers = concurrent.futures.ThreadPoolExecutor(readers, thread_name_prefix="callgate-sqlite-read")
@@ -175,11 +174,11 @@ class SqliteStore:
     async def room(self) -> None:
         """Wait while ``max_queue`` writes are queued (backpressure: new turns wait for
         the writer rather than memory holding an unbounded backlog)."""
-        if self._queue.qsize() < self.max_queue:
+        if len(self._queue) < self.max_queue:
             return
         if self._room is None:
             self._room, self._room_loop = asyncio.Event(), asyncio.get_running_loop()
-        while self._queue.qsize() >= self.max_queue:
+        while len(self._queue) >= self.max_queue:
             self._room.clear()
             await self._room.wait()
 
@@ -188,54 +187,51 @@ class SqliteStore:
         (the hot path: a turn's rows). A failure is logged by the writer."""
         if self._writer is None:
             raise RuntimeError("the store is not started")
-        self._queue.put((op, args, None, None))
+        self._queue.put((op, args, None, None), urgent=False)
 
     def submit(self, op: Op, *args: Any, order_key: str | None = None, **kw: Any) -> asyncio.Future[Any]:
         """Queue a write; the future resolves after its commit. Nobody needs to await
-        it: a failure is logged."""
-        fut = self._enqueue(functools.partial(op, **kw) if kw else op, args)
+        it: a failure is logged. It shares a group commit (waits up to
+        ``group_commit_ms``) like :meth:`post`: its future is for callbacks (followers,
+        the delivery), not for a request waiting on it."""
+        fut = self._enqueue(functools.partial(op, **kw) if kw else op, args, urgent=False)
         fut.add_done_callback(_log_failure)
         return fut
 
     async def write(self, op: Op, *args: Any, order_key: str | None = None, **kw: Any) -> Any:
         """Run a write and wait for its commit; returns what ``op`` returned."""
-        return await self._enqueue(functools.partial(op, **kw) if kw else op, args)
+        return await self._enqueue(functools.partial(op, **kw) if kw else op, args, urgent=True)
 
     async def settled(self, order_key: str | None = None) -> None:
         """Returns once every write queued before it has committed (or failed)."""
         with contextlib.suppress(Exception):
-            await self._enqueue(_barrier, ())
+            await self._enqueue(_barrier, (), urgent=True)
 
-    def _enqueue(self, op: Op, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+    def _enqueue(self, op: Op, args: tuple[Any, ...], *, urgent: bool) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         if self._writer is None:
             fut.set_exception(RuntimeError("the store is not started"))
         else:
-            self._queue.put((op, args, fut, loop))
+            self._queue.put((op, args, fut, loop), urgent=urgent)
         return fut
 
     def _write_loop(self) -> None:
         conn = Conn(self._write_conn, "sqlite")
         while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            items = [item]
-            while len(items) < self.batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                items.append(nxt)
-            self._commit(conn, items)
-            self._wake(conn)
-            self._trim_wal()
-            if self._room is not None and self._room_loop is not None and self._queue.qsize() < self.max_queue // 2:
+            group = self._queue.take(self.batch)
+            stop = None in group
+            items = [item for item in group[: group.index(None)] if item is not None] if stop else group
+            if items:
+                results, commits = run_batch(self._write_conn, conn, items)  # type: ignore[arg-type]
+                self.commits += commits
+                self._wake(conn)
+                settle(items, results)  # type: ignore[arg-type]
+                self._trim_wal()
+            if self._room is not None and self._room_loop is not None and len(self._queue) < self.max_queue // 2:
                 self._room_loop.call_soon_threadsafe(self._room.set)
+            if stop:
+                return
 
     def _wake(self, conn: Conn) -> None:
         """Send the wake-ups of what was just committed (or tried: a wake-up is a hint)."""
@@ -243,52 +239,6 @@ class SqliteStore:
             if self._wakeups is not None:
                 self._wakeups.send(conn.notes)
             conn.notes.clear()
-
-    def _commit(self, conn: Conn, items: list[Any]) -> None:
-        """The batch in one transaction; when an operation fails, the batch again with
-        each operation in a transaction of its own, so that only that one is undone."""
-        try:
-            results = self._transaction(conn, items)
-        except _OpFailed:
-            results = [self._alone(conn, item) for item in items]
-        except Exception as e:  # the commit itself failed (disk full, ...): nothing was written
-            results = [(False, e)] * len(items)
-        settle: dict[Any, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        for (ok, value), (op, _, fut, loop) in zip(results, items):
-            if fut is not None:
-                settle.setdefault(loop, []).append((fut, ok, value))
-            elif not ok:
-                log.error("a database write failed: %s: %s: %s", getattr(op, "__name__", op), type(value).__name__, value)
-        for loop, done in settle.items():  # one wake-up of each loop per batch
-            loop.call_soon_threadsafe(_settle_all, done)
-
-    def _transaction(self, conn: Conn, items: list[Any]) -> list[tuple[bool, Any]]:
-        raw = self._write_conn
-        began = time.perf_counter()
-        raw.execute("BEGIN IMMEDIATE")
-        try:
-            results = []
-            for op, args, _, _ in items:
-                try:
-                    results.append((True, op(conn, *args)))
-                except Exception as e:
-                    raise _OpFailed() from e
-            raw.execute("COMMIT")
-            self.commits += 1
-            STORAGE_WRITE.labels("sqlite").observe(time.perf_counter() - began)
-            return results
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                raw.execute("ROLLBACK")
-            raise
-
-    def _alone(self, conn: Conn, item: Any) -> tuple[bool, Any]:
-        try:
-            return self._transaction(conn, [item])[0]
-        except _OpFailed as e:
-            return False, e.__cause__
-        except Exception as e:  # the commit itself failed (disk full, ...)
-            return False, e
 
     def _trim_wal(self) -> None:
         try:
@@ -356,7 +306,7 @@ class SqliteStore:
         """Finish the queued writes, stop the threads, truncate the WAL (not when
         ``readonly``), close; the blocking parts off the event loop."""
         if self._writer is not None:
-            self._queue.put(None)
+            self._queue.put(None, urgent=True)
             await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
             self._writer = None
         if self._wakeups is not None:  # its reader is the loop's: removed on the loop
@@ -382,16 +332,6 @@ class SqliteStore:
 
 def _barrier(c: Conn) -> None:
     """A write that does nothing: when it commits, every write queued before it has."""
-
-
-def _settle_all(done: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for fut, ok, value in done:
-        if fut.done():
-            continue
-        if ok:
-            fut.set_result(value)
-        else:
-            fut.set_exception(value)
 
 
 def _log_failure(fut: asyncio.Future[Any]) -> None:

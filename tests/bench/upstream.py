@@ -1,7 +1,8 @@
 """Benchmark upstream: the scripted upstream streaming timestamped chunks.
 
 ``POST /v1/chat/completions`` with ``{"bench": {"chunks": N, "interval_ms": X,
-"ttft_ms": F, "command": bool}}`` in the body streams N chat completion chunks, the
+"ttft_ms": F, "command": bool}}`` in the body (or ``bench:{...}`` ending the last
+message, as a proxy that forwards only what it knows passes it on) streams N chat completion chunks, the
 first after F ms (the model thinking), then one every X ms (scheduled from the
 first, so there is no drift). Each chunk's content starts with ``t<monotonic_ns at
 send>`` (``time.monotonic_ns()`` is shared by processes on one machine), the first
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import sys
 
 from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream, Seen, serve_app
@@ -39,8 +41,19 @@ def reply(chunks: int, interval_ms: float, ttft_ms: float, command: bool) -> Scr
 
 def script(seen: Seen) -> ScriptedReply:
     """The request's ``bench`` spec as a reply (defaults: 50 chunks 20 ms apart)."""
-    spec = (seen.body.get("bench") if isinstance(seen.body, dict) else None) or {}
+    body = seen.body if isinstance(seen.body, dict) else {}
+    spec = body.get("bench") or _spec_in_messages(body)
     return reply(int(spec.get("chunks", 50)), float(spec.get("interval_ms", 20)), float(spec.get("ttft_ms", 0)), bool(spec.get("command")))
+
+
+def _spec_in_messages(body: dict[str, Any]) -> dict[str, Any]:
+    """The spec a proxy forwarded inside the last message (``bench:{json}``), else ``{}``:
+    every peer forwards the messages, not every one an unknown top-level field."""
+    messages = body.get("messages") or [{}]
+    text = messages[-1].get("content") if isinstance(messages[-1], dict) else None
+    _, found, spec = text.partition("bench:") if isinstance(text, str) else ("", "", "")
+    out: dict[str, Any] = json.loads(spec) if found else {}
+    return out
 
 
 def main() -> None:

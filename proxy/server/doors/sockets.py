@@ -77,18 +77,19 @@ class Doors:
         return False
 
     def detach(self, s: Services, call_id: str, ws: web.WebSocketResponse, call: Call | None, source: str) -> None:
-        """``ws`` closed: its call ends after ``end_function.after_hangup_s`` unless it reconnects."""
+        """``ws`` closed: its call ends after ``end_function.after_hangup_s`` unless it
+        reconnects (a task of its own: the socket's handler may be cancelled as it closes)."""
         if self.live.get(call_id) is not ws:
             return
         del self.live[call_id]
         if call is not None and not call.ended:
-            s.registry.detach_door(call, source)
             task = asyncio.ensure_future(self._end_later(s, call_id, call, source))
             task.add_done_callback(_reported)
             self.pending[call_id] = task
 
     async def _end_later(self, s: Services, call_id: str, call: Call, source: str) -> None:
         try:
+            await s.registry.detach_door(call, source)
             await asyncio.sleep(s.config.end_function.after_hangup_s)
             if not await s.registry.end(call, EndReason.SOCKET_CLOSED, source):
                 log.info("front door call_id=%s not ended: its socket opened again (here or on another instance)", call_id)

@@ -23,6 +23,8 @@ clock-driven waiting or config lookups; plain data in, frozen events out.
 ``frames``                WebSocket front doors' frames read as JSON objects
 ``retell``                Retell's custom LLM protocol: frames in, answers out
 ``conversation_relay``    ConversationRelay frames, answers, history, TwiML
+``openai_sip/``           OpenAI's speech-to-speech SIP calls: webhook, accept, sideband
+                          events, the call's controller (a table), turns, cost
 ``backoff``               the wait before a retry
 ``ago``                   durations as operators type them (30m, 2h, 1d)
 ``ids``                   unique ids

@@ -17,7 +17,7 @@ from ...core.merge import merge_patch
 from ..db import Conn
 from ..migrations.legacy import copy_record
 from ..records import CallRecord, CallStart, CommandRecord, NewEvent, TurnOutcome, TurnStart, dumps, loads
-from ..statuses import CallStatus, DeliveryStatus, EventType, JobStatus, TurnStatus, lit
+from ..statuses import CallStatus, DeliveryStatus, EventType, JobStatus, SipCallStatus, TurnStatus, lit
 
 __all__ = [
     "DueEnd", "add_events", "begin_turn", "due_ends", "end_call", "end_of", "find_call", "finish_turn", "patch_state",
@@ -251,11 +251,13 @@ def due_ends(c: Conn, now: float, idle_timeout_s: float, after_hangup_s: float, 
     """Active calls with no turn in progress that should have ended: a call without
     an id whose reply is over (``response_finished``), a hangup older than
     ``after_hangup_s`` (``agent_hangup``), no request for ``idle_timeout_s``
-    (``idle_timeout``)."""
+    (``idle_timeout``). A live OpenAI SIP call is never one: its front door ends it
+    (its sideband says when), and another instance takes it over if its owner dies."""
     rows = c.all(
         f"SELECT id, anonymous, hangup_at, hangup_source, last_activity FROM calls WHERE status = {_ACTIVE} "
         "AND (anonymous = 1 OR hangup_at IS NOT NULL OR last_activity < :idle_since) AND NOT EXISTS (SELECT 1 FROM "
-        f"turns WHERE turns.call_key = calls.id AND turns.status = {lit(TurnStatus.IN_PROGRESS)}) "
+        f"turns WHERE turns.call_key = calls.id AND turns.status = {lit(TurnStatus.IN_PROGRESS)}) AND NOT EXISTS "
+        f"(SELECT 1 FROM sip_calls s WHERE s.call_key = calls.id AND s.status = {lit(SipCallStatus.ACCEPTED)}) "
         "ORDER BY last_activity LIMIT :limit",
         {"idle_since": now - idle_timeout_s, "limit": limit},
     )
@@ -285,8 +287,14 @@ def purge(c: Conn, before: float, limit: int = 500) -> int:
     keys = [r["id"] for r in rows]
     if keys:
         p = {"keys": c.array(keys)}
-        for table, column in (("turns", "call_key"), ("events", "call_key"), ("deliveries", "call_key"), ("jobs", "call_key"), ("calls", "id")):
+        c.execute(f"DELETE FROM sip_function_calls WHERE sip_call IN (SELECT id FROM sip_calls WHERE call_key {c.any('keys')})", p)
+        for table, column in (
+            ("turns", "call_key"), ("events", "call_key"), ("deliveries", "call_key"), ("jobs", "call_key"), ("sip_calls", "call_key"),
+            ("calls", "id"),
+        ):
             c.execute(f"DELETE FROM {table} WHERE {column} {c.any('keys')}", p)
+    never = (SipCallStatus.REJECTED, SipCallStatus.GONE, SipCallStatus.FAILED)  # SIP calls never accepted: no calls row
+    c.execute(f"DELETE FROM sip_calls WHERE call_key IS NULL AND updated_at < :before AND status IN ({', '.join(lit(s) for s in never)})", {"before": before})
     return len(keys)
 
 

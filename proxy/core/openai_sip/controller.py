@@ -97,7 +97,7 @@ class Controller:
             SessionInfo: self._session, FunctionCall: self._call, GroupStarted: self._started, GroupDone: self._done,
             UserItem: lambda e: self._record(self.book.user_item(e.item_id)),
             CallerText: lambda e: self._record(self.book.caller(e.text, e.item_id)), ModelText: self._said,
-            Playback: self._playback, Truncated: lambda e: self.book.truncate(e.item_id, e.audio_end_ms) or [],
+            Playback: self._playback, Truncated: self._truncated,
             FixturePlayed: lambda e: self._played(Timer.GRACE, force=True), SessionUsage: self._usage,
             SessionClosed: self._session_closed, Claimed: self._claimed, ToolAnswered: self._tool_answered,
             TimerFired: lambda e: self._played(e.timer), RestDone: self._rest_done, SidebandLost: self._lost,
@@ -201,6 +201,10 @@ class Controller:
         if c is None or not c.waiting or c.group != e.group or self.control.phase is not Phase.CLOSING:
             return []
         return [CancelTimer(Timer.GRACE)] if e.state is PlaybackState.STARTED else self._trigger(Trigger.PLAYED)
+
+    def _truncated(self, e: Truncated) -> list[Action]:
+        self.book.truncate(e.item_id, e.audio_end_ms)
+        return []
 
     def _usage(self, e: SessionUsage) -> list[Action]:
         self.seconds = max(self.seconds or 0.0, e.seconds)

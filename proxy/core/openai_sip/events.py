@@ -243,7 +243,8 @@ def _rt_item_done(d: dict[str, Any]) -> ServerEvent:
 
 
 def _rt_done(d: dict[str, Any]) -> ServerEvent:
-    r = d.get("response") if isinstance(d.get("response"), dict) else {}
+    r = d.get("response")
+    r = r if isinstance(r, dict) else {}
     group = _s(r, "id")
     reason = _s(r, "status_details", "reason")
     return GroupDone(group, _s(r, "status") or "completed", reason, TokenUsage.from_realtime(r.get("usage")), "", _calls(group, r.get("output")))
@@ -306,7 +307,8 @@ def _live_wrapped(d: dict[str, Any]) -> ServerEvent:
         call = _call(group, inner.get("item") if isinstance(inner, dict) else None)
         return call if call is not None else Ignored(f"response.event/{kind}")
     if kind in _TERMINAL:
-        r = inner.get("response") if isinstance(inner, dict) and isinstance(inner.get("response"), dict) else {}
+        r = inner.get("response") if isinstance(inner, dict) else None
+        r = r if isinstance(r, dict) else {}
         status = _s(r, "status") or _TERMINAL[kind]
         reason = _s(r, "incomplete_details", "reason") or _s(r, "error", "code")
         return GroupDone(group, status, reason, TokenUsage.from_responses(r.get("usage")), _s(r, "model"), _calls(group, r.get("output")))

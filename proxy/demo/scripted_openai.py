@@ -208,7 +208,10 @@ class ScriptedOpenAI:
 
     async def _step(self, call: ScriptedCall, step: Step, ws: web.WebSocketResponse, request: web.Request) -> bool:
         """One step; ``False`` when the socket is gone (the step runs again at the next attach)."""
-        if isinstance(step, Emit):
+        if isinstance(step, Emit) and isinstance(step.event, str):
+            await ws.send_str(step.event)
+            self.mark("sent", "(raw)", "")
+        elif isinstance(step, Emit):
             event = step.event(call.last) if callable(step.event) else step.event
             await ws.send_json(event)
             self.mark("sent", str(event.get("type")), str(event.get("response_id") or (event.get("response") or {}).get("id") or ""))

@@ -37,9 +37,10 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Emit:
-    """Send ``event`` (a dict, or a function of the last client event received)."""
+    """Send ``event`` (a dict, or a function of the last client event received; a string
+    is sent as it is: a frame that is not JSON)."""
 
-    event: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
+    event: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]] | str
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,10 @@ def rt_user(item_id: str, text: str) -> list[Step]:
     ]
 
 
+def _args(args: Any) -> str:
+    return args if isinstance(args, str) else json.dumps(args)
+
+
 def _usage(text_in: int = 20, audio_in: int = 80, cached: int = 10, text_out: int = 10, audio_out: int = 40) -> dict[str, Any]:
     return {
         "total_tokens": text_in + audio_in + text_out + audio_out, "input_tokens": text_in + audio_in, "output_tokens": text_out + audio_out,
@@ -139,12 +144,12 @@ def _usage(text_in: int = 20, audio_in: int = 80, cached: int = 10, text_out: in
 
 
 def rt_response(
-    rid: str, text: str = "", calls: Sequence[tuple[str, str, dict[str, Any]]] = (), status: str = "completed",
+    rid: str, text: str = "", calls: Sequence[tuple[str, str, Any]] = (), status: str = "completed",
     audio: bool = True, stop: bool = True, reason: str | None = None,
 ) -> list[Step]:
     """One response ``rid``: audio started, its transcript, its function calls
-    (``(call_id, name, arguments)``; each item ``completed`` unless ``status`` says
-    otherwise), ``response.done`` with usage, and (``stop``) its audio drained."""
+    (``(call_id, name, arguments)``, arguments as JSON unless given as a string; each
+    item ``completed`` unless ``status`` says otherwise), ``response.done`` with usage, and (``stop``) its audio drained."""
     item = f"item_{rid}"
     steps: list[Step] = [Emit({"type": "response.created", "response": {"id": rid, "status": "in_progress", "output": []}})]
     if audio and text:
@@ -155,7 +160,7 @@ def rt_response(
         ]
     items = []
     for i, (call_id, name, args) in enumerate(calls, 1):
-        fc = {"id": f"fc_{call_id}", "type": "function_call", "call_id": call_id, "name": name, "arguments": json.dumps(args),
+        fc = {"id": f"fc_{call_id}", "type": "function_call", "call_id": call_id, "name": name, "arguments": _args(args),
               "status": "completed" if status == "completed" else "incomplete"}
         items.append(fc)
         steps += [
@@ -220,7 +225,7 @@ def _pieces(text: str) -> list[str]:
 
 
 def live_delegation(
-    did: str, calls: Sequence[tuple[str, str, dict[str, Any]]] = (), status: str = "completed", model: str = "gpt-5-mini",
+    did: str, calls: Sequence[tuple[str, str, Any]] = (), status: str = "completed", model: str = "gpt-5-mini",
 ) -> list[Step]:
     """A delegation ``did`` whose backend calls functions: ``session.delegation.created``,
     the Responses stream wrapped in ``response.event`` (``response.created`` with an
@@ -233,7 +238,7 @@ def live_delegation(
     ]
     items = []
     for call_id, name, args in calls:
-        item = {"type": "function_call", "id": f"fc_{call_id}", "call_id": call_id, "name": name, "arguments": json.dumps(args),
+        item = {"type": "function_call", "id": f"fc_{call_id}", "call_id": call_id, "name": name, "arguments": _args(args),
                 "status": "completed" if status == "completed" else "incomplete"}
         items.append(item)
         steps.append(Emit(wrap({"type": "response.output_item.done", "output_index": len(items) - 1, "item": item})))

@@ -91,6 +91,7 @@ class Controller:
         self.seconds: float | None = None
         self.acted: set[Verb] = set()
         self.closed_reason = "socket_closed"
+        self._before = Phase.TALKING  # the phase before the last move
         self._claims: dict[str, tuple[FunctionCall, ...]] = {}  # group -> its calls being claimed
         self._n = 0
         self._on: dict[type, Callable[[Any], list[Action]]] = {
@@ -129,8 +130,9 @@ class Controller:
 
     def on(self, event: Any) -> list[Action]:
         """One sideband message (:mod:`.events`) or feedback (:mod:`.actions`); the
-        actions to carry out, in order. Types it has nothing to do with give none."""
-        handler = self._on.get(type(event))
+        actions to carry out, in order. Types it has nothing to do with give none, and
+        so does anything after the call ended."""
+        handler = None if self.ended else self._on.get(type(event))
         return handler(event) if handler is not None else []
 
     # -- what the session says -------------------------------------------------------------
@@ -354,6 +356,7 @@ class Controller:
     def _trigger(self, trigger: Trigger) -> list[Action]:
         if not self.control.allows(trigger):
             return []
+        self._before = self.control.phase
         self.control, acts = self.control.on(trigger)
         out: list[Action] = []
         for act in acts:
@@ -386,6 +389,7 @@ class Controller:
                 "upstream": "openai_sip", "model": self.model, "outcome": "won", "usage": {"seconds": self.seconds},
                 "cost_usd": seconds_cost(self.seconds, price),
             })
-        reason = "agent_hangup" if Verb.HANGUP in self.acted else "transferred" if Verb.REFER in self.acted else self.closed_reason
+        hung_up = Verb.HANGUP in self.acted or (self.control.intent is Intent.HANGUP and self._before in (Phase.ACTING, Phase.HUNG_UP))
+        reason = "agent_hangup" if hung_up else "transferred" if Verb.REFER in self.acted else self.closed_reason
         out: list[Action] = [CancelTimer(t) for t in Timer]
         return out + self._record(self.book.close()) + [End(reason)]

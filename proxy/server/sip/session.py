@@ -93,6 +93,8 @@ class Session:
                     continue
                 self._count(item)
                 await self._carry(self.controller.on(item))
+            if self.tasks:  # a REST call under way still records its answer
+                await asyncio.wait(self.tasks, timeout=5)
         finally:
             for handle in self.timers.values():
                 handle.cancel()

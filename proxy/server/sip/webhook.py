@@ -2,8 +2,8 @@
 
 The Standard Webhooks signature (``webhook-id``, ``webhook-timestamp``,
 ``webhook-signature``) is checked on the raw body with ``front_doors.openai_sip.webhook_secret``
-by the ``standardwebhooks`` library (300 s tolerance): a bad or stale one is 401,
-logged, and nothing is done. Every verified delivery is answered 200
+by the ``standardwebhooks`` library (300 s tolerance): a missing, bad or stale one is
+401, logged, and nothing is done. Every verified delivery is answered 200
 ``{"received": true}`` at once (OpenAI retries anything else); a call of the
 configured ``api`` is then accepted in the background, once per call id however often
 it is delivered and whichever instance receives it (:mod:`.door`). A call announced on
@@ -36,6 +36,10 @@ async def webhook(request: web.Request) -> web.Response:
     :class:`~proxy.errors.BodyTooLarge`."""
     s = request.app[SERVICES]
     cfg = s.config.front_doors.openai_sip
+    if not all(request.headers.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature")):
+        SIP_WEBHOOKS.labels("bad_signature").inc()
+        log.warning("openai sip webhook refused: no webhook-id, webhook-timestamp or webhook-signature header")
+        raise Unauthorized("the webhook signature headers are missing", code="invalid_signature")
     if not cfg.enabled:
         raise NotFound("the OpenAI SIP front door is off: set front_doors.openai_sip.webhook_secret", code="front_door_off")
     raw = await read_body(request, s.config.server.max_body_bytes)

@@ -5,6 +5,8 @@ command, each split across chunks; callgate sits in front of it; the official
 ``openai`` client plays the agent runtime; a subscriber on the call's event stream
 plays the call layer; a small local "CRM" receives the end function's webhook.
 Prints what the caller hears, the control events and the end-function result.
+Then a second call, a speech-to-speech call over SIP (:mod:`.sip_demo`): hung up
+after its goodbye played, its end function run.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..endfn.conversation import Conversation
 from ..server.app import running
 from ..server.services import SERVICES
 from .scripted_upstream import ScriptedReply, ScriptedUpstream
+from .sip_demo import run_sip_demo
 
 __all__ = ["CALL_ID", "SCRIPT", "TURNS", "crm_receiver", "demo_config", "main", "report", "run_demo", "summarize", "talk"]
 
@@ -152,8 +155,8 @@ def report(events: list[dict[str, Any]], steps: list[dict[str, Any]], crm: list[
 async def run_demo() -> int:
     """``make demo`` / ``callgate demo``: a scripted LLM, a CRM receiver and callgate on
     built-in defaults, two turns through the openai client, then the call's record
-    and the end function's webhook as printed; the exit code (0 when the events and
-    the CRM's record are what the script says)."""
+    and the end function's webhook as printed; then the SIP call (:mod:`.sip_demo`).
+    The exit code: 0 when both went as their scripts say."""
     upstream = ScriptedUpstream(list(SCRIPT))
     up_runner, up_url = await _serve(upstream.app())
     crm_runner, crm_url, crm = await crm_receiver()
@@ -169,7 +172,9 @@ async def run_demo() -> int:
             await talk(base)
             await asyncio.wait_for(subscriber, 10)
             jobs = await app[SERVICES].pipeline.wait_call(CALL_ID, 10)
-            return 0 if report(events, [j.to_json() for j in jobs], crm) else 1
+            ok = report(events, [j.to_json() for j in jobs], crm)
+        ok = await run_sip_demo(_serve, crm_url) and ok
+        return 0 if ok else 1
     finally:
         await up_runner.cleanup()
         await crm_runner.cleanup()

@@ -203,3 +203,63 @@ async def test_the_schema_refuses_a_status_no_enum_has(store: Store, bad: str) -
     with pytest.raises(Exception, match="(?i)check"):
         await store.write(lambda c: c.execute("UPDATE calls SET status = :s WHERE id = 's1'", {"s": bad}))
     assert (await store.read(ops.find_call, "s1", True)).status == "active"
+
+
+# -- the OpenAI SIP front door (schema v7) ---------------------------------------------------------------
+
+async def _accepted(store: Store, sip: str, me: str, lease_until: float) -> None:
+    from proxy.storage.statuses import SipApi
+
+    assert await store.write(ops.claim_accept, sip, SipApi.REALTIME, "+1425", "+1800", me, NOW)
+    await store.write(ops.accepted, sip, call(sip), {"caller_number": "+1425"}, me, lease_until, 200, NOW)
+
+
+async def test_a_sip_call_is_accepted_once_whoever_asks_and_made_a_call(store: Store) -> None:
+    from proxy.storage.statuses import SipApi
+
+    wins = await asyncio.gather(*(store.write(ops.claim_accept, "rtc_1", SipApi.REALTIME, "+1", "+2", f"i{i}", NOW) for i in range(5)))
+    assert sorted(wins) == [False] * 4 + [True]
+    await store.write(ops.accepted, "rtc_1", call("rtc_1"), {"caller_number": "+1"}, "i0", NOW + 10, 200, NOW)
+    row = await store.read(ops.sip_call, "rtc_1")
+    assert (row.status, row.call_key, row.owner, row.attaches, row.hangup) == ("accepted", "rtc_1", "i0", 1, None)
+    record = await store.read(ops.call_record, "rtc_1")
+    assert (record["status"], record["metadata"], record["turns"]) == ("active", {"caller_number": "+1"}, [])
+
+
+async def test_a_sip_lease_is_renewed_by_its_owner_and_taken_over_once_when_it_runs_out(store: Store) -> None:
+    await _accepted(store, "rtc_a", "i0", NOW + 10)
+    assert await store.write(ops.renew, "i0", ["rtc_a"], NOW + 20, NOW) == ["rtc_a"]
+    assert await store.write(ops.take_over, "i1", NOW + 5, NOW + 15) == []  # the lease holds
+    taken = await asyncio.gather(*(store.write(ops.take_over, f"i{i}", NOW + 25, NOW + 35) for i in (1, 2, 3)))
+    assert sorted(len(t) for t in taken) == [0, 0, 1] and [t for t in taken if t][0][0].attaches == 2
+    assert await store.write(ops.renew, "i0", ["rtc_a"], NOW + 40, NOW + 26) == []  # the old owner learns it lost it
+    await _accepted(store, "rtc_b", "i0", NOW + 100)
+    assert [r.id for r in await store.write(ops.take_over, "i1", NOW, NOW + 10, ["i0"])] == ["rtc_b"]  # its process is gone
+
+
+async def test_sip_latches_move_once_and_function_calls_are_claimed_once(store: Store) -> None:
+    from proxy.storage.statuses import SipLatch
+
+    await _accepted(store, "rtc_l", "i0", NOW + 10)
+    decided = [await store.write(ops.latch, "rtc_l", "hangup", SipLatch.DECIDED, (None,), "", NOW) for _ in range(2)]
+    claimed = await asyncio.gather(*(
+        store.write(ops.latch, "rtc_l", "hangup", SipLatch.CLAIMED, (SipLatch.DECIDED, None), "", NOW) for _ in range(3)
+    ))
+    assert decided == [True, False] and sorted(claimed) == [False, False, True]
+    assert await store.write(ops.latch, "rtc_l", "refer", SipLatch.DECIDED, (None,), "tel:+1555", NOW)
+    row = await store.read(ops.sip_call, "rtc_l")
+    assert (row.hangup, row.refer, row.refer_target) == ("claimed", "decided", "tel:+1555")
+    won = await asyncio.gather(*(store.write(ops.claim_functions, "rtc_l", [("c1", "hangup"), ("c2", "x")], f"i{i}", NOW) for i in range(3)))
+    assert sorted(len(w) for w in won) == [0, 0, 2]
+    await store.write(ops.answer_function, "rtc_l", "c1", '{"ok": true}', NOW)
+    assert await store.read(ops.answered_functions, "rtc_l") == frozenset({"c1", "c2"})
+
+
+async def test_a_live_sip_call_is_never_ended_by_the_sweep_and_its_rows_go_with_retention(store: Store) -> None:
+    await _accepted(store, "rtc_s", "i0", NOW + 10)
+    assert [d.key for d in await store.read(ops.due_ends, NOW + 10_000, 60, 0)] == []  # idle, but its door ends it
+    await store.write(ops.finish_sip, "rtc_s", NOW)
+    assert [d.key for d in await store.read(ops.due_ends, NOW + 10_000, 60, 0)] == ["rtc_s"]
+    await store.write(ops.end_call, "rtc_s", ended("e1", "rtc_s", "agent_hangup"), None, [], False, NOW)
+    assert await store.write(ops.purge, NOW + 1) == 1
+    assert await store.read(ops.sip_call, "rtc_s") is None

@@ -74,7 +74,7 @@ FRONT_DOOR_FRAMES = Counter(
 )
 SIP_WEBHOOKS = Counter(
     "callgate_openai_sip_webhooks_total",
-    "OpenAI SIP webhook deliveries, by result (call: a call to accept; duplicate: its call claimed before; other_api; other_type; unreadable; bad_signature)",
+    "OpenAI SIP webhook deliveries, by result (call: an incoming call of the configured API; duplicate: of those, its call claimed before; other_api; other_type; unreadable; bad_signature)",
     ["result"],
 )
 SIP_REST = Counter(

@@ -206,20 +206,24 @@ class ScriptedOpenAI:
                 return
             call.pos += 1
 
-    async def _step(self, call: ScriptedCall, step: Step, ws: web.WebSocketResponse, request: web.Request) -> bool:
-        """One step; ``False`` when the socket is gone (the step runs again at the next attach)."""
-        if isinstance(step, Emit) and isinstance(step.event, str):
+    async def _emit(self, call: ScriptedCall, step: Emit, ws: web.WebSocketResponse) -> None:
+        if isinstance(step.event, str):
             await ws.send_str(step.event)
             self.mark("sent", "(raw)", "")
-        elif isinstance(step, Emit):
-            event = step.event(call.last) if callable(step.event) else step.event
-            await ws.send_json(event)
-            self.mark("sent", str(event.get("type")), str(event.get("response_id") or (event.get("response") or {}).get("id") or ""))
+            return
+        event = step.event(call.last) if callable(step.event) else step.event
+        await ws.send_json(event)
+        self.mark("sent", str(event.get("type")), str(event.get("response_id") or (event.get("response") or {}).get("id") or ""))
+
+    async def _step(self, call: ScriptedCall, step: Step, ws: web.WebSocketResponse, request: web.Request) -> bool:
+        """One step; ``False`` when the socket is gone (the step runs again at the next attach)."""
+        if isinstance(step, Emit):
+            await self._emit(call, step, ws)
         elif isinstance(step, Expect):
             async with asyncio.timeout(step.timeout_s):
-                while (event := await call.inbox.get()).get("type") != step.type:
+                while (got := await call.inbox.get()).get("type") != step.type:
                     pass
-            call.last = event
+            call.last = got
         elif isinstance(step, Gate):
             await self.gate(step.name).wait()
         elif isinstance(step, Pause):

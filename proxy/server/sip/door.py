@@ -38,6 +38,7 @@ from ...core.openai_sip import accept as acc
 from ...core.openai_sip.actions import Resume
 from ...core.openai_sip.api import Api, Verb
 from ...core.openai_sip.webhook import IncomingCall, caller_allowed
+from ...metrics import SIP_WEBHOOKS
 from ...prompts import tool_definitions
 from ...storage import ops
 from ...storage.statuses import SipCallStatus
@@ -105,6 +106,7 @@ class SipDoor:
         assert self.s is not None and self.rest is not None
         s, cfg, me = self.s, self.cfg, self.s.registry.instance
         if not await s.store.write(ops.claim_accept, call.call_id, call.api, call.caller, call.callee, me, time.time()):
+            SIP_WEBHOOKS.labels("duplicate").inc()
             log.info("openai sip webhook for a call claimed before call_id=%s event=%s", call.call_id, call.event_id)
             return
         if not caller_allowed(call.caller, cfg.allow_callers):

@@ -15,8 +15,8 @@ Each action is carried out as :mod:`proxy.core.openai_sip.actions` says:
 * ``Latch`` / ``Rest``: the latch moves before ``/hangup`` or ``/refer`` and after its
   answer; a latch another instance moved first means the REST call is not made;
 * ``Record``: the turn is written (begun now if it was not);
-* ``End``: the SIP row is ended, then the call (``registry.end``, source
-  ``openai_sip``), which runs the end function once.
+* ``End``: the call is ended (``registry.end``, source ``openai_sip``), which runs the
+  end function once, then its SIP row.
 
 Cancelling :meth:`Session.run` (a shutdown, the lease lost) stops it without ending
 the call: another instance takes it over.
@@ -263,9 +263,11 @@ class Session:
         for call, turn in list(self.turns.values()):  # turns begun for events, not yet recorded
             self.s.registry.finish_turn(call, turn, TurnOutcome(TurnStatus.OK))
         self.turns.clear()
-        await self.s.store.write(ops.finish_sip, self.call_id, time.time())
         found = await self.s.registry.find(self.call_id)
         ended = found is not None and await self.s.registry.end(found, reason, DOOR)
+        # then the lease: an owner that dies between the two leaves the call to be taken
+        # over, and its next owner's end finds it ended (never a second end function)
+        await self.s.store.write(ops.finish_sip, self.call_id, time.time())
         log.info("openai sip call ended call_id=%s reason=%s%s", self.call_id, reason, "" if ended else " (ended before)")
         await self.link.close()
 

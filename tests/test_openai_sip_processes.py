@@ -91,7 +91,7 @@ async def test_the_owner_killed_mid_call_and_the_other_instance_finishes_it(tmp_
         assert await b.stop() == 0
     row = _row(tmp_path / "cg.db", call_id)
     assert (oa.count("accept"), oa.count("hangup"), len(recv.delivered)) == (1, 1, 1)
-    assert (row["status"], row["hangup"], row["attaches"]) == ("ended", "sent", 2)
+    assert (row["status"], row["attaches"]) == ("ended", 2) and row["hangup"] in ("claimed", "sent")  # killed before or after it heard the answer
     assert (rec["status"], rec["end_reason"], rec["end_source"]) == ("ended", "agent_hangup", "openai_sip")
     assert [e["type"] for e in rec["events"]] == ["hangup", "call.ended"]
     assert any("openai sip call taken over" in line for line in b.log), "".join(b.log[-20:])

@@ -389,7 +389,9 @@ class Controller:
                 "upstream": "openai_sip", "model": self.model, "outcome": "won", "usage": {"seconds": self.seconds},
                 "cost_usd": seconds_cost(self.seconds, price),
             })
-        hung_up = Verb.HANGUP in self.acted or (self.control.intent is Intent.HANGUP and self._before in (Phase.ACTING, Phase.HUNG_UP))
-        reason = "agent_hangup" if hung_up else "transferred" if Verb.REFER in self.acted else self.closed_reason
+        out_for = self.control.intent if self._before in (Phase.ACTING, Phase.HUNG_UP) else None  # a REST call out when it ended
+        hung_up = Verb.HANGUP in self.acted or out_for is Intent.HANGUP
+        transferred = Verb.REFER in self.acted or out_for is Intent.TRANSFER
+        reason = "agent_hangup" if hung_up else "transferred" if transferred else self.closed_reason
         out: list[Action] = [CancelTimer(t) for t in Timer]
         return out + self._record(self.book.close()) + [End(reason)]

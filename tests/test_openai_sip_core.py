@@ -102,6 +102,9 @@ def test_the_live_accept_puts_the_tools_in_the_responses_delegation() -> None:
     assert [t["name"] for t in s["delegation"]["responses"]["tools"]] == ["hangup", "transfer_call"]
     assert s["delegation"]["responses"]["model"] == "gpt-5-mini" and "audio" not in s
     assert accept.reject_body(486) == {"status_code": 486}
+    for api in Api:
+        body = accept.accept_body(api, {"voice": "marin"}, [])
+        assert (body.get("session") or body)["audio"]["output"] == {"voice": "marin"} and "voice" not in (body.get("session") or body)
 
 
 # -- sideband events -------------------------------------------------------------------------------------

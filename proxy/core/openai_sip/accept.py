@@ -14,6 +14,9 @@ Source: ``shared/reference/realtime-sip.md`` §2 (reference pages
   "tools": [...]}}}}``: the voice model delegates to a Responses model, which calls
   the tools.
 
+``voice`` at the top of the configured session is a shorthand for
+``audio.output.voice`` (where both APIs read it).
+
 The tools added are the FunctionMap's (the hangup and transfer functions, named by
 their MatchFunction), given in the chat completions shape (``{"type": "function",
 "function": {"name", "description", "parameters"}}``, as ``prompts/tools.json``
@@ -70,6 +73,9 @@ def accept_body(api: Api, session: Mapping[str, Any], tools: Sequence[Mapping[st
     """The accept body: ``session`` (the configured one, copied) with ``tools`` (Realtime/
     Responses shape, :func:`function_tools`) added (see the module docstring)."""
     s: dict[str, Any] = copy.deepcopy(dict(session))
+    voice = s.pop("voice", None)
+    if isinstance(voice, str):  # the shorthand: both APIs take it as audio.output.voice
+        _dict(_dict(s, "audio"), "output").setdefault("voice", voice)
     if api is Api.REALTIME:
         s = {"type": "realtime", **s}
         if tools:

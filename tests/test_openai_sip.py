@@ -177,6 +177,17 @@ async def test_a_hangup_plays_its_goodbye_then_hangs_up_once(door: Any, api: str
     assert [c.id for c in hooks.CALLS] == ["call_bye"]
 
 
+async def test_a_first_attach_refused_is_tried_again(door: Any) -> None:
+    """An attach right after the accept may come before the sideband is ready: a 404 then
+    is not the call's end (a 404 after an attach that worked is)."""
+    s = await door("realtime")
+    s.oa.add("realtime", "call_early", _hangup_script("realtime"), refuse_attaches=2)
+    await s.oa.deliver(s.hook, "call_early")
+    rec = await _ended(s, "call_early")
+    assert s.oa.timeline.count(("refused", "call_early")) == 2 and s.oa.calls["call_early"].attaches == 1
+    assert (s.oa.count("hangup"), rec["end_reason"]) == (1, "agent_hangup")
+
+
 @pytest.mark.parametrize("api", APIS)
 async def test_transfers_one_refused_by_the_allow_list_one_referred(door: Any, api: str) -> None:
     s = await door(api, commands={"transfer_allow": ["+1555*"]})

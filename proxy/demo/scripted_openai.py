@@ -48,6 +48,7 @@ class ScriptedCall:
     accept_status: int = 200
     seconds: float = 42.0  # Live: the session's seconds in session.closed
     close_gate: str = ""  # after /hangup, session.closed (or the drop) waits for this gate
+    refuse_attaches: int = 0  # the first attaches answered 404 (a sideband not ready yet)
     pos: int = 0
     accepted: bool = False
     gone: bool = False
@@ -168,7 +169,10 @@ class ScriptedOpenAI:
         call = self.calls.get(call_id)
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return web.Response(status=401)
-        if call is None or not call.accepted or call.gone:
+        if call is None or not call.accepted or call.gone or call.refuse_attaches > 0:
+            if call is not None and call.refuse_attaches > 0:
+                call.refuse_attaches -= 1
+                self.mark("refused", call_id)
             return web.Response(status=404)
         old = call.ws
         ws = web.WebSocketResponse()

@@ -7,8 +7,9 @@ Each text frame is read by :func:`proxy.core.openai_sip.events.read` and handed 
 
 When the socket closes and the call has not ended, it is attached again, up to
 ``reattach_tries`` times in a row (0.25 s, then doubling to 2 s between); an attach
-answered 4xx means the call is gone (Realtime: the caller hung up, which drops the
-socket without a close frame). :meth:`Link.run` returns why it gave up.
+answered 4xx after an earlier one succeeded means the call is gone (Realtime: the
+caller hung up, which drops the socket without a close frame). The first attach is
+tried ``reattach_tries`` times more whatever it is answered. :meth:`Link.run` returns why it gave up.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class Link:
 
     async def _attach_and_read(self) -> bool | None:
         """One socket: ``True`` when it carried an event, ``False`` when it failed or
-        carried none, ``None`` when the attach was refused with a 4xx (the call is gone)."""
+        carried none, ``None`` when a later attach was refused with a 4xx (the call is gone)."""
         cfg = self.config()
         url = sideband_url(cfg.base_url, self.api, self.call_id)
         try:
@@ -76,7 +77,7 @@ class Link:
             )
         except aiohttp.WSServerHandshakeError as e:
             log.warning("openai sip sideband attach refused call_id=%s status=%s", self.call_id, e.status)
-            return None if 400 <= e.status < 500 else False
+            return None if 400 <= e.status < 500 and self.attaches else False  # the first attach may come too early: tried again
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             log.warning("openai sip sideband attach failed call_id=%s status=none: %s", self.call_id, e)
             return False

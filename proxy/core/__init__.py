@@ -31,6 +31,8 @@ clock-driven waiting or config lookups; plain data in, frozen events out.
 ``conversation_relay``    ConversationRelay frames, its sans-IO connection, TwiML
 ``door``                  what every front door's connection says to its session, and back;
                           the transcript a platform does not keep
+``openai_sip/``           OpenAI's speech-to-speech SIP calls: webhook, accept, sideband
+                          events, the call's controller (a table), turns, cost
 ``backoff``               the wait before a retry
 ``ago``                   durations as operators type them (30m, 2h, 1d)
 ``ids``                   unique ids

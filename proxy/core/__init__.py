@@ -12,6 +12,7 @@ clock-driven waiting or config lookups; plain data in, frozen events out.
 ``render``                one renderer per output mode (``passthrough`` changes nothing)
 ``inspector``             one reply: SSE events in, typed outputs out (each JSON decoded once)
 ``settings``              what the inspector is told; the error it raises
+``inspected``             what the inspector holds per choice and tells of choice 0 after
 ``outputs``               the inspector's outputs (forwarded, rewritten, speech, commands)
                           and the stages after it: SSE encoding, continuations
 ``reply``                 a reply's state machine: states, events, actions, one table; the

@@ -141,7 +141,7 @@ class Target:
             log = self.tmp / f"callgate-{self.mode}.log"
             self.port = free_port()
             self.proc = subprocess.Popen(
-                [PY, "-m", "proxy.cli", "serve", "--config", str(cfg), "--port", str(self.port)],
+                [PY, "-m", "proxy.cli", "serve", "--config", str(cfg), "--port", str(self.port), "--workers", "1"],
                 stdout=subprocess.DEVNULL, stderr=log.open("w"), cwd=ROOT,
             )
             wait_for_port(self.port)

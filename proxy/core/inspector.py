@@ -27,6 +27,7 @@ from .deltas import REASONING_FIELDS, THINKING_PARTS, Rendered, part_text, patch
 from .function_map import FunctionMap, FunctionSpec
 from .render import ChoiceOutput, renderer_for
 from .sse import SSEEvent
+from .thinking import DEFAULT_THINK_TAGS
 
 __all__ = ["InspectorSettings", "InvalidChunk", "OutputMode", "ReplyInspector"]
 
@@ -52,7 +53,12 @@ class InspectorSettings:
     max_recorded_chars: int = 1 << 30  # raw_text/spoken_text keep this much (chars); the stream is never cut
     spoken_rejections: int = 1  # the err_msg of at most this many rejected commands per reply is spoken
     thinking: Literal["forward", "remove"] = "forward"  # what the runtime gets of thinking (not in passthrough)
-    think_tags: tuple[str, ...] = ("think",)  # <name>…</name> in content is thinking
+    think_tags: tuple[str, ...] = DEFAULT_THINK_TAGS  # <name>…</name> in content is thinking
+    text_tool_calls: tuple[str, ...] = ()  # tool-call forms written as text that are tool calls (text_tools.FORMS)
+    end_call_phrases: tuple[str, ...] = ()  # a reply with no command ending with one hangs up (source "phrase")
+    # The reply starts inside thinking: its upstream model's chat template opened it in
+    # the prompt (the pool entry's thinking_open_models; the relay sets it per attempt).
+    thinking_open: bool = False
 
     @property
     def tags(self) -> dict[str, str]:
@@ -198,6 +204,14 @@ class ReplyInspector:
         return st.analyzer.reasoning.text() if st else ""
 
     @property
+    def thinking_unopened(self) -> bool:
+        """Choice 0 had a thinking closing tag with no opening one while not
+        ``thinking_open``: its upstream's model probably opens thinking in the prompt
+        (the speech before the tag was thinking, already sent)."""
+        st = self._choices.get(0)
+        return st.analyzer.thinking_unopened if st else False
+
+    @property
     def chunk_id(self) -> str | None:
         """The ``id`` the upstream's chunks carry (the last one's), or ``None``."""
         return self._template.get("id") if self._template else None
@@ -227,6 +241,9 @@ class ReplyInspector:
                 max_recorded_chars=s.max_recorded_chars,
                 spoken_rejections=s.spoken_rejections,
                 think_tags=s.think_tags,
+                text_tool_calls=s.text_tool_calls,
+                thinking_open=s.thinking_open,
+                end_call_phrases=s.end_call_phrases,
             )
             out = ChoiceOutput(message=self._message, spoken=CappedText(s.max_recorded_chars))
             st = self._choices[index] = _Choice(analyzer, out)
@@ -289,9 +306,11 @@ class ReplyInspector:
         tools = None
         content: Rendered = None
         entries = delta.get("tool_calls")
+        text = delta.get("content")
         if entries and type(entries) is list:
             tools = self._tool_entries(st, entries)
-        text = delta.get("content")
+            if tools is None and text and self._renderer.separate_tools:
+                tools = list(entries)  # content beside tool calls: re-encoded, so it goes in a chunk of its own
         if text and type(text) is str:
             content = self._content(st, text, cmds)
         elif text and type(text) is list:
@@ -360,8 +379,10 @@ class ReplyInspector:
         return kept if changed else None
 
     def _finish(self, st: _Choice, cmds: list[AnyCommand]) -> Rendered:
-        """The choice ended: what was held, and the mapped tool calls' commands."""
-        findings = st.analyzer.close()
+        """The choice ended: what was held, and the mapped tool calls' commands. It
+        ended normally (a goodbye phrase may count) unless the stream closed without
+        ``[DONE]`` or a ``finish_reason`` (an upstream cut)."""
+        findings = st.analyzer.close(ended=not self.done or self.saw_done or self._message)
         self._collect(st, findings, cmds)
         if not findings or self._renderer.changes_nothing:
             return None

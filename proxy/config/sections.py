@@ -19,6 +19,7 @@ from yarl import URL
 
 from ..core.function_map import FunctionSpec
 from ..core.inspector import InspectorSettings
+from ..core.text_tools import FORMS
 
 __all__ = [
     "BUILTIN_PROFILES", "AuthConfig", "CallIdSource", "CommandsConfig", "ControlConfig", "ControlWebhookConfig",
@@ -98,6 +99,11 @@ class UpstreamConfig(Model):
     )
     include_usage: bool = Field(
         True, description="add stream_options.include_usage to streams whose runtime did not ask (that usage chunk is not forwarded)"
+    )
+    thinking_open_models: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="patterns (deepseek-r1*, qwen3-*-thinking*) of the models sent upstream whose chat template opens "
+        "<think> in the prompt: their reply is thinking until </think>",
     )
 
     @field_validator("base_url")
@@ -243,8 +249,29 @@ class ProfileConfig(Model):
         "reasoning deltas, thinking parts): forward or remove; never scanned for commands either way "
         "(default: forward on openai, remove on the voice runtimes' profiles; passthrough always forwards)",
     )
-    think_tags: list[str] | None = Field(None, description="tag names whose <name>…</name> in content is thinking (default: [think])")
+    think_tags: list[str] | None = Field(
+        None, description="tag names whose <name>…</name> in content is thinking (default: [think, thinking, reasoning, thought])"
+    )
+    text_tool_calls: list[str] | None = Field(
+        None,
+        description="tool-call forms written as text that are tool calls, never speech: hermes, mistral, llama3_json, "
+        "pythonic, llama4_pythonic, deepseek_v3, kimi_k2, glm45, qwen3_coder, functions (default: all on the voice "
+        "runtimes' profiles, none on openai)",
+    )
+    end_call_phrases: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        None,
+        description="a reply with no command whose speech ends with one of these (case, punctuation, whitespace folded) "
+        "hangs up with it as endword (default: none)",
+    )
     upstreams: list[str] | None = Field(None, min_length=1, description="this profile's upstreams, in order (default: routing.order)")
+
+    @field_validator("text_tool_calls")
+    @classmethod
+    def _forms(cls, v: list[str] | None) -> list[str] | None:
+        unknown = [f for f in v or [] if f not in FORMS]
+        if unknown:
+            raise ValueError(f"unknown forms {unknown}: write any of {list(FORMS)}")
+        return v
 
 
 Scope = Literal["relay", "calls:read", "calls:write", "admin"]

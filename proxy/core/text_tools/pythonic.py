@@ -3,7 +3,8 @@
 Llama 4, ToolACE; vLLM ``pythonic_tool_parser.py``, ``llama4_pythonic_tool_parser.py``
 and their tests; Llama 4 may wrap it in ``<|python_start|>`` … ``<|python_end|>``).
 Read with :mod:`ast`, never run: every element a call of a plain name, only keyword
-arguments, only literal values. ``[1]``, ``[note](link)``, ``[see(1)]`` are speech."""
+arguments, only literal values. ``[1]``, ``[note](link)``, ``[a, b]`` are speech;
+``[see(1)]`` is the form with no usable call (dropped)."""
 
 from __future__ import annotations
 
@@ -53,15 +54,18 @@ class PythonicReader:
 
 
 def parse(text: str) -> list[Call] | None:
-    """The calls of a pythonic list, or ``None``."""
+    """The calls of a pythonic list, or ``None`` when it is not one (every element a
+    call of a plain name). A call whose arguments JSON cannot hold is left out, its
+    siblings kept (vLLM's ``test_bad_sibling_call_does_not_drop_good_calls``)."""
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     if not isinstance(tree, ast.List) or not tree.elts:
         return None
-    calls = [keyword_call(e) for e in tree.elts]
-    return None if any(c is None for c in calls) else [c for c in calls if c is not None]
+    if not all(isinstance(e, ast.Call) and isinstance(e.func, ast.Name) for e in tree.elts):
+        return None
+    return [c for e in tree.elts if (c := keyword_call(e)) is not None]
 
 
 def keyword_call(node: ast.expr) -> Call | None:

@@ -194,6 +194,12 @@ def test_recorded_streams_change_only_where_they_did(name: str, mode: str) -> No
 @pytest.mark.parametrize("mode", ["strip", "passthrough", "tool_calls", "text"])
 @pytest.mark.parametrize("name", fixture_names() or ["content-plain.sse"])
 def test_recorded_openai_streams_pass_byte_for_byte_with_every_form_watched(name: str, mode: str) -> None:
+    """Byte for byte, but a reply that opens a JSON object (a JSON-mode answer): its
+    ``{"`` is held until it is known not to be a call, so its chunks are cut
+    differently; what the runtime reads is the same."""
     data = fixture_stream(name)
     out, cmds, _ = inspect(data, output=mode, text_tool_calls=FORMS)
-    assert (out, cmds) == (data, [])
+    assert cmds == []
+    assert heard(out)[0] == heard(data)[0] and heard(out)[2] == heard(data)[2]
+    if not set("{[<") & set(heard(data)[0]):
+        assert out == data

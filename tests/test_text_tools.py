@@ -145,8 +145,11 @@ def test_a_known_tool_name_written_as_text_is_read() -> None:
     sc = TextToolScanner(FORMS)
     assert joined(sc.feed('saveAnswer({"a": 1})')) == ['saveAnswer({"a": 1})']  # unknown name: speech
     sc.add_name("saveAnswer")
-    out = joined(sc.feed('ok saveAnswer({"a": 1}) mysaveAnswer(1)') + sc.close())
-    assert out == ["ok ", TextCall("functions", "saveAnswer", '{"a": 1}', 'saveAnswer({"a": 1})'), " mysaveAnswer(1)"]
+    out = joined(sc.feed('ok saveAnswer({"a": 1}) saveAnswer(1) my') + sc.close())
+    assert out == ["ok ", TextCall("functions", "saveAnswer", '{"a": 1}', 'saveAnswer({"a": 1})'), " saveAnswer(1) my"]
+    # glued to the word before it (a delta of its own in the stream): still the call
+    out = joined(sc.feed('naïvesaveAnswer({"a": 2})') + sc.close())
+    assert out == ["naïve", TextCall("functions", "saveAnswer", '{"a": 2}', 'saveAnswer({"a": 2})')]
 
 
 def test_unknown_forms_are_refused() -> None:

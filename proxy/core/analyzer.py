@@ -21,8 +21,9 @@ once at its end. It answers with findings and never touches JSON:
 Content goes through three stages, each holding back only what could still be the
 start of its own form: thinking first (never scanned further), then the text tool
 calls a profile watches (``text_tool_calls``), then the text commands. A call written
-as text that repeats a tool call the reply sent as ``tool_calls`` (its name) is that
-call again: neither spoken nor a second call.
+as text that repeats a tool call the reply sent as ``tool_calls`` (same name, same
+arguments) is that call again: neither spoken nor a second call. A text call also
+flushes the command parser: a command cannot span it.
 
 Goodbye phrases (``end_call_phrases``, :mod:`proxy.core.phrases`): at the end of a
 reply that ended normally, with no command, no tool call and no transfer, whose
@@ -38,6 +39,7 @@ it refuses; of the rejected commands only the first ``spoken_rejections`` have t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -273,6 +275,7 @@ class ChoiceAnalyzer:
         found: list[Finding] = []
         for item in items:
             if isinstance(item, TextCall):
+                found += [self._finding(i) for i in self.parser.close()]  # what it held cannot go on past the call
                 found += self._text_call(item)
             else:
                 found += [self._finding(i) for i in self.parser.feed(item)]
@@ -281,7 +284,7 @@ class ChoiceAnalyzer:
     def _text_call(self, tc: TextCall) -> list[Finding]:
         """A call written as text: an echo of a tool call is nothing; a mapped one a
         command; an unmapped one a tool call for the runtime (none after a hangup)."""
-        if tc.name in self._tool_names:
+        if tc.name in self._tool_names and self._echoes(tc):
             return []
         self._commanded = True
         call = ToolCall(-1, None, tc.name, tc.arguments)
@@ -295,6 +298,11 @@ class ChoiceAnalyzer:
         unmapped = TextToolCall(new_id("call_"), tc.name, tc.arguments, tc.form, tc.raw)
         self._text_calls.append(unmapped)
         return [unmapped]
+
+    def _echoes(self, tc: TextCall) -> bool:
+        """``tc`` is a tool call of this reply written again: same name, same arguments."""
+        args = _parsed(tc.arguments)
+        return any(c.name == tc.name and _parsed(c.arguments or "{}") == args for c in self.tools.calls())
 
     def _phrase(self) -> list[Finding]:
         """A hangup for the goodbye phrase the speech ends with (none when the call
@@ -342,3 +350,14 @@ class ChoiceAnalyzer:
                 return reject(cmd, refusal)
         return cmd
 
+
+
+_UNPARSED = object()
+
+
+def _parsed(text: str) -> Any:
+    """JSON ``text`` as a value, or a marker no value equals."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return _UNPARSED

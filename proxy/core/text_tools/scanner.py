@@ -148,7 +148,7 @@ class TextToolScanner:
         if self._fn:
             if (i := data.find(PREFIX)) >= 0:
                 found.append(i)
-            found += [i for name in self._names if (i := _word_at(data, name)) >= 0]
+            found += [i for name in self._names if (i := data.find(name)) >= 0]
         return min(found, default=-1)
 
     def _word_tail(self, data: str) -> int:
@@ -246,11 +246,3 @@ def _tail(text: str, word: str) -> int:
             return len(text) - j
         j = text.rfind(word[0], max(0, len(text) - len(word) + 1), j)
     return 0
-
-
-def _word_at(text: str, word: str) -> int:
-    """The first index of ``word`` in ``text`` not inside a longer word, or -1."""
-    i = text.find(word)
-    while i > 0 and (text[i - 1].isalnum() or text[i - 1] in "_."):
-        i = text.find(word, i + 1)
-    return i

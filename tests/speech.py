@@ -54,7 +54,7 @@ def inspect(data: bytes, points: list[int] | None = None, *, policy: Any = None,
     """``data`` through one inspector (``kw``: InspectorSettings fields): bytes out,
     commands, the inspector."""
     ins = ReplyInspector(InspectorSettings(**kw), policy=policy)
-    out, cmds = b"", []
+    out, cmds = b"", list[Any]()
     for ev in events(data, points or []):
         o, c = ins.feed(ev)
         out, cmds = out + o, cmds + c
@@ -65,7 +65,7 @@ def inspect(data: bytes, points: list[int] | None = None, *, policy: Any = None,
 def heard(out: bytes) -> tuple[str, list[dict[str, Any]], list[Any], list[dict[str, Any]]]:
     """Choice 0 as the runtime gets it: content (text parts joined), tool-call entries,
     finish_reasons, and every delta."""
-    text, tools, finishes, deltas = "", [], [], []
+    text, tools, finishes, deltas = "", list[dict[str, Any]](), list[Any](), list[dict[str, Any]]()
     for ev in events(out, []):
         if not ev.data or ev.data == "[DONE]":
             continue

@@ -184,7 +184,7 @@ def test_recorded_streams_change_only_where_they_did(name: str, mode: str) -> No
     """Watching every form changes nothing in the recorded provider streams (none
     writes a tool call as text): the same bytes as without it."""
     data = (PROVIDERS / name).read_bytes()
-    settings = {"output": mode, "function_map": FMAP, "thinking": "remove"}
+    settings: dict[str, Any] = {"output": mode, "function_map": FMAP, "thinking": "remove"}
     without, cmds_without, _ = inspect(data, **settings, text_tool_calls=())
     with_all, cmds_with, _ = inspect(data, **settings, text_tool_calls=FORMS)
     assert re.sub(rb"call_[0-9a-f]{24}", b"call_", with_all) == re.sub(rb"call_[0-9a-f]{24}", b"call_", without)

@@ -55,7 +55,7 @@ FMAP = (("hangup", "end_call"), ("transfer", "transfer_call"))
 MAPPED = {"end_call", "transfer_call"}
 _SETTINGS = {
     (mode, opened): InspectorSettings(
-        output=mode, function_map=FMAP, thinking="remove", text_tool_calls=FORMS, thinking_open=opened  # type: ignore[arg-type]
+        output=mode, function_map=FMAP, thinking="remove", text_tool_calls=FORMS, thinking_open=opened
     )
     for mode in ("strip", "tool_calls") for opened in (False, True)
 }

@@ -147,9 +147,13 @@ def test_a_known_tool_name_written_as_text_is_read() -> None:
     sc.add_name("saveAnswer")
     out = joined(sc.feed('ok saveAnswer({"a": 1}) saveAnswer(1) my') + sc.close())
     assert out == ["ok ", TextCall("functions", "saveAnswer", '{"a": 1}', 'saveAnswer({"a": 1})'), " saveAnswer(1) my"]
-    # glued to the word before it (a delta of its own in the stream): still the call
-    out = joined(sc.feed('naïvesaveAnswer({"a": 2})') + sc.close())
-    assert out == ["naïve", TextCall("functions", "saveAnswer", '{"a": 2}', 'saveAnswer({"a": 2})')]
+    # glued to a word: speech; after a tool call in the same delta (a word break): the call
+    assert joined(sc.feed('naïvesaveAnswer({"a": 2}) xfunctions.f()') + sc.close()) == ['naïvesaveAnswer({"a": 2}) xfunctions.f()']
+    sc.feed("naïve")
+    sc.word_break()
+    out = joined(sc.feed('saveAnswer({"a": 2})') + sc.close())
+    assert out == [TextCall("functions", "saveAnswer", '{"a": 2}', 'saveAnswer({"a": 2})')]
+    assert joined(sc.feed("再见functions.end_call()") + sc.close())[1:] == [TextCall("functions", "end_call", "{}", "functions.end_call()")]
 
 
 def test_unknown_forms_are_refused() -> None:
@@ -171,3 +175,34 @@ def test_any_split_gives_the_same_answer(text: str, cuts: list[int]) -> None:
 @given(st.text(alphabet=st.sampled_from(list("ab ()\"':;.,f_\n你😀")), max_size=60))
 def test_text_without_brackets_is_spoken_exactly(text: str) -> None:
     assert run([text]) == (text, [])
+
+
+def run_segments(segments: list[str], by_char: bool, names: tuple[str, ...] = ("end_call",)) -> tuple[str, list[tuple[str, Any]]]:
+    """Segments with a word break (a tool call, thinking) between them."""
+    sc = TextToolScanner(FORMS)
+    for n in names:
+        sc.add_name(n)
+    out: list[str | TextCall] = []
+    for i, seg in enumerate(segments):
+        if i:
+            sc.word_break()
+        for p in (list(seg) if by_char else [seg]):
+            out += sc.feed(p)
+    out += sc.close()
+    return "".join(o for o in out if isinstance(o, str)), [(o.name, json.loads(o.arguments)) for o in out if isinstance(o, TextCall)]
+
+
+def test_a_word_break_lets_a_glued_call_start_a_word() -> None:
+    assert run_segments(["Straße", "functions.f()"], False) == ("Straße", [("f", {})])
+    assert run_segments(["Straße", "end_call({})"], True) == ("Straße", [("end_call", {})])
+    assert run_segments(["Straßefunctions.f()"], False) == ("Straßefunctions.f()", [])
+    assert run_segments(["of", "ten"], True) == ("often", [])
+
+
+WORDISH = st.lists(st.sampled_from(["functions.", "f", "fu", "end_c", "all", "({})", "()", "x", "ß", "好", " ", "of", ":{}", "end_call"]), max_size=12).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(WORDISH, min_size=1, max_size=4))
+def test_word_breaks_give_the_same_answer_however_split(segments: list[str]) -> None:
+    assert run_segments(segments, True) == run_segments(segments, False)

@@ -179,7 +179,7 @@ class ChoiceAnalyzer:
         self._text_calls: list[TextToolCall] = []  # unmapped calls written as text, for the record
         self._tool_names: set[str] = set()  # names of the reply's tool_calls: their text is an echo
         self._acted: set[str] = set()  # built-in functions a text tool call already stood for
-        self._phrases = GoodbyePhrases(end_call_phrases)
+        self._phrases = GoodbyePhrases(end_call_phrases) if end_call_phrases else None
         self._commanded = False  # a command or a tool call came: no goodbye phrase
         self.reasoning = CappedText(max_recorded_chars)  # the thinking, in content or reasoning fields
         self.tools = ToolCallAssembler()
@@ -198,6 +198,11 @@ class ChoiceAnalyzer:
         """A piece of ``delta.content``; ``None`` when it is plain speech that goes
         on exactly as it came (the hot path)."""
         self.raw.append(text)
+        texts = self._texts
+        if "<" not in text and self._think.quiet and self.parser.quiet and not self.hung_up and (texts is None or texts.plain(text)):
+            if self._phrases is not None:  # the hot path: every stage would give it back as it is
+                self._phrases.hear(text)
+            return None
         pieces = self._think.feed(text)
         if len(pieces) == 1 and pieces[0] is text:
             if self._texts is not None:
@@ -206,7 +211,7 @@ class ChoiceAnalyzer:
                     return self._speech(calls)
             items = self.parser.feed(text)
             if len(items) == 1 and items[0] is text and not self.hung_up:
-                if self._phrases:
+                if self._phrases is not None:
                     self._phrases.hear(text)
                 return None
             return [self._finding(item) for item in items]
@@ -218,11 +223,15 @@ class ChoiceAnalyzer:
         apart: content is speech from its start (see ``thinking_open``)."""
         self._think.sent_apart()
         self.reasoning.append(text)
+        if self._texts is not None:
+            self._texts.word_break()
 
     def feed_tool(self, entry: Mapping[str, Any]) -> ToolEntry:
         """One ``delta.tool_calls`` entry."""
         call, fed = self.tools.feed(entry)
         self._commanded = True
+        if self._texts is not None:
+            self._texts.word_break()
         if call.name and call.name not in self._tool_names:
             self._tool_names.add(call.name)
             if self._texts is not None:
@@ -242,7 +251,7 @@ class ChoiceAnalyzer:
             cmd = self._fmap.command(call, self._allow)
             if cmd is not None and cmd.function not in self._acted:
                 found.append(self._found(self._decide(cmd)))
-        if ended and self._phrases and not (self._commanded or self.hung_up or self.transferred):
+        if ended and self._phrases is not None and not (self._commanded or self.hung_up or self.transferred):
             found += self._phrase()
         return found
 
@@ -264,6 +273,8 @@ class ChoiceAnalyzer:
             if isinstance(piece, Thinking):
                 self.reasoning.append(piece.text)
                 found.append(piece)
+                if self._texts is not None:
+                    self._texts.word_break()  # speech after thinking starts a word
             elif self._texts is not None:
                 found += self._speech(self._texts.feed(piece))
             else:
@@ -307,7 +318,7 @@ class ChoiceAnalyzer:
     def _phrase(self) -> list[Finding]:
         """A hangup for the goodbye phrase the speech ends with (none when the call
         domain refuses it: the phrase is no command the model wrote)."""
-        phrase = self._phrases.ending()
+        phrase = self._phrases.ending() if self._phrases is not None else None
         if phrase is None:
             return []
         cmd = self._decide(Command(HANGUP, {"endword": phrase}, "phrase", phrase))
@@ -317,7 +328,7 @@ class ChoiceAnalyzer:
         if isinstance(item, str):
             if self.hung_up:
                 return Silenced(item)
-            if self._phrases:
+            if self._phrases is not None:
                 self._phrases.hear(item)
             return item
         self._commanded = True

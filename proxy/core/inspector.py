@@ -356,7 +356,7 @@ class ReplyInspector:
             return None
         self._collect(st, findings, cmds)
         if self._renderer.changes_nothing:
-            st.out.spoken.append(without_thinking(content, findings))
+            st.out.spoken.append(without_thinking(findings))
             return None
         text, tools = self._renderer.render(findings, st.out)
         if text == content and not tools:
@@ -384,6 +384,8 @@ class ReplyInspector:
         ``[DONE]`` or a ``finish_reason`` (an upstream cut)."""
         findings = st.analyzer.close(ended=not self.done or self.saw_done or self._message)
         self._collect(st, findings, cmds)
+        if self._renderer.changes_nothing:
+            st.out.spoken.append(without_thinking(findings))
         if not findings or self._renderer.changes_nothing:
             return None
         text, tools = self._renderer.render(findings, st.out)

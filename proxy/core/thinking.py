@@ -61,7 +61,7 @@ class ThinkSplitter:
     """See the module docstring. ``tags``: the tag names; ``opened``: the reply starts
     inside thinking (its model's template opened it in the prompt)."""
 
-    __slots__ = ("_opens", "_closes", "_ends", "_inside", "_held", "_close_tag", "_opened", "_fed", "unopened")
+    __slots__ = ("_opens", "_closes", "_ends", "_inside", "_held", "_close_tag", "_opened", "_fed", "unopened", "quiet")
 
     def __init__(self, tags: Iterable[str] = DEFAULT_THINK_TAGS, *, opened: bool = False) -> None:
         names = [t.lower() for t in tags if t]
@@ -74,6 +74,7 @@ class ThinkSplitter:
         self._held = ""
         self._fed = False
         self.unopened = 0  # closing tags seen outside thinking, on a reply not opened in the prompt
+        self.quiet = not self._inside  # nothing held, not inside: text without "<" is speech as it is
 
     @property
     def thinking(self) -> bool:
@@ -82,28 +83,32 @@ class ThinkSplitter:
 
     def sent_apart(self) -> None:
         """A reasoning field came before any content: the thinking opened in the
-        prompt was sent apart, so the content is speech from its start."""
+        prompt was sent apart, so the content is speech from its start. (Content fed
+        while opened takes the slow path, which notes it.)"""
         if self._opened and not self._fed:
             self._inside = self._opened = False
+            self.quiet = not self._held
 
     def feed(self, text: str) -> list[str | Thinking]:
         """A piece of content in; speech (``str``) and :class:`Thinking` out."""
         if not self._opens:
             return [text] if text else []
-        self._fed = self._fed or bool(text)
         if not self._held and not self._inside and "<" not in text:
-            return [text] if text else []  # the hot path: plain speech
+            return [text] if text else []  # the hot path: plain speech (never inside, so _fed does not matter)
+        self._fed = self._fed or bool(text)
         data = self._held + text
         self._held = ""
         out: list[str | Thinking] = []
         while data:
             data = self._step(data, out)
+        self.quiet = not self._held and not self._inside
         return out
 
     def close(self) -> list[str | Thinking]:
         """The end of the content: what was held (an unfinished tag is what it is:
         speech outside thinking, thinking inside)."""
         held, self._held = self._held, ""
+        self.quiet = not self._inside
         if not held:
             return []
         return [Thinking(held, held)] if self._inside else [held]

@@ -51,6 +51,7 @@ MSGS = ["Transferring you now.", "正在为您转接。", "One moment please."]
 CALLEES = ["+14155550123", "+8613800000000", "1001", "sip:agent@example.com"]
 
 
+
 @dataclass(frozen=True)
 class Content:
     """``delta.content`` text (cut into pieces by the shape)."""
@@ -188,6 +189,19 @@ class _Builder:
                 self.r.tools.append((name, args))
                 return name, args
 
+    def word_start(self, form: str) -> None:
+        """The free-text form starts a word: after an ASCII letter or digit in the
+        speech (a tool call or thinking cuts it), a space first."""
+        if not form.startswith("functions"):
+            return
+        for ev in reversed(self.r.events):
+            if isinstance(ev, (Tool, Reasoning)) or isinstance(ev, Mixed) and ev.reasoning:
+                return
+            if isinstance(ev, (Content, Mixed)) and ev.text:
+                if ev.text[-1] == "_" or (ev.text[-1] < "\u2e80" and ev.text[-1].isalnum()):
+                    self.r.say(self.rng.choice([" ", "\n", ", "]))
+                return
+
     def tool_id(self) -> str:
         self.ids += 1
         return f"call_{self.ids}x{self.rng.randrange(1 << 30):08x}"
@@ -209,7 +223,9 @@ class _Builder:
             r.say(_speech(rng))  # after a hangup only speech, which is silenced
         elif kind == "form":
             name, args = self.new_call()
-            r.unspoken(form_text(rng.choice(FORMS), name, args, rng))
+            form = rng.choice(FORMS)
+            self.word_start(form)
+            r.unspoken(form_text(form, name, args, rng))
             r.written += 1
         elif kind in ("real", "echo", "mixed"):
             name, args = self.new_call()
@@ -249,7 +265,10 @@ class _Builder:
             r.commands.append((function, "tool_call", key))
             r.closing_at_end = spoken
             return
-        r.unspoken(tag if how == "ims" else form_text(rng.choice(FORMS), name, args, rng))
+        form = rng.choice(FORMS)
+        if how == "form":
+            self.word_start(form)
+        r.unspoken(tag if how == "ims" else form_text(form, name, args, rng))
         r.commands.append((function, "text_command" if how == "ims" else "text_tool_call", key))
         r.speech += spoken
         r.hung_up = hangup

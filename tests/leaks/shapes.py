@@ -116,7 +116,7 @@ class _Encoder:
             self.deltas.append({"content": self.content(ev.text), "tool_calls": [self.whole_entry(ev.tool)]})
         elif self.parts:
             thinking = self.thinking(ev.reasoning)["content"]
-            self.deltas.append({"content": [*thinking, *self.content(ev.text)]})
+            self.deltas.append({"content": [*self.content(ev.text), *thinking]})
         else:
             self.deltas.append({"content": ev.text, self.reasoning_key: ev.reasoning})
 

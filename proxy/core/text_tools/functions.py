@@ -4,7 +4,9 @@ read to the caller), keyword arguments (``functions.end_call(reason="done")``) a
 ``()`` too; and the same text without ``functions.`` when it names a tool call the
 reply also sent as ``tool_calls`` (livekit/agents-js#1339: a delta with
 ``content: "saveAnswer({...})"`` and that call in ``tool_calls``), which is the call
-again, not a new one. ``functions.py``, "call functions later" are speech."""
+again, not a new one. ``functions.py``, "call functions later" are speech, and so is
+either word glued to an ASCII letter or digit before it (``xfunctions.f()``): the form
+starts a word (or the content beside a tool call in its delta)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,9 @@ input less the forms; the answer does not depend on how the input was split.
 
 What is held back: only what could still be the start of a form of a watched kind —
 a proper prefix of a marker (``<tool_c``, ``[TOOL_CA``), ``functions.`` or a known
-tool name being written, or an open candidate (``{"``, ``[fn(``, ``functions.x(``)
+tool name being written at the start of a word (not after a letter or digit of a script
+written with spaces, nor ``_``; ``of`` does not hold its ``f``; a tool call or thinking
+in between is a word break), or an open candidate (``{"``, ``[fn(``, ``functions.x(``)
 until it closes. An ambiguous candidate (one speech could hold) is held at most
 ``max_chars`` characters, then spoken; a marker no speech holds is never spoken: its
 form is dropped when it cannot be read, and past :data:`MAX_FORM_CHARS` the rest up
@@ -34,6 +36,8 @@ FORMS = (
 )
 MAX_FORM_CHARS = 65536  # a marker form longer than this (chars) is dropped unread
 _WAIT: list[Reader] = []  # _start's answer for "a marker may begin here: hold"
+_PREFIX_STARTS = tuple(PREFIX[:k] for k in range(1, len(PREFIX)))  # "f", "fu", … "functions"
+
 
 
 class TextToolScanner:
@@ -41,7 +45,10 @@ class TextToolScanner:
     ``ValueError`` for another); ``max_chars``: the most chars an ambiguous candidate
     is held."""
 
-    __slots__ = ("_markers", "_chars", "_json", "_pythonic", "_fn", "_names", "_max", "_prefix", "_held", "_readers", "_swallow")
+    __slots__ = (
+        "_markers", "_chars", "_json", "_pythonic", "_fn", "_names", "_max", "_prefix", "_held", "_readers", "_swallow", "_prev",
+        "_break", "_busy",
+    )
 
     def __init__(self, forms: Iterable[str], max_chars: int = 1024) -> None:
         watched = set(forms)
@@ -64,6 +71,9 @@ class TextToolScanner:
         self._held = ""  # the open candidate's text
         self._readers: list[Reader] = []
         self._swallow: str | None = None  # dropping a too-long form up to this end marker ("": to the end)
+        self._prev = ""  # the last char read before what is being read now (does a word start here?)
+        self._break = False  # a word break came while a word's start was held
+        self._busy = False  # something is held: no hot path
 
     def add_name(self, name: str) -> None:
         """A tool call the reply sent as ``tool_calls``: ``NAME(...)`` written as text is
@@ -71,12 +81,39 @@ class TextToolScanner:
         if self._fn and name and name not in self._names:
             self._names += (name,)
 
+    def word_break(self) -> None:
+        """The speech is cut by something else (a tool call, thinking): what follows
+        starts a word (``functions.`` there is the form, a known tool's name its echo)."""
+        if self._readers:
+            return
+        if not self._prefix:
+            self._prev = ""
+        elif self._prefix[0] not in "<[{":
+            self._break = self._busy = True  # the held start of a word cannot go on past it
+
+    def plain(self, text: str) -> bool:
+        """Whether ``text`` (not empty) holds no start of a watched form and nothing is
+        held: :meth:`feed` would give it back as it is (and it is now read)."""
+        if self._busy or "<" in text or "[" in text or "{" in text:
+            return False
+        if self._fn:
+            if PREFIX in text or self._names:
+                return False
+            if text.endswith(_PREFIX_STARTS):  # "of" ends with the start of "functions." but does not start it
+                j = text.rfind("f")
+                c = text[j - 1] if j else self._prev
+                if not (c == "_" or (c < "\u2e80" and c.isalnum())):
+                    return False
+            self._prev = text[-1:] or self._prev
+        return True
+
     def feed(self, text: str) -> list[str | TextCall]:
         """A piece of speech in; speech and calls out."""
-        if not (self._readers or self._prefix or self._swallow is not None) and self._plain(text):
-            return [text] if text else []
+        if text and self.plain(text):
+            return [text]  # the hot path: no start of a form in it
         out: list[str | TextCall] = []
         self._run(text, out)
+        self._settle()
         return out
 
     def close(self) -> list[str | TextCall]:
@@ -85,7 +122,7 @@ class TextToolScanner:
         out: list[str | TextCall] = []
         while self._readers or self._prefix:
             if not self._readers:
-                out.append(self._prefix)
+                self._say(out, self._prefix)
                 self._prefix = ""
                 break
             total, readers = self._held, self._readers
@@ -93,22 +130,14 @@ class TextToolScanner:
             rest = self._closed(readers, total, out)
             self._run(rest, out)
         self._swallow = None
+        self._settle()
         return out
 
-    # -- internals -------------------------------------------------------------
+    def _settle(self) -> None:
+        """Note whether anything is held (the hot path needs nothing held)."""
+        self._busy = bool(self._readers or self._prefix or self._swallow is not None or self._break)
 
-    def _plain(self, text: str) -> bool:
-        """No start of a watched form in ``text``, nor at its end."""
-        for c in self._chars:
-            if c in text:
-                return False
-        if self._fn:
-            if PREFIX in text or _tail(text, PREFIX):
-                return False
-            for name in self._names:
-                if name in text or _tail(text, name):
-                    return False
-        return True
+    # -- internals -------------------------------------------------------------
 
     def _run(self, data: str, out: list[str | TextCall]) -> None:
         while data:
@@ -121,41 +150,59 @@ class TextToolScanner:
 
     def _outside(self, data: str, out: list[str | TextCall]) -> str:
         """Speech up to the next possible start; the rest to read on."""
+        if self._break:
+            self._break = False
+            if self._prefix:
+                self._say(out, self._prefix)
+                self._prefix = ""
+            self._prev = ""
         data, self._prefix = self._prefix + data, ""
         i = self._candidate(data)
         if i < 0:
             keep = self._word_tail(data)
             if len(data) > keep:
-                out.append(data[: len(data) - keep])
+                self._say(out, data[: len(data) - keep])
             self._prefix = data[len(data) - keep:]
             return ""
         if i:
-            out.append(data[:i])
+            self._say(out, data[:i])
         rest = data[i:]
         readers = self._start(rest)
         if readers is _WAIT:
             self._prefix = rest
             return ""
         if not readers:
-            out.append(rest[0])
+            self._say(out, rest[0])
             return rest[1:]
         self._readers = readers
         return rest
+
+    def _say(self, out: list[str | TextCall], speech: str) -> None:
+        out.append(speech)
+        self._prev = speech[-1:] or self._prev
+
+    def _word_start(self, data: str, i: int) -> bool:
+        """Whether ``data[i]`` begins a word (see :func:`_is_word`)."""
+        return not _is_word(data[i - 1] if i else self._prev)
 
     def _candidate(self, data: str) -> int:
         """The index of the first possible start in ``data``, or -1."""
         found = [i for c in self._chars if (i := data.find(c)) >= 0]
         if self._fn:
-            if (i := data.find(PREFIX)) >= 0:
-                found.append(i)
-            found += [i for name in self._names if (i := data.find(name)) >= 0]
+            for word in (PREFIX, *self._names):
+                i = data.find(word)
+                while i >= 0 and not self._word_start(data, i):
+                    i = data.find(word, i + 1)
+                if i >= 0:
+                    found.append(i)
         return min(found, default=-1)
 
     def _word_tail(self, data: str) -> int:
         """How many chars at the end of ``data`` could begin a watched word."""
         if not self._fn:
             return 0
-        return max([_tail(data, PREFIX), *(_tail(data, n) for n in self._names)])
+        keep = [k for word in (PREFIX, *self._names) if (k := _tail(data, word)) and self._word_start(data, len(data) - k)]
+        return max(keep, default=0)
 
     def _start(self, rest: str) -> list[Reader]:
         """The readers that may read a form from ``rest[0]``; :data:`_WAIT` while a
@@ -207,12 +254,13 @@ class TextToolScanner:
             self._readers, self._held = alive, total
             return ""
         self._readers, self._held = [], ""
-        out.append(total[0])  # not a form after all: its first char is speech, the rest is read again
+        self._say(out, total[0])  # not a form after all: its first char is speech, the rest is read again
         return total[1:]
 
     def _done(self, r: Reader, total: str, end: int, out: list[str | TextCall]) -> str:
         raw = total[:end]
         out += [TextCall(r.form, name, args, raw) for name, args in r.calls]
+        self._prev = raw[-1:] or self._prev
         self._readers, self._held = [], ""
         return total[end:]
 
@@ -222,7 +270,7 @@ class TextToolScanner:
             end = r.close(total)
             if end >= 0:
                 return self._done(r, total, end, out)
-        out.append(total[0])
+        self._say(out, total[0])
         return total[1:]
 
     def _swallowed(self, data: str) -> str:
@@ -246,3 +294,10 @@ def _tail(text: str, word: str) -> int:
             return len(text) - j
         j = text.rfind(word[0], max(0, len(text) - len(word) + 1), j)
     return 0
+
+
+def _is_word(c: str) -> bool:
+    """A char a word goes on with: ``_``, or a letter or digit below U+2E80 (the
+    scripts written with spaces; CJK, kana, Hangul and full-width forms are not,
+    so ``再见functions.end_call()`` is the form)."""
+    return c == "_" or (c < "\u2e80" and c.isalnum())

@@ -26,6 +26,7 @@ A failing reply is printed with the command that replays it
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import json
 import os
@@ -180,19 +181,28 @@ def run(seed: int, start: int, count: int) -> Report:
         report.seconds += spent
         if counts:
             report.counts.update(counts)
+            report.counts["replies_wrong"] += 1
             if len(report.failures) < 5:
                 report.failures.append(f"reply {seed}:{index} ({shape}, {reply.mode}): {dict(counts)}  replay: python -m tests.leaks.run --replay {seed}:{index}")
     return report
 
 
-def _run_args(args: tuple[int, int, int]) -> Report:
-    return run(*args)
+# What 0.5.0 did with the same replies: no text tool calls, only <think>, nothing opened in the prompt.
+_BASELINE = {"text_tool_calls": (), "think_tags": ("think",), "thinking_open": False}
+
+
+def _run_args(args: tuple[int, int, int, bool]) -> Report:
+    seed, start, count, baseline = args
+    if baseline:
+        _SETTINGS.update({k: dataclasses.replace(v, **_BASELINE) for k, v in _SETTINGS.items()})  # type: ignore[arg-type]
+    return run(seed, start, count)
 
 
 def table(report: Report) -> str:
     """The report as a Markdown table, counts per million replies."""
     per = 1_000_000 / max(report.replies, 1)
-    rows = [f"| {name.replace('_', ' ')} | {report.counts[name]} | {report.counts[name] * per:g} |" for name in COUNTS]
+    rows = [f"| {name.replace('_', ' ')} | {report.counts[name]:,} | {report.counts[name] * per:,.0f} |" for name in COUNTS]
+    rows.append(f"| replies with any of these | {report.counts['replies_wrong']:,} | {report.counts['replies_wrong'] * per:,.0f} |")
     us = report.seconds / max(report.events, 1) * 1e6
     head = f"{report.replies:,} replies, {report.events:,} SSE events, {us:.2f} µs per chunk (inspector)"
     return "\n".join([head, "", "| count | found | per million replies |", "| --- | --- | --- |", *rows])
@@ -216,12 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--replay", help="SEED:INDEX: print one reply, its stream and what went wrong")
+    p.add_argument("--baseline", action="store_true", help="0.5.0's settings (no text tool calls, only <think>): what it spoke")
     a = p.parse_args(argv)
     if a.replay:
         replay(a.replay)
         return 0
     size = max(1, min(20_000, a.replies // max(a.jobs * 4, 1) or 1))
-    work = [(a.seed, start, min(size, a.replies - start)) for start in range(0, a.replies, size)]
+    work = [(a.seed, start, min(size, a.replies - start), a.baseline) for start in range(0, a.replies, size)]
     report = Report()
     started = time.monotonic()
     if a.jobs <= 1:

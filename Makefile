@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test bench faults fuzz leaks install clean
+.PHONY: demo test bench bench-peers faults fuzz leaks install clean
 
 # The venv is (re)built when pyproject.toml changes; the stamp records it.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,fast,runtimes]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,fast,runtimes,telemetry]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -26,7 +26,9 @@ test: $(VENV)/.installed
 # the capacity benchmark (calls shaped like calls; one process, --workers 2 on a
 # throwaway PostgreSQL, nginx, direct; CAPACITY_ARGS, e.g. --levels 50,100), and the
 # end-of-call / database benchmark, the upstream-faults run (FAULTS_ARGS, e.g. --calls 50)
-# and the front doors' time to the first token next to the HTTP path.
+# the front doors' time to the first token next to the HTTP path, the database's writes per
+# turn (tests/bench/writes.py), and callgate beside nginx, LiteLLM and Portkey in one run
+# (tests/bench/versus.py; VERSUS_ARGS, e.g. --quick or --targets direct,nginx,callgate).
 bench: $(VENV)/.installed
 	$(BIN)/python -m pytest -q tests/bench/test_hot_path.py --benchmark-enable --benchmark-only \
 		--benchmark-columns=min,median,mean,max,rounds --benchmark-sort=name
@@ -35,6 +37,14 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m tests.bench.end_of_call
 	$(BIN)/python -m tests.bench.faults $(FAULTS_ARGS)
 	$(BIN)/python -m tests.bench.front_doors
+	$(BIN)/python -m tests.bench.writes
+	$(BIN)/python -m tests.bench.versus $(VERSUS_ARGS)
+
+# The peers of the side-by-side run (tests/bench/versus.py), outside the repository in
+# $(BENCH_PEERS) (default ~/.cache/callgate-bench-peers): LiteLLM's proxy in a virtualenv of
+# its own, Portkey's gateway with npm. `make bench` skips a peer that is not installed.
+bench-peers: $(VENV)/.installed
+	$(BIN)/python -m tests.bench.peers install
 
 # The fault tests at full size (kill -9, a failing webhook, 20,000 calls); their
 # short versions run in `make test`. About 3 minutes.

@@ -20,7 +20,9 @@ reads the reply, control events go out, the call ends, the steps run):
 ``proxy.profiles`` the runtime profiles (IMS, Vapi, ElevenLabs, LiveKit, Pipecat), resolved
 ``proxy.storage``  the database: typed records, SQL per aggregate, numbered migrations,
                    two engines
-``proxy.outbound`` the one outbound HTTP POST helper (control events and steps)
+``proxy.outbound`` the one outbound HTTP POST helper (control events and steps);
+                   ``proxy.telemetry``: OpenTelemetry spans (turns, attempts, steps),
+                   a no-op when off
 ``proxy.calls``    the call domain: ``Call``, control events, the registry facade and
                    its parts (cache, turns, ending, sweeper, followers)
 ``proxy.endfn``    the end function: ``Conversation``, the durable pipeline, effects
@@ -39,7 +41,7 @@ lowest first::
 
     0  core, errors
     1  config, prompts, logs, metrics
-    2  profiles, storage, outbound
+    2  profiles, storage, outbound, telemetry
     3  calls
     4  endfn
     5  server
@@ -54,7 +56,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 __all__ = ["Conversation", "StepResult", "__version__"]
 

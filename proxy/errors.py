@@ -11,6 +11,8 @@
     │   │   ├── CallEnded         the call has ended: its state is final
     │   │   └── JobNotFinished    only a finished end-function step can be retried
     │   └── TooManyTurns          the call passed a limit of ``limits:`` (HTTP 429)
+    ├── NotReady                  ``GET /readyz``: the database or every upstream of a
+    │                             profile's pool cannot serve a call now (HTTP 503)
     ├── Unauthorized              no key, or not one of ``auth.keys`` (HTTP 401)
     │   └── Forbidden             the key lacks the route's scope, or the call is
     │                             another key's (HTTP 403)
@@ -49,6 +51,7 @@ __all__ = [
     "Forbidden",
     "JobNotFinished",
     "NotFound",
+    "NotReady",
     "RequestError",
     "SchemaTooNew",
     "SchemaTooOld",
@@ -156,6 +159,15 @@ class TooManyTurns(RequestError):
 
     status = 429
     code = "call_limits_exceeded"
+
+
+class NotReady(CallgateError):
+    """This instance should get no new calls now (``GET /readyz``, HTTP 503): ``code``
+    ``storage_unavailable``, ``upstreams_cooling`` or ``shutting_down``; the message
+    names every reason."""
+
+    status = 503
+    code = "not_ready"
 
 
 class Unauthorized(CallgateError):

@@ -28,10 +28,13 @@ __all__ = [
     "CONTROL_EVENTS",
     "DELIVERIES",
     "FRONT_DOOR_FRAMES",
+    "LIMIT_HITS",
     "REQUESTS",
+    "SPEECH_GAP",
     "STEP_TRIES",
     "STORAGE_WRITE",
     "THINKING_UNOPENED",
+    "TURNS",
     "UPSTREAM_ATTEMPTS",
     "UPSTREAM_COST",
     "UPSTREAM_ERRORS",
@@ -66,10 +69,16 @@ COMMANDS = Counter(
     "Control commands found in replies, by function, source (text_command, tool_call), outcome (accepted, rejected) and reason (a RejectReason code)",
     ["function", "source", "outcome", "reason"],
 )
+TURNS = Counter("callgate_turns_total", "Turns (replies) ended, by profile and status (a TurnStatus value)", ["profile", "status"])
+LIMIT_HITS = Counter(
+    "callgate_limit_hits_total",
+    "Times a bound of limits: was reached and applied, by limit (max_held_bytes, max_prompt_chars)",
+    ["limit"],
+)
 CONTROL_EVENTS = Counter("callgate_control_events_total", "Control events emitted, by type", ["type"])
 FRONT_DOOR_FRAMES = Counter(
     "callgate_front_door_frames_total",
-    "Front door frames ignored or refused, by door (retell, conversation_relay) and result (unknown, too_big, invalid_json, not_object, bad_field)",
+    "Front door frames ignored or refused, by door (retell, conversation_relay) and result (unknown, too_big, invalid_json, not_object, bad_field, protocol_error)",
     ["door", "result"],
 )
 DELIVERIES = Counter(
@@ -101,6 +110,12 @@ UPSTREAM_FIRST_TOKEN = Histogram(
     "callgate_upstream_first_token_seconds",
     "From reading the request to an attempt's first speakable output, by upstream",
     ["upstream"],
+    buckets=_SLOW,
+)
+SPEECH_GAP = Histogram(
+    "callgate_speech_gap_seconds",
+    "Dead air per turn: the longest silence inside a reply's speech, between two speakable pieces after the first, by runtime profile",
+    ["profile"],
     buckets=_SLOW,
 )
 

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from proxy.config import parse_config
-from proxy.demo.scripted_upstream import RawReply, ScriptedReply, ScriptedUpstream
+from proxy.demo.scripted_upstream import Script, ScriptedUpstream, serve_app
 from proxy.server.app import running
 
 from .process import kill_leftovers
@@ -98,20 +98,6 @@ def fixture_names() -> list[str]:
     return sorted(p.name for p in FIXTURES.glob("*.sse")) if FIXTURES.is_dir() else []
 
 
-@contextlib.asynccontextmanager
-async def serve_app(app: web.Application) -> AsyncIterator[str]:
-    """Run ``app`` on a free loopback port; yields its base URL."""
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
-
-
 class Receiver:
     """A webhook receiver on loopback, for control events and end-function steps.
 
@@ -185,15 +171,16 @@ class Receiver:
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """``await stack(replies, strict=False, **config)`` starts a scripted upstream
-    (``strict``: it rejects unknown request fields as api.openai.com does) and
+    """``await stack(script, strict=False, **config)`` starts a scripted upstream
+    (:class:`ScriptedUpstream`; ``strict``: it rejects unknown request fields as
+    api.openai.com does) and
     callgate in front of it; returns an object with ``upstream``, ``url``
     (callgate), ``app`` and ``registry``."""
     exits = contextlib.AsyncExitStack()
     dbs: list[str] = []
 
-    async def start(replies: list[ScriptedReply | RawReply], upstream_url: str | None = None, strict: bool = False, **cfg: Any) -> Any:
-        upstream = ScriptedUpstream(list(replies), strict=strict)
+    async def start(script: Script, upstream_url: str | None = None, strict: bool = False, **cfg: Any) -> Any:
+        upstream = ScriptedUpstream(script, strict=strict)
         if upstream_url is None:
             upstream_url = await exits.enter_async_context(serve_app(upstream.app())) + "/v1"
         data: dict[str, Any] = {
@@ -232,3 +219,13 @@ async def stack(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
     async with exits:
         yield start
+
+
+@pytest.fixture
+async def otlp() -> AsyncIterator[Any]:
+    """A real OTLP/HTTP trace receiver on loopback (:mod:`tests.otlp`); ``otlp.url``
+    is what ``telemetry.otlp_endpoint`` takes."""
+    from .otlp import otlp_receiver
+
+    async with otlp_receiver() as receiver:
+        yield receiver

@@ -7,45 +7,27 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import time
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream, by_last_message
+
 REPLIES = {
     "bye": ["Thank you. ", '<imsagent_hangup endword="Goodbye!"/>'],
     "transfer": ["One moment. ", '<imsagent_transfer_call callee="10086" msg="Transferring."/>'],
-    "slow": ["word "] * 100,  # streamed one piece every 0.1 s
 }
 
 
 def llm_app(ttft_s: float = 0.02) -> web.Application:
     """An upstream that answers by what the caller said: "bye" with a hangup,
-    "transfer" with a transfer, "slow" with a reply that takes 10 s; anything else
-    plainly. First token after ``ttft_s``, like a real LLM."""
-
-    async def chat(request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        said = body["messages"][-1]["content"]
-        pieces = REPLIES.get(said, ["Sure, ", "one moment."])
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        await asyncio.sleep(ttft_s)
-        for piece in [*pieces, None]:
-            delta = {"content": piece} if piece is not None else {}
-            chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                     "choices": [{"index": 0, "delta": delta, "finish_reason": None if piece is not None else "stop"}]}
-            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-            if said == "slow":
-                await asyncio.sleep(0.1)
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    return app
+    "transfer" with a transfer, "slow" with a reply that takes 10 s (100 pieces 0.1 s
+    apart); anything else plainly. First token after ``ttft_s``, like a real LLM."""
+    replies = {said: ScriptedReply(content=pieces, ttft_s=ttft_s) for said, pieces in REPLIES.items()}
+    replies["slow"] = ScriptedReply(content=["word "] * 100, ttft_s=ttft_s, interval_s=0.1)
+    return ScriptedUpstream(by_last_message(replies, ScriptedReply(content=["Sure, ", "one moment."], ttft_s=ttft_s))).app()
 
 
 class CallLayer:

@@ -14,13 +14,15 @@ class ServeProcess:
     """One ``callgate serve --config CFG --port PORT`` process (0: any free one): :meth:`start` waits until
     it says where it listens (``url``); :meth:`kill` is SIGKILL, :meth:`stop` SIGTERM
     (returns the exit code); :meth:`rss_mib` reads its resident memory. Every one
-    started is in ``ServeProcess.started`` (the tests' teardown kills what is left)."""
+    started is in ``ServeProcess.started`` (the tests' teardown kills what is left).
+    ``workers``: ``--workers`` (default one process: the tests kill, signal and
+    measure that process; ``None``: the default, one per core)."""
 
     started: list[ServeProcess] = []
 
-    def __init__(self, cfg: Path, *extra: str, port: int = 0) -> None:
+    def __init__(self, cfg: Path, *extra: str, port: int = 0, workers: str | None = "1") -> None:
         self.cfg = cfg
-        self.extra = extra
+        self.extra = extra if workers is None or "--workers" in extra else (*extra, "--workers", workers)
         self.port = port
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""

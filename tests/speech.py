@@ -8,6 +8,7 @@ import random
 from typing import Any
 
 from proxy.core.inspector import InspectorSettings, ReplyInspector
+from proxy.core.outputs import Output, commands_of, encode
 from proxy.core.sse import SSEDecoder, SSEEvent
 
 MODES = ("strip", "tool_calls", "text")
@@ -54,12 +55,11 @@ def inspect(data: bytes, points: list[int] | None = None, *, policy: Any = None,
     """``data`` through one inspector (``kw``: InspectorSettings fields): bytes out,
     commands, the inspector."""
     ins = ReplyInspector(InspectorSettings(**kw), policy=policy)
-    out, cmds = b"", list[Any]()
+    items: list[Output] = []
     for ev in events(data, points or []):
-        o, c = ins.feed(ev)
-        out, cmds = out + o, cmds + c
-    o, c = ins.close()
-    return out + o, cmds + c, ins
+        items += ins.feed(ev)
+    items += ins.close()
+    return encode(items), commands_of(items), ins
 
 
 def heard(out: bytes) -> tuple[str, list[dict[str, Any]], list[Any], list[dict[str, Any]]]:

@@ -11,9 +11,10 @@ from typing import Any
 import aiohttp
 import yaml
 
+from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream
+
 from .conftest import serve_app
 from .lab import until
-from .pool_lab import Act, Upstream
 from .process import ServeProcess
 
 
@@ -28,7 +29,7 @@ def _json_lines(server: ServeProcess) -> list[dict[str, Any]]:
 
 
 async def test_access_and_request_lines_carry_request_id_and_call_id(tmp_path: Path) -> None:
-    failing, healthy = Upstream("a", [Act(status=503)]), Upstream("b", [Act(pieces=["Hi."])])
+    failing, healthy = ScriptedUpstream([ScriptedReply(status=503)], name="a"), ScriptedUpstream([ScriptedReply(content=["Hi."])], name="b")
     async with serve_app(failing.app()) as a_url, serve_app(healthy.app()) as b_url:
         cfg = tmp_path / "c.yaml"
         cfg.write_text(yaml.safe_dump({
@@ -67,7 +68,7 @@ async def test_access_and_request_lines_carry_request_id_and_call_id(tmp_path: P
 
 
 async def test_log_access_false_writes_no_access_line(tmp_path: Path) -> None:
-    up = Upstream("a")
+    up = ScriptedUpstream([ScriptedReply(content=["Hello", " there."])], name="a")
     async with serve_app(up.app()) as a_url:
         cfg = tmp_path / "c.yaml"
         cfg.write_text(yaml.safe_dump({"upstream": {"base_url": f"{a_url}/v1"}, "storage": {"path": str(tmp_path / "cg.db")},

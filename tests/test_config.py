@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,22 @@ def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     (tmp_path / "syntax.yaml").write_text("server: [unclosed\n")
     assert main(["check", "--config", str(tmp_path / "syntax.yaml")]) == 2
     assert "not valid YAML" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flags", "field"), [
+    (["--port", "70000"], "server.port: Input should be less than or equal to 65535"),
+    (["--port", "0", "--workers", "0"], "argument --workers: '0': auto, or a number from 1 to 64"),
+])
+def test_a_bad_command_line_override_is_a_config_error(tmp_path: Path, flags: list[str], field: str) -> None:
+    """``serve --port 70000`` was an OverflowError traceback: the overrides go through
+    the same model as the file, one line naming the field, exit 2."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"storage:\n  path: {tmp_path / 'cg.db'}\n")
+    out = subprocess.run([sys.executable, "-m", "proxy.cli", "serve", "--config", str(cfg), *flags],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and field in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) <= 3  # one line (argparse adds its usage)
+    assert not (tmp_path / "cg.db").exists()
 
 
 def test_demo_runs_and_exits_0() -> None:
@@ -207,15 +224,17 @@ def test_check_finds_a_storage_path_that_cannot_be_written(tmp_path: Path, capsy
 def test_an_unopenable_database_is_one_line_naming_it(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("")
     assert _serve_error(tmp_path, f"{tmp_path}/afile/cg.db") == (
-        f"callgate: cannot open the database {tmp_path}/afile/cg.db: {tmp_path}/afile is a file, not a folder (storage.path)\n"
+        f"callgate: cannot open the database (storage.path={tmp_path}/afile/cg.db): {tmp_path}/afile is a file, not a folder (ENOTDIR)\n"
     )
 
 
-def _serve_error(tmp_path: Path, db: str) -> str:
-    """What ``callgate serve`` on the SQLite file ``db`` prints as it exits with 1."""
+def _serve_error(tmp_path: Path, db: str, prefix: list[str] | None = None) -> str:
+    """What ``callgate serve`` on the SQLite file ``db`` prints as it exits with 1
+    (``prefix``: what the command runs under, e.g. another user)."""
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"storage:\n  path: {db}\n")
-    out = subprocess.run([sys.executable, "-m", "proxy.cli", "serve", "--config", str(cfg), "--port", "0"],
+    cfg.chmod(0o644)
+    out = subprocess.run([*(prefix or []), sys.executable, "-m", "proxy.cli", "serve", "--config", str(cfg), "--port", "0"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     return out.stderr
@@ -231,4 +250,116 @@ def test_a_yaml_error_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_the_lock_file_that_cannot_be_opened_is_named(tmp_path: Path) -> None:
     (tmp_path / "cg.db.lock").mkdir()  # a folder where the migration lock file goes
-    assert _serve_error(tmp_path, f"{tmp_path}/cg.db") == f"callgate: cannot open the database {tmp_path}/cg.db.lock: Is a directory (storage.path)\n"
+    assert _serve_error(tmp_path, f"{tmp_path}/cg.db") == (
+        f"callgate: cannot open the database (storage.path={tmp_path}/cg.db): {tmp_path}/cg.db.lock: Is a directory (EISDIR)\n"
+    )
+
+
+def test_a_database_path_that_is_a_folder_names_the_os_error(tmp_path: Path) -> None:
+    (tmp_path / "db").mkdir()
+    assert _serve_error(tmp_path, f"{tmp_path}/db") == (
+        f"callgate: unable to open database file (storage.path={tmp_path}/db): Is a directory (EISDIR)\n"
+    )
+
+
+def _as_nobody() -> list[str]:
+    """The command prefix that runs a process as an unprivileged user (root may write
+    anywhere), or nothing when this test already runs as one."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: no way to be refused a file")
+    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A folder of its own that another user can reach (pytest's tmp_path is root's
+    alone, mode 700)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="callgate-perm-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_folder_it_may_not_write_names_the_os_error(shared_tmp: Path) -> None:
+    """The operator's case of issue 30: SQLite says only "unable to open database file";
+    the line adds the OS error and its errno name."""
+    prefix = _as_nobody()
+    tmp_path = shared_tmp
+    (tmp_path / "ro").mkdir(mode=0o555)
+    (tmp_path / "ro").chmod(0o555)
+    assert _serve_error(tmp_path, f"{tmp_path}/ro/cg.db", prefix) == (
+        f"callgate: unable to open database file (storage.path={tmp_path}/ro/cg.db): Permission denied (EACCES)\n"
+    )
+
+
+def test_a_database_file_it_may_not_write_is_refused_at_start(shared_tmp: Path) -> None:
+    """SQLite opens such a file read-only without a word and fails at the first write
+    (a traceback); it is refused at start instead, naming the OS error."""
+    from .rows import store_at
+
+    prefix = _as_nobody()
+    tmp_path = shared_tmp
+    store_at(tmp_path / "cg.db").close_sync()
+    tmp_path.chmod(0o777)
+    (tmp_path / "cg.db").chmod(0o444)
+    (tmp_path / "cg.db.lock").chmod(0o666)
+    assert _serve_error(tmp_path, f"{tmp_path}/cg.db", prefix) == (
+        f"callgate: cannot open the database (storage.path={tmp_path}/cg.db): Permission denied (EACCES)\n"
+    )
+
+
+def test_several_removed_and_invalid_keys_are_reported_at_once() -> None:
+    """An operator fixing a config learns every problem in one run, not one per restart."""
+    with pytest.raises(ConfigError) as e:
+        parse_config(
+            {
+                "control": {"webhook": {"attempts": 5}},
+                "end_function": {"record_ttl_s": 60},
+                "server": {"port": 70000, "prot": 1},
+            },
+            "f.yaml",
+        )
+    assert str(e.value) == (
+        "f.yaml: invalid config\n"
+        "  control.webhook.attempts was removed: replaced by control.webhook.max_age_s: a delivery is retried "
+        "while the event is fresh (default 120 s)\n"
+        "  end_function.record_ttl_s was removed: no longer needed: an ended call leaves memory at once; "
+        "storage.retention_days deletes old ones\n"
+        "  server.port: Input should be less than or equal to 65535\n"
+        "  server.prot: Extra inputs are not permitted"
+    )
+
+
+def test_every_name_that_points_nowhere_is_reported_at_once() -> None:
+    entry = {"name": "a", "base_url": "http://127.0.0.1:1/v1"}
+    with pytest.raises(ConfigError) as e:
+        parse_config(
+            {"upstreams": [entry, entry], "routing": {"order": ["b"]}, "default_profile": "nope",
+             "profiles": {"vip": {"extends": "gone"}}},
+            "f.yaml",
+        )
+    lines = str(e.value).splitlines()
+    assert lines[0] == "f.yaml: invalid config"
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        "default_profile", "profiles.vip.extends", "upstreams", "routing.order",
+    ]
+
+
+def test_safe_url_shows_no_key_no_query() -> None:
+    from proxy.config import PoolEntry, safe_url
+
+    assert safe_url("https://user:sk-secret@h.example/openai/deployments/d?api-version=1&api-key=sk-x#frag", "/chat/completions") == (
+        "https://h.example/openai/deployments/d/chat/completions"
+    )
+    assert safe_url(PoolEntry(name="b", base_url="http://[::1]:8080/v1/")) == "http://[::1]:8080/v1/"
+    assert safe_url("http://[::1]:8080/v1/", "/chat/completions") == "http://[::1]:8080/v1/chat/completions"

@@ -1,6 +1,6 @@
 """The drain on SIGTERM, with a real ``callgate serve``: replies in flight finish within
 ``server.drain_s``; one still open after it gets the ``server_shutting_down`` error
-event and ``[DONE]``, and its turn is recorded ``interrupted``."""
+event and ``[DONE]``, and its turn is recorded ``shut_down``."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pathlib import Path
 import aiohttp
 import yaml
 
+from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream, Stall
+
 from .conftest import serve_app
-from .pool_lab import Act, Upstream
 from .process import ServeProcess
 
 
@@ -46,7 +47,7 @@ def _turn_status(tmp_path: Path, call_id: str) -> str:
 
 
 async def test_a_reply_in_flight_finishes_within_drain_s(tmp_path: Path) -> None:
-    up = Upstream("a", [Act(pieces=["One, ", "two, ", "three."], gap_s=0.4)])
+    up = ScriptedUpstream([ScriptedReply(content=["One, ", "two, ", "three."], interval_s=0.4)])
     async with serve_app(up.app()) as up_url, aiohttp.ClientSession() as http:
         server = await _serve(tmp_path, up_url, drain_s=20)
         started = asyncio.Event()
@@ -58,8 +59,8 @@ async def test_a_reply_in_flight_finishes_within_drain_s(tmp_path: Path) -> None
     assert _turn_status(tmp_path, "drain-ok") == "ok"
 
 
-async def test_a_reply_open_past_drain_s_gets_the_error_event_and_is_interrupted(tmp_path: Path) -> None:
-    up = Upstream("a", [Act(pieces=["Hello ", "never"], stall_after=1)])
+async def test_a_reply_open_past_drain_s_gets_the_error_event_and_is_shut_down(tmp_path: Path) -> None:
+    up = ScriptedUpstream([ScriptedReply(content=["Hello ", "never"], stall=Stall(after=1))])
     async with serve_app(up.app()) as up_url, aiohttp.ClientSession() as http:
         server = await _serve(tmp_path, up_url, drain_s=0.5)
         started = asyncio.Event()
@@ -71,4 +72,4 @@ async def test_a_reply_open_past_drain_s_gets_the_error_event_and_is_interrupted
     events = [e for e in body.split(b"\n\n") if e]
     assert events[-1] == b"data: [DONE]"
     assert json.loads(events[-2][6:])["error"]["code"] == "server_shutting_down"
-    assert _turn_status(tmp_path, "drain-cut") == "interrupted"
+    assert _turn_status(tmp_path, "drain-cut") == "shut_down"  # callgate cut it: not the runtime, not a dead process

@@ -16,7 +16,7 @@ import pytest
 
 from proxy.cli import main
 from proxy.config import parse_config
-from proxy.demo.scripted_upstream import RawReply, ScriptedReply
+from proxy.demo.scripted_upstream import ScriptedReply, chunk_event
 from proxy.server.app import running
 from proxy.server.services import SERVICES
 from proxy.storage import ops
@@ -40,19 +40,14 @@ async def post(url: str, call_id: str | None = None, payload: dict[str, Any] | N
             return r.status, await r.read()
 
 
-def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-    obj = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-    return b"data: " + json.dumps(obj).encode() + b"\n\n"
-
-
 # -- upstream anomalies -------------------------------------------------------------------
 
 
 async def test_a_data_line_that_is_not_json_ends_the_stream_with_an_error(stack: Any) -> None:
-    s = await stack([RawReply(chunk({"content": "Hel"}) + b"data: {not json\n\n" + chunk({"content": "lo"}, "stop") + b"data: [DONE]\n\n")])
+    s = await stack([ScriptedReply(raw=chunk_event({"content": "Hel"}) + b"data: {not json\n\n" + chunk_event({"content": "lo"}, "stop") + b"data: [DONE]\n\n")])
     status, got = await post(s.url, "anomaly-1")
     assert status == 200
-    assert got.startswith(chunk({"content": "Hel"}))
+    assert got.startswith(chunk_event({"content": "Hel"}))
     events = [line for line in got.split(b"\n\n") if line]
     assert json.loads(events[-2][6:])["error"]["code"] == "upstream_stream_error" and events[-1] == b"data: [DONE]"
     assert b"data: {not json" not in got  # the line the official client would choke on never reaches it
@@ -61,7 +56,7 @@ async def test_a_data_line_that_is_not_json_ends_the_stream_with_an_error(stack:
 
 
 async def test_html_to_a_streaming_request_is_a_502(stack: Any) -> None:
-    s = await stack([RawReply(b"<html>maintenance</html>", content_type="text/html")])
+    s = await stack([ScriptedReply(raw=b"<html>maintenance</html>", content_type="text/html")])
     status, got = await post(s.url, "anomaly-2")
     assert status == 502 and json.loads(got)["error"]["code"] == "upstream_bad_reply"
     turn = (await s.record("anomaly-2"))["turns"][0]
@@ -72,7 +67,7 @@ async def test_html_to_a_streaming_request_is_a_502(stack: Any) -> None:
 
 
 async def test_a_stream_cut_before_its_finish_reason_is_incomplete(stack: Any) -> None:
-    s = await stack([RawReply(chunk({"content": "Hel"}))])
+    s = await stack([ScriptedReply(raw=chunk_event({"content": "Hel"}))])
     status, got = await post(s.url, "anomaly-3")
     assert status == 200 and got.endswith(b"data: [DONE]\n\n")
     assert b'"code":"upstream_incomplete"' in got.replace(b" ", b"")
@@ -80,7 +75,7 @@ async def test_a_stream_cut_before_its_finish_reason_is_incomplete(stack: Any) -
 
 
 async def test_a_finished_stream_without_done_gets_done(stack: Any) -> None:
-    s = await stack([RawReply(chunk({"content": "Hi"}) + chunk({}, "stop"))])
+    s = await stack([ScriptedReply(raw=chunk_event({"content": "Hi"}) + chunk_event({}, "stop"))])
     status, got = await post(s.url, "anomaly-4")
     assert got.endswith(b"data: [DONE]\n\n") and b"error" not in got
     turn = (await s.record("anomaly-4"))["turns"][0]
@@ -88,7 +83,7 @@ async def test_a_finished_stream_without_done_gets_done(stack: Any) -> None:
 
 
 async def test_non_json_to_a_plain_request_is_a_502(stack: Any) -> None:
-    s = await stack([RawReply(b"oops", content_type="text/plain")])
+    s = await stack([ScriptedReply(raw=b"oops", content_type="text/plain")])
     status, got = await post(s.url, "anomaly-5", body(stream=False))
     assert status == 502 and (await s.record("anomaly-5"))["turns"][0]["status"] == "upstream_error"
 

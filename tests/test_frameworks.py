@@ -34,7 +34,7 @@ GOODBYE = ScriptedReply(content=["Good", "bye!"])
 
 def only_openai_fields(s: Any) -> None:
     for r in s.upstream.requests:
-        assert set(r["body"]) <= OPENAI_FIELDS, r["body"]
+        assert set(r.body) <= OPENAI_FIELDS, r.body
 
 
 # -- Pipecat ------------------------------------------------------------------------------
@@ -129,7 +129,7 @@ async def test_pipecat_pipeline(stack: Any, first: ScriptedReply, source: str, a
     assert [t["spoken_text"] for t in record["turns"]] == [spoken.removesuffix("Goodbye!"), "Goodbye!"]
     assert record["end_reason"] == "agent_hangup"
     assert len(s.upstream.requests) == 2
-    assert s.upstream.requests[1]["body"]["messages"][-1]["role"] == "tool"  # Pipecat's tool result turn
+    assert s.upstream.requests[1].body["messages"][-1]["role"] == "tool"  # Pipecat's tool result turn
     only_openai_fields(s)
 
 
@@ -188,7 +188,7 @@ async def test_livekit_llm_chat_reads_the_room_header(stack: Any) -> None:
     assert calls == [("end_call", "{}")]  # EndCallTool's schema has no arguments
     assert not any(d.content and d.tool_calls for d in deltas)
     # one call for the room, whatever the per-request session id
-    sessions = {r["headers"].get("x-livekit-session-id") or r["headers"].get("X-LiveKit-Session-ID") for r in s.upstream.requests}
+    sessions = {r.headers.get("x-livekit-session-id") or r.headers.get("X-LiveKit-Session-ID") for r in s.upstream.requests}
     assert len(sessions) == 2
     record = await get_record(s.url, "RM_chat")
     assert len(record["turns"]) == 2 and record["metadata"]["runtime_call_id"] == "RM_chat"
@@ -223,5 +223,5 @@ async def test_livekit_agent_loop_with_end_call_tool(stack: Any, first: Scripted
     assert [(e["type"], e["source"]) for e in events] == [("hangup", source), ("call.ended", source)]
     record = await get_record(s.url, "RM_loop")
     assert [t["spoken_text"] for t in record["turns"]] == [("" if source == "tool_call" else "Thanks for calling. "), "Goodbye!"]
-    assert json.loads(json.dumps(s.upstream.requests[1]["body"]["messages"][-1]))["role"] == "tool"
+    assert json.loads(json.dumps(s.upstream.requests[1].body["messages"][-1]))["role"] == "tool"
     only_openai_fields(s)

@@ -10,6 +10,7 @@ import pytest
 
 from proxy.core import conversation_relay as cr
 from proxy.core import retell
+from proxy.core.door import Answer, Attach, Cancel, Ignore, LimitHit, PlatformNote, SpeechOut, StartTurn, Transcript, TurnDone, TurnFailed
 from proxy.core.frames import FrameCode, FrameError
 
 MAX = 1 << 20
@@ -102,18 +103,60 @@ def test_conversation_relay_answers_are_exact() -> None:
     assert end["type"] == "end" and json.loads(end["handoffData"]) == {"reasonCode": "transfer", "callee": "+15551234567"}
 
 
-def test_the_history_keeps_what_the_caller_said_and_heard() -> None:
-    h = cr.History()
-    assert h.prompt(cr.Prompt("I want", "en-US", last=False)) is None
-    assert h.prompt(cr.Prompt(" to cancel ", "en-US", last=True)) == "I want to cancel"
-    h.heard("Sure, which order")  # the caller cut in here
-    h.heard("")
-    assert h.messages("Be brief.") == [
+def test_the_transcript_keeps_what_the_caller_said_and_heard() -> None:
+    conn = cr.RelayConnection(MAX)
+    assert conn.receive(json.dumps({"type": "setup", "callSid": "CA-1", "from": "+1555", "to": ""})) == [Attach("CA-1", {"caller_number": "+1555"})]
+    assert conn.receive(json.dumps({"type": "prompt", "voicePrompt": "I want", "lang": "en-US", "last": False})) == []
+    assert conn.receive(json.dumps({"type": "prompt", "voicePrompt": " to cancel ", "lang": "en-US", "last": True})) == [
+        Cancel(), StartTurn(1, "I want to cancel"),
+    ]
+    t = Transcript()
+    t.said("I want to cancel")
+    t.heard("Sure, which order")  # the caller cut in here
+    t.heard("")
+    assert t.messages("Be brief.") == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "I want to cancel"},
         {"role": "assistant", "content": "Sure, which order"},
     ]
-    assert h.messages("")[0] == {"role": "user", "content": "I want to cancel"}
+    assert t.messages("")[0] == {"role": "user", "content": "I want to cancel"}
+    t.heard_instead("Sure")  # an interrupt after the reply finished streaming
+    assert t.turns[-1] == {"role": "assistant", "content": "Sure"}
+    assert Transcript.of([("hi", "Hello."), ("bye", "")]).turns == [
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "bye"},
+    ]
+
+
+def test_a_prompt_sent_in_parts_is_cut_at_max_prompt_chars() -> None:
+    conn = cr.RelayConnection(MAX, max_prompt_chars=300)
+    conn.receive(json.dumps({"type": "setup", "callSid": "CA-2"}))
+    hits = []
+    for _ in range(100):  # bug: the parts were kept without a bound
+        hits += conn.receive(json.dumps({"type": "prompt", "voicePrompt": "x" * 50, "lang": "en-US", "last": False}))
+    assert hits == [LimitHit("max_prompt_chars")]  # counted once per utterance
+    last = conn.receive(json.dumps({"type": "prompt", "voicePrompt": "end", "lang": "en-US", "last": True}))
+    start = next(e for e in last if isinstance(e, StartTurn))
+    assert len(start.user_text) <= 300
+
+
+def test_the_connections_say_what_the_session_does() -> None:
+    conn = cr.RelayConnection(MAX)
+    assert conn.receive(json.dumps({"type": "prompt", "voicePrompt": "early", "last": True})) == [Ignore("prompt")]  # before setup
+    conn.receive(json.dumps({"type": "setup", "callSid": "CA-3"}))
+    assert conn.receive(json.dumps({"type": "setup", "callSid": "CA-4"})) == [Ignore("setup")]
+    assert conn.receive(json.dumps({"type": "interrupt", "utteranceUntilInterrupt": "Hel"})) == [Cancel("Hel")]
+    assert conn.receive(json.dumps({"type": "error", "description": "tts"})) == [PlatformNote("tts")]
+    assert conn.receive("{not json")[0].code is FrameCode.INVALID_JSON  # type: ignore[union-attr]
+    assert conn.send(TurnDone(1, hangup="ev_1")) == [cr.text("", True), cr.end({"reasonCode": "hangup", "event_id": "ev_1"})]
+    assert conn.send(TurnFailed(1, "TooManyTurns")) == [cr.end({"reasonCode": "error", "error": "TooManyTurns"})]
+    rt = retell.RetellConnection("rt-1", MAX)
+    assert rt.hello() == [retell.config_message()] and rt.attach() == Attach("rt-1")
+    frame = {"interaction_type": "response_required", "response_id": 3, "transcript": [
+        {"role": "agent", "content": "Hi"}, {"role": "user", "content": "hours?"}, {"role": "x", "content": "y"}]}
+    assert rt.receive(json.dumps(frame)) == [Cancel(), StartTurn(3, "hours?", (("assistant", "Hi"), ("user", "hours?")))]
+    assert rt.receive(json.dumps({"interaction_type": "ping_pong", "timestamp": 7})) == [Answer(retell.ping_pong(7))]
+    assert rt.send(SpeechOut(3, "We open")) == [retell.response(3, "We open", complete=False)]
+    assert rt.send(TurnDone(3, transfer_to="+1555", transfer_id="ev")) == [retell.response(3, "", complete=True, transfer_number="+1555")]
 
 
 @pytest.mark.parametrize(

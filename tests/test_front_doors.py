@@ -11,66 +11,44 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from prometheus_client import REGISTRY
+
+from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream, Stall, by_last_message
+from proxy.server.services import SERVICES
 
 from .conftest import Receiver, serve_app
 
 KEY = "sk-door-key-0123456789"
 AUTH = {"keys": [{"name": "platform", "key": KEY, "scopes": ["relay"]}]}
 
+HANGUP = '<imsagent_hangup endword="Bye."/>'
 REPLIES = {
-    "bye": ["Thank you for calling. ", '<imsagent_hangup endword="Goodbye!"/>'],
-    "transfer": ["One moment. ", '<imsagent_transfer_call callee="+15551234567" msg="Transferring you now."/>'],
-    "hold": ["Let me check ", "that for you. "],  # then waits for the gate, then hangs up
-    "think": ["<think>The caller wants ", "the hours.</think>", "We open at nine."],
+    "bye": ScriptedReply(content=["Thank you for calling. ", '<imsagent_hangup endword="Goodbye!"/>']),
+    "transfer": ScriptedReply(content=["One moment. ", '<imsagent_transfer_call callee="+15551234567" msg="Transferring you now."/>']),
+    # then stalls until released (the test's gate), then hangs up
+    "hold": ScriptedReply(content=["Let me check ", "that for you. ", HANGUP], stall=Stall(after=2)),
+    "think": ScriptedReply(content=["<think>The caller wants ", "the hours.</think>", "We open at nine."]),
+    # Mistral/Magistral: content as a list of parts, thinking among them (docs.mistral.ai, reasoning)
+    "parts": ScriptedReply(raw=b"".join(
+        b"data: " + json.dumps({"id": "p", "object": "chat.completion.chunk", "created": 1, "model": "magistral",
+                                "choices": [{"index": 0, "delta": d, "finish_reason": f}]}).encode() + b"\n\n"
+        for d, f in (({"role": "assistant", "content": ""}, None), ({"content": [{"type": "thinking", "thinking": [{"type": "text", "text": "hmm"}]}]}, None),
+                     ({"content": [{"type": "text", "text": "In parts, "}]}, None), ({"content": [{"type": "text", "text": "as Mistral sends."}]}, None),
+                     ({}, "stop"))
+    ) + b"data: [DONE]\n\n"),
 }
 
 
-class Upstream:
-    """Answers by the last message: ``REPLIES`` or ``"Sure, one moment."``. ``bodies``:
-    every request; ``closed``: requests whose caller went away mid-reply."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.closed = asyncio.Event()
-        self.gate = asyncio.Event()
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self.chat)
-        return app
-
-    async def chat(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        self.bodies.append(body)
-        said = body["messages"][-1]["content"]
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        try:
-            for piece in REPLIES.get(said, ["Sure, ", "one moment."]):
-                await resp.write(_chunk({"content": piece}))
-            if said == "hold":
-                await self.gate.wait()
-                await resp.write(_chunk({"content": '<imsagent_hangup endword="Bye."/>'}))
-            await resp.write(_chunk({}, "stop") + b"data: [DONE]\n\n")
-        except asyncio.CancelledError:
-            self.closed.set()
-            raise
-        return resp
-
-
-def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
-             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+def upstream() -> ScriptedUpstream:
+    """Answers by the last message: ``REPLIES`` or ``"Sure, one moment."``."""
+    return ScriptedUpstream(by_last_message(REPLIES, ScriptedReply(content=["Sure, ", "one moment."])))
 
 
 @pytest.fixture
-async def servers() -> AsyncIterator[tuple[aiohttp.ClientSession, Upstream, str, Receiver, str]]:
-    """The client session, the :class:`Upstream` and the webhook :class:`Receiver`; set up
+async def servers() -> AsyncIterator[tuple[aiohttp.ClientSession, ScriptedUpstream, str, Receiver, str]]:
+    """The client session, the scripted upstream and the webhook :class:`Receiver`; set up
     before ``stack`` so they outlive callgate (its end function still delivers at teardown)."""
-    async with aiohttp.ClientSession() as http, serve_app((up := Upstream()).app()) as up_url:
+    async with aiohttp.ClientSession() as http, serve_app((up := upstream()).app()) as up_url:
         recv = Receiver()
         async with serve_app(recv.app()) as hook:
             yield http, up, up_url, recv, hook
@@ -78,7 +56,7 @@ async def servers() -> AsyncIterator[tuple[aiohttp.ClientSession, Upstream, str,
 
 @pytest.fixture
 async def door(servers: Any, stack: Any) -> Any:
-    """``await door(**config)``: callgate before an :class:`Upstream`, with a webhook
+    """``await door(**config)``: callgate before :func:`upstream`, with a webhook
     receiver for control events and an end-function step; ``.ws(path)`` opens a socket."""
     http, up, up_url, recv, hook = servers
 
@@ -126,8 +104,8 @@ async def test_retell_three_turns_ending_in_a_hangup(door: Any) -> None:
         assert last == {"response_type": "response", "response_id": 3, "content": "", "content_complete": True, "end_call": True}
     await s.recv.wait(lambda r: len(r.on("crm")) == 1 and len(r.on("events")) == 2)
     assert _types([json.loads(g["body"]) for g in s.recv.on("events")]) == ["hangup", "call.ended"]
-    assert s.up.bodies[2]["messages"][0] == {"role": "system", "content": "Be brief."}
-    assert s.up.bodies[2]["messages"][1:] == [
+    assert s.up.requests[2].body["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert s.up.requests[2].body["messages"][1:] == [
         {"role": "user", "content": "hello"}, {"role": "assistant", "content": "Sure, one moment."},
         {"role": "user", "content": "and then"}, {"role": "assistant", "content": "Sure, one moment."}, {"role": "user", "content": "bye"},
     ]
@@ -160,10 +138,10 @@ async def test_retell_a_newer_response_id_interrupts_the_reply(door: Any) -> Non
             heard += (await asyncio.wait_for(ws.receive_json(), 5))["content"]
         content, _ = await _retell_turn(ws, 2, [{"role": "user", "content": "hold"}, {"role": "user", "content": "wait"}])
         assert content == "Sure, one moment."
-        await asyncio.wait_for(s.up.closed.wait(), 5)  # the interrupted reply's upstream request was closed
-        s.up.gate.set()  # its hangup would come now: nobody reads it
+        assert await s.up.wait_gone(0)  # the interrupted reply's upstream request was closed
+        s.up.release()  # its hangup would come now: nobody reads it
     rec = await s.record("rt-3")
-    assert [t["status"] for t in rec["turns"]] == ["interrupted", "ok"]
+    assert [t["status"] for t in rec["turns"]] == ["barged_in", "ok"]
     assert rec["turns"][0]["spoken_text"] == "Let me check that for you. "
     assert "hangup" not in _types(rec["events"])
 
@@ -180,19 +158,20 @@ async def test_thinking_is_never_spoken_on_a_front_door(door: Any) -> None:
 
 
 async def test_a_platform_gone_mid_reply_is_recorded_as_such(door: Any) -> None:
-    from proxy.server.doors.sockets import door_profile
+    from proxy.core.door import StartTurn
+    from proxy.core.retell import RetellConnection
+    from proxy.server.doors.session import Session
     from proxy.server.doors.turn import run_turn
-    from proxy.server.services import SERVICES
 
     s = await door()
-    services = s.app[SERVICES]
-    cfg = services.config.front_doors.retell
+    session = Session(s.app, None, "retell", RetellConnection("rt-9", 4096), transcript=False, owner="platform")  # type: ignore[arg-type]
+    session.call_id = "rt-9"
 
-    async def gone(text: str) -> None:
+    async def gone(turn: int, text: str) -> None:  # the socket's write fails: the platform is gone
         raise ConnectionResetError("Cannot write to closing transport")
 
-    reply = await run_turn(services, cfg, door_profile(services, cfg), "rt-9", owner="platform", messages=[{"role": "user", "content": "hello"}],
-                           user_text="hello", metadata=None, send=gone)
+    session.speak = gone  # type: ignore[method-assign]
+    reply = await run_turn(session, StartTurn(1, "hello", (("user", "hello"),)))
     assert reply.hangup is None
     assert [t["status"] for t in (await s.record("rt-9"))["turns"]] == ["client_disconnected"]
 
@@ -276,8 +255,8 @@ async def test_conversation_relay_three_turns_ending_in_a_hangup(door: Any) -> N
         twiml = await _action(s, after[0]["handoffData"])
     assert twiml.endswith("<Response><Hangup/></Response>")
     await s.recv.wait(lambda r: len(r.on("crm")) == 1 and len(r.on("events")) == 2)
-    assert s.up.bodies[2]["messages"][0] == {"role": "system", "content": "Be brief."}
-    assert s.up.bodies[2]["messages"][1:] == [
+    assert s.up.requests[2].body["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert s.up.requests[2].body["messages"][1:] == [
         {"role": "user", "content": "hello"}, {"role": "assistant", "content": "Sure, one moment."},
         {"role": "user", "content": "and then"}, {"role": "assistant", "content": "Sure, one moment."}, {"role": "user", "content": "bye"},
     ]
@@ -305,12 +284,14 @@ async def test_conversation_relay_interrupt_keeps_what_was_heard(door: Any) -> N
         while sent != "Let me check that for you. ":
             sent += (await asyncio.wait_for(ws.receive_json(), 5))["token"]
         await ws.send_json({"type": "interrupt", "utteranceUntilInterrupt": "Let me", "durationUntilInterruptMs": 400})
-        await asyncio.wait_for(s.up.closed.wait(), 5)
-        s.up.gate.set()
+        assert await s.up.wait_gone(0)
+        s.up.release()
         assert (await _relay_turn(ws, "go on"))[0] == "Sure, one moment."
-    assert s.up.bodies[1]["messages"][-2:] == [{"role": "assistant", "content": "Let me"}, {"role": "user", "content": "go on"}]
+    assert s.up.requests[1].body["messages"][-2:] == [{"role": "assistant", "content": "Let me"}, {"role": "user", "content": "go on"}]
     rec = await s.record("CA-1")
-    assert [(t["status"], t["spoken_text"]) for t in rec["turns"]] == [("interrupted", "Let me"), ("ok", "Sure, one moment.")]
+    assert [(t["status"], t["spoken_text"], t["heard_text"]) for t in rec["turns"]] == [
+        ("barged_in", "Let me check that for you. ", "Let me"), ("ok", "Sure, one moment.", None),
+    ]
     assert "hangup" not in _types(rec["events"])
 
 
@@ -335,4 +316,92 @@ async def test_conversation_relay_bad_input(door: Any) -> None:
         assert (await ws.receive()).type == aiohttp.WSMsgType.CLOSE and ws.close_code == 1007
     assert _relay_frames("invalid_json") == invalid + 1
     assert [t["status"] for t in (await s.record("CA-1"))["turns"]] == ["ok"]
-    assert len(s.up.bodies) == 1
+    assert len(s.up.requests) == 1
+
+
+# -- issue 27's bugs -----------------------------------------------------------------------
+
+
+async def test_conversation_relay_keeps_an_interrupt_that_comes_after_the_reply_finished(door: Any) -> None:
+    """Bug 1: the LLM is done long before the text-to-speech; an interrupt then was
+    ignored, and the next turn's history and the record said the caller heard it all."""
+    s = await door()
+    async with s.ws("/conversation-relay/v1/ws") as ws:
+        await ws.send_json(SETUP)
+        assert (await _relay_turn(ws, "first"))[0] == "Sure, one moment."  # streamed to the end
+        await ws.send_json({"type": "interrupt", "utteranceUntilInterrupt": "Sure,", "durationUntilInterruptMs": 300})
+        assert (await _relay_turn(ws, "go on"))[0] == "Sure, one moment."
+    assert s.up.requests[1].body["messages"][-3:] == [
+        {"role": "user", "content": "first"}, {"role": "assistant", "content": "Sure,"}, {"role": "user", "content": "go on"},
+    ]
+    rec = await s.record("CA-1")
+    assert [(t["status"], t["spoken_text"], t["heard_text"]) for t in rec["turns"]] == [
+        ("ok", "Sure, one moment.", "Sure,"), ("ok", "Sure, one moment.", None),
+    ]
+
+
+async def test_content_given_as_parts_is_spoken_on_a_front_door(door: Any) -> None:
+    """Bug 3: the front doors read string content only: a Mistral upstream spoke nothing."""
+    s = await door()
+    async with s.ws("/conversation-relay/v1/ws") as ws:
+        await ws.send_json(SETUP)
+        assert (await _relay_turn(ws, "parts"))[0] == "In parts, as Mistral sends."
+    async with s.ws("/retell/v1/llm-websocket/rt-parts") as ws:
+        await ws.receive_json()
+        assert (await _retell_turn(ws, 1, [{"role": "user", "content": "parts"}]))[0] == "In parts, as Mistral sends."
+    assert (await s.record("rt-parts"))["turns"][0]["reasoning_text"] == "hmm"
+
+
+async def test_a_socket_that_breaks_the_websocket_protocol_is_not_counted_too_big(door: Any) -> None:
+    """Bug 7: every socket error was counted as too_big."""
+    s = await door()
+    before = (_refused("too_big"), _refused("protocol_error"))
+    async with s.ws("/retell/v1/llm-websocket/rt-proto") as ws:
+        await ws.receive_json()
+        await ws.send_frame(b"\xff\xfe not utf-8", aiohttp.WSMsgType.TEXT)  # a text frame must be UTF-8 (RFC 6455 8.1)
+        msg = await ws.receive()
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+    assert (_refused("too_big"), _refused("protocol_error")) == (before[0], before[1] + 1)
+
+
+async def test_a_turn_that_fails_unexpectedly_is_logged_and_answered(door: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Bug 7: a turn's task was never awaited: an unexpected error went unreported and
+    the platform got no final frame."""
+    s = await door()
+    real = s.registry.begin_turn
+    calls = []
+
+    async def broken(*a: Any, **kw: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the database fell over")
+        return await real(*a, **kw)
+
+    s.registry.begin_turn = broken
+    async with s.ws("/retell/v1/llm-websocket/rt-err") as ws:
+        await ws.receive_json()
+        content, last = await _retell_turn(ws, 1, [{"role": "user", "content": "hello"}])
+        assert (content, last["content_complete"], last.get("end_call")) == ("", True, True)
+        assert (await _retell_turn(ws, 2, [{"role": "user", "content": "hello"}]))[0] == "Sure, one moment."  # the socket lives on
+    assert any("front door turn failed" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+async def test_an_open_socket_follows_a_reload(door: Any, tmp_path: Any) -> None:
+    """Bug 11: a live WebSocket kept the config it opened with forever."""
+    import yaml
+
+    from proxy.server.reload import reload
+
+    s = await door()
+    async with s.ws("/conversation-relay/v1/ws") as ws:
+        await ws.send_json(SETUP)
+        await _relay_turn(ws, "one")
+        services = s.app[SERVICES]
+        data = services.config.model_dump(mode="json", exclude_none=True)
+        data["front_doors"]["conversation_relay"]["system_prompt"] = "Be kind."
+        path = tmp_path / "reloaded.yaml"
+        path.write_text(yaml.safe_dump(data))
+        assert await reload(services, str(path))
+        await _relay_turn(ws, "two")
+    assert s.up.requests[0].body["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert s.up.requests[1].body["messages"][0] == {"role": "system", "content": "Be kind."}

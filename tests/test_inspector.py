@@ -15,16 +15,14 @@ from proxy.calls.registry import OneHangupPerCall
 from proxy.core.commands import Command, RejectedCommand
 from proxy.core.inspector import InspectorSettings, ReplyInspector
 from proxy.core.sse import SSEDecoder
-from proxy.demo.scripted_upstream import ScriptedReply, chunks, completion
+from proxy.demo.scripted_upstream import ScriptedReply, completion
+from proxy.demo.scripted_upstream import stream_body as sse  # a reply's SSE bytes
+
+from .inspecting import close as ins_close, feed as ins_feed
 
 from .conftest import fixture_names, fixture_stream
 
 MODES = ["strip", "passthrough", "tool_calls", "text"]
-
-
-def sse(reply: ScriptedReply) -> bytes:
-    body = b"".join(b"data: " + json.dumps(c, ensure_ascii=False).encode() + b"\n\n" for c in chunks(reply))
-    return body + b"data: [DONE]\n\n"
 
 
 def inspect(stream: bytes, cuts: list[int] | None = None, **settings_kw: Any) -> tuple[bytes, list[Any], ReplyInspector]:
@@ -34,14 +32,14 @@ def inspect(stream: bytes, cuts: list[int] | None = None, **settings_kw: Any) ->
     points = sorted(set(cuts or []))
     for a, b in zip([0, *points], [*points, len(stream)]):
         for ev in dec.feed(stream[a:b]):
-            o, c = ins.feed(ev)
+            o, c = ins_feed(ins, ev)
             out += o
             cmds += c
     for ev in dec.close():
-        o, c = ins.feed(ev)
+        o, c = ins_feed(ins, ev)
         out += o
         cmds += c
-    o, c = ins.close()
+    o, c = ins_close(ins)
     return out + o, cmds + c, ins
 
 
@@ -248,7 +246,7 @@ def test_duplicate_hangup_across_replies() -> None:
     assert OneHangupPerCall(call).refuse_hangup("text_command", True) is None  # the first reply's hangup
     ins = ReplyInspector(InspectorSettings(), policy=OneHangupPerCall(call))
     dec = SSEDecoder()
-    cmds2 = [c for ev in dec.feed(sse(HANGUP_REPLY)) for c in ins.feed(ev)[1]]
+    cmds2 = [c for ev in dec.feed(sse(HANGUP_REPLY)) for c in ins_feed(ins, ev)[1]]
     assert isinstance(cmds2[0], RejectedCommand) and "duplicate" in cmds2[0].reason
 
 

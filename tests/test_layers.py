@@ -117,7 +117,7 @@ def test_the_rule_names_every_layer_once() -> None:
     doc = ast.get_docstring(ast.parse((PROXY / "__init__.py").read_text()))
     assert doc and "import rule" in doc
     assert sorted(LAYERS.values()) == sorted(LAYERS.values()) and max(LAYERS.values()) == 7
-    assert {"core", "errors", "storage", "calls", "server", "cli"} <= set(LAYERS)
+    assert {"core", "errors", "storage", "calls", "server", "cli", "telemetry"} <= set(LAYERS)
     assert CORE_FORBIDDEN >= {"asyncio", "aiohttp", "sqlite3"}
     names = "|".join(LAYERS)
     again = re.compile(rf"may import\W[^.]*\b({names})\b, ({names})\b", re.I | re.S)
@@ -199,3 +199,35 @@ def test_every_package_docstring_names_its_modules() -> None:
             if not any(f"``{form}``" in doc for form in (name, f"{name}/", f"proxy.{name}")):
                 missing.append(f"{init.parent.relative_to(PROXY.parent)}: {name}")
     assert missing == []
+
+
+def wait_for_calls(path: Path, root: Path = PROXY) -> list[str]:
+    """Every call of ``asyncio.wait_for`` in ``path`` (``asyncio.wait_for(...)``, or
+    ``wait_for`` imported from asyncio), as ``file:line``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    local = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "asyncio"
+             for a in n.names if a.name == "wait_for"}
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if (isinstance(f, ast.Attribute) and f.attr == "wait_for" and isinstance(f.value, ast.Name) and f.value.id == "asyncio") or (
+            isinstance(f, ast.Name) and f.id in local
+        ):
+            out.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    return out
+
+
+def test_no_module_calls_asyncio_wait_for() -> None:
+    """``asyncio.timeout``, never ``asyncio.wait_for``: on Python 3.11 wait_for can
+    swallow a cancel that meets the awaited thing finishing (commit 3cfd19c: a hung
+    shutdown), and a task that swallowed its cancel never stops."""
+    assert [c for p in modules() for c in wait_for_calls(p)] == []
+
+
+def test_the_wait_for_rule_can_fail(tmp_path: Path) -> None:
+    probe = tmp_path / "proxy" / "probe.py"
+    probe.parent.mkdir()
+    probe.write_text("import asyncio\nfrom asyncio import wait_for as wf\n\nasyncio.wait_for(x, 1)\nwf(x, 1)\nloop.wait_for(x)\n")
+    assert wait_for_calls(probe, probe.parent) == ["proxy/probe.py:4", "proxy/probe.py:5"]

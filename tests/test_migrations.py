@@ -317,3 +317,31 @@ def _values(text: str, column: str) -> set[str]:
     m = re.search(rf"\b{column}\)? IN \(([^)]*)\)", text) or re.search(rf"\b{column}\)? = ANY \(+ARRAY\[([^\]]*)\]", text)
     assert m, text
     return set(re.findall(r"'([^']*)'", m.group(1)))
+
+
+def test_v6_splits_interrupted_into_what_each_meant(engine: Engine) -> None:
+    """``interrupted`` meant three things before v6: the caller spoke over a front door's
+    reply, callgate's drain ran out, the serving process stopped. Each keeps its meaning."""
+    engine.at_version(5)
+
+    def rows(c: Conn) -> None:
+        c.execute(
+            "INSERT INTO calls (id, call_id, status, started_at, last_activity, updated_at) VALUES ('i', 'i', 'active', 1, 1, 1)"
+        )
+        for idx, error in enumerate(("the caller spoke again", "callgate shut down: the drain (30.0 s) was over",
+                                     "the process serving it stopped"), 1):
+            c.execute(
+                "INSERT INTO turns (call_key, idx, request_id, instance, started_at, stream, status, error) "
+                "VALUES ('i', :idx, :r, 'x', 1, 1, 'interrupted', :e)",
+                {"idx": idx, "r": f"r{idx}", "e": error},
+            )
+
+    engine.run(rows)
+    store = engine.open()
+    try:
+        record = store.run_sync(ops.call_record, "i")
+    finally:
+        store.close_sync()
+    assert [(t["status"], t["heard_text"]) for t in record["turns"]] == [
+        ("barged_in", None), ("shut_down", None), ("interrupted", None),
+    ]

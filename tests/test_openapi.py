@@ -420,7 +420,7 @@ def test_a_lone_surrogate_no_longer_loses_the_call(open_callgate: Live) -> None:
     json_headers = {"X-Call-Id": "call-lone", "Content-Type": "application/json"}
     body = b'{"messages":[{"role":"user","content":"caf\\ud83d"}],"extendData":{"note":"\\udc00","\\ud800":1}}'
     assert live.request("POST", "/v1/chat/completions", headers=json_headers, data=body).status_code == 200
-    assert live.upstream.requests[-1]["body"]["messages"][0]["content"] == "caf\ud83d"  # relayed as it came
+    assert live.upstream.requests[-1].body["messages"][0]["content"] == "caf\ud83d"  # relayed as it came
     record = live.request("GET", "/v1/calls/call-lone")
     assert record.status_code == 200, record.text
     assert record.json()["turns"][0]["user_text"] == "caf\ufffd"

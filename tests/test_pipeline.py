@@ -186,9 +186,9 @@ async def test_summary_through_the_openai_client_and_fallback(stack: Any, receiv
         jobs = {j.step: j for j in await s.pipeline.wait_call("sum-1")}
     assert jobs["summary"].output == {**summary, "generated_by": "llm", "model": "gpt-x"}
     sent = llm.requests[0]
-    assert sent["headers"]["Authorization"] == "Bearer sk-sum" and sent["body"]["model"] == "gpt-x"
-    assert sent["body"]["response_format"]["type"] == "json_schema"
-    assert "I'd like a quote" in sent["body"]["messages"][1]["content"]
+    assert sent.headers["Authorization"] == "Bearer sk-sum" and sent.body["model"] == "gpt-x"
+    assert sent.body["response_format"]["type"] == "json_schema"
+    assert "I'd like a quote" in sent.body["messages"][1]["content"]
     down = jobs["summary_down"]
     assert down.status == "done" and down.output["generated_by"] == "rules" and "Connection" in down.output["fallback_reason"]
     assert down.output["resolution"] == "resolved" and "lead_collected" in down.output["outcome_tags"]
@@ -363,3 +363,25 @@ async def test_a_reused_call_ids_events_and_steps_carry_the_runtimes_id(stack: A
     assert [(c.id, c.generation, c.idempotency_key) for c in hooks.CALLS[-2:]] == [
         ("again", 1, "again:custom"), ("again", 2, "again~2:custom")
     ]
+
+
+async def test_each_step_run_is_a_span_tied_to_its_call(stack: Any, receiver: Receiver, otlp: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With traces on, every try of every step is a span ``end_function {step}``
+    (its try number, outcome and keys), found with its call's turns by ``session.id``."""
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
+    receiver.script["crm"] = [503]
+    steps = [hook("crm", receiver), {"name": "tag", "kind": "outcome", "when": {"end_reason": ["nobody_said_this"]}}]
+    s = await stack([PLAIN], end_function={"steps": steps}, telemetry={"otlp_endpoint": otlp.url})
+    await end_call(s.url, "span-1", talk_first=True)
+    await s.pipeline.wait_call("span-1")
+    spans = await otlp.wait_for(3)
+    got = sorted((sp.name, sp.attributes["callgate.step.attempt"], sp.attributes["callgate.step.outcome"], sp.status) for sp in spans)
+    assert got == [
+        ("end_function crm", 1, "retry", "ERROR"), ("end_function crm", 2, "done", "UNSET"), ("end_function tag", 1, "skipped", "UNSET"),
+    ]
+    crm = [sp for sp in spans if sp.name == "end_function crm"]
+    assert {sp.attributes["session.id"] for sp in spans} == {"span-1"}
+    assert {sp.attributes["callgate.step.idempotency_key"] for sp in crm} == {"span-1:crm"}
+    assert [sp.attributes.get("http.response.status_code") for sp in sorted(crm, key=lambda x: x.start_ns)] == [503, 200]
+    assert {(sp.kind, sp.parent_span_id, sp.attributes["callgate.call.key"], sp.attributes["callgate.step.kind"]) for sp in crm} == {
+        ("INTERNAL", "", "span-1", "webhook")}

@@ -18,6 +18,7 @@ import pytest
 from proxy.core.commands import Command
 from proxy.core.inspector import InspectorSettings, ReplyInspector
 from proxy.core.sse import SSEDecoder, SSEEvent
+from .inspecting import close as ins_close, feed as ins_feed
 
 FIXTURES = Path(__file__).parent / "fixtures" / "providers"
 CASES: list[dict[str, Any]] = json.loads((FIXTURES / "cases.json").read_text(encoding="utf-8"))
@@ -49,9 +50,9 @@ def inspect(data: bytes, mode: str, cuts: list[int], thinking: str = "remove") -
     ins = ReplyInspector(InspectorSettings(output=mode, function_map=FMAP, thinking=thinking))  # type: ignore[arg-type]
     out, cmds = b"", []
     for ev in events(data, cuts):
-        o, c = ins.feed(ev)
+        o, c = ins_feed(ins, ev)
         out, cmds = out + o, cmds + c
-    o, c = ins.close()
+    o, c = ins_close(ins)
     return out + o, cmds + c, ins
 
 

@@ -11,10 +11,9 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from aiohttp import web
 from openai import AsyncOpenAI
 
-from proxy.demo.scripted_upstream import RawReply, ScriptedReply
+from proxy.demo.scripted_upstream import FOREVER, ScriptedReply, Stall
 
 from . import hooks
 from .conftest import Receiver, fixture_names, fixture_stream, serve_app
@@ -55,7 +54,7 @@ async def raw_post(url: str, path: str, body: bytes | None = None, headers: dict
 async def test_recorded_streams_arrive_byte_for_byte(stack: Any, name: str) -> None:
     # recorded with stream_options.include_usage, as the runtime asks here: its usage chunk is its own
     data = fixture_stream(name)
-    s = await stack([RawReply(data, pieces=list(range(0, len(data), 97)))])
+    s = await stack([ScriptedReply(raw=data, split_at=list(range(0, len(data), 97)))])
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True,
                        "stream_options": {"include_usage": True}}).encode()
     status, got = await raw_post(s.url, "/v1/chat/completions", body)
@@ -65,17 +64,17 @@ async def test_recorded_streams_arrive_byte_for_byte(stack: Any, name: str) -> N
 
 async def test_the_usage_chunk_callgate_asked_for_is_not_forwarded(stack: Any) -> None:
     data = fixture_stream("content-plain.sse")
-    s = await stack([RawReply(data, pieces=list(range(0, len(data), 97)))])
+    s = await stack([ScriptedReply(raw=data, split_at=list(range(0, len(data), 97)))])
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
     status, got = await raw_post(s.url, "/v1/chat/completions", body)
     assert status == 200
     usage_event = next(e + b"\n\n" for e in data.split(b"\n\n") if b'"choices":[],"usage"' in e)
     assert got == data.replace(usage_event, b"")
-    assert s.upstream.requests[0]["body"]["stream_options"] == {"include_usage": True}
+    assert s.upstream.requests[0].body["stream_options"] == {"include_usage": True}
 
 
 async def test_openai_client_reads_a_recorded_tool_call_stream(stack: Any) -> None:
-    s = await stack([RawReply(fixture_stream("tool-call-single.sse"))])
+    s = await stack([ScriptedReply(raw=fixture_stream("tool-call-single.sse"))])
     _, tools, finish = await speak(client(s.url))
     assert tools[0].function.name == "GetWeatherArgs"
     args = "".join(t.function.arguments or "" for t in tools)
@@ -88,8 +87,8 @@ async def test_body_unchanged_and_upstream_key_replaces_authorization(stack: Any
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True, "temperature": 0.3, "x_extra": [1]}
     await raw_post(s.url, "/v1/chat/completions", json.dumps(body).encode(), {"Authorization": "Bearer client", "Content-Type": "application/json"})
     got = s.upstream.requests[0]
-    assert got["body"] == {**body, "stream_options": {"include_usage": True}}  # for the turn's usage and cost
-    assert got["headers"]["Authorization"] == "Bearer sk-upstream"
+    assert got.body == {**body, "stream_options": {"include_usage": True}}  # for the turn's usage and cost
+    assert got.headers["Authorization"] == "Bearer sk-upstream"
 
 
 async def test_include_usage_false_leaves_the_body_as_it_came(stack: Any) -> None:
@@ -97,13 +96,13 @@ async def test_include_usage_false_leaves_the_body_as_it_came(stack: Any) -> Non
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True, "temperature": 0.3}
     raw = json.dumps(body).encode()
     await raw_post(s.url, "/v1/chat/completions", raw, {"Content-Type": "application/json"})
-    assert s.upstream.requests[0]["body"] == body
+    assert s.upstream.requests[0].body == body
 
 
 async def test_client_key_is_forwarded_when_no_upstream_key(stack: Any) -> None:
     s = await stack([PLAIN])
     await speak(client(s.url))
-    assert s.upstream.requests[0]["headers"]["Authorization"] == "Bearer runtime-key"
+    assert s.upstream.requests[0].headers["Authorization"] == "Bearer runtime-key"
 
 
 async def test_models_relayed(stack: Any) -> None:
@@ -327,7 +326,7 @@ async def test_inject_prompt_and_tools(stack: Any) -> None:
     s = await stack([PLAIN], commands={"inject_prompt": True, "inject_tools": True, "prompt_language": "zh",
                                         "function_map": [{"Function": "hangup", "MatchFunction": "end_call"}]})
     await client(s.url).chat.completions.create(model="m", messages=[{"role": "system", "content": "你是客服。"}, {"role": "user", "content": "hi"}])
-    body = s.upstream.requests[0]["body"]
+    body = s.upstream.requests[0].body
     assert body["messages"][0]["content"].startswith("你是客服。\n\n")
     assert '<imsagent_hangup endword="感谢您的来电，再见！"/>' in body["messages"][0]["content"]
     assert [t["function"]["name"] for t in body["tools"]] == ["end_call"]
@@ -375,36 +374,29 @@ async def test_upstream_unreachable_is_502(stack: Any) -> None:
 
 
 async def test_upstream_silent_before_first_byte_is_504(stack: Any) -> None:
-    async def hang(request: web.Request) -> web.Response:
-        await asyncio.Event().wait()
-        raise AssertionError
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", hang)
-    async with serve_app(app) as up:
-        s = await stack([], upstream_url=f"{up}/v1", upstream={"timeout_s": 0.3})
-        with pytest.raises(openai.APIStatusError) as e:
-            await speak(client(s.url))
-        assert e.value.status_code == 504 and e.value.body["code"] == "upstream_timeout"
+    s = await stack([ScriptedReply(head_delay_s=FOREVER)], upstream={"timeout_s": 0.3})
+    with pytest.raises(openai.APIStatusError) as e:
+        await speak(client(s.url))
+    assert e.value.status_code == 504 and e.value.body["code"] == "upstream_timeout"
 
 
 async def test_upstream_error_status_relayed_with_its_body(stack: Any) -> None:
     err = {"error": {"message": "Rate limit reached", "type": "requests", "param": None, "code": "rate_limit_exceeded"}}
-    s = await stack([RawReply(json.dumps(err).encode(), status=429, content_type="application/json")])
+    s = await stack([ScriptedReply(status=429, error=err)])
     with pytest.raises(openai.RateLimitError) as e:
         await speak(client(s.url))
     assert e.value.body == err["error"]
 
 
 async def test_upstream_non_json_error_is_wrapped(stack: Any) -> None:
-    s = await stack([RawReply(b"<html>bad gateway</html>", status=502, content_type="text/html")])
+    s = await stack([ScriptedReply(status=502, raw=b"<html>bad gateway</html>", content_type="text/html")])
     status, body = await raw_post(s.url, "/v1/chat/completions", b'{"messages": [{"role": "user", "content": "x"}]}')
     assert status == 502 and "bad gateway" in assert_openai_error(body)["message"]
 
 
 async def test_upstream_failure_mid_stream_sends_error_event_then_done(stack: Any) -> None:
     first = b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}\n\n'
-    s = await stack([RawReply(first, hang_after=True)], upstream={"timeout_s": 0.3})
+    s = await stack([ScriptedReply(raw=first, stall=Stall(after=1))], upstream={"timeout_s": 0.3})
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}).encode()
     status, got = await raw_post(s.url, "/v1/chat/completions", body, {"Content-Type": "application/json", "X-Call-Id": "call-mid"})
     assert status == 200
@@ -419,35 +411,18 @@ async def test_upstream_failure_mid_stream_sends_error_event_then_done(stack: An
 
 
 async def test_client_disconnect_cancels_the_upstream_request(stack: Any) -> None:
-    upstream_gone = asyncio.Event()
-
-    async def slow(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        try:
-            for _ in range(1000):
-                await resp.write(b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n')
-                await asyncio.sleep(0.02)
-        except (ConnectionError, asyncio.CancelledError):
-            upstream_gone.set()
-            raise
-        return resp
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", slow)
-    async with serve_app(app) as up:
-        s = await stack([], upstream_url=f"{up}/v1")
-        saved = asyncio.Event()
-        finish_turn = s.registry.finish_turn
-        s.registry.finish_turn = lambda *a: (finish_turn(*a), saved.set())
-        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}).encode()
-        async with aiohttp.ClientSession() as http:
-            resp = await http.post(f"{s.url}/v1/chat/completions", data=body, headers={"X-Call-Id": "call-gone"})
-            await resp.content.readline()
-            resp.close()  # the runtime hangs up on us
-        await asyncio.wait_for(upstream_gone.wait(), 5)
-        await asyncio.wait_for(saved.wait(), 5)  # the relay hands the finished turn to the registry
-        assert (await s.record("call-gone"))["turns"][0]["status"] == "client_disconnected"
+    s = await stack([ScriptedReply(content=["x"] * 1000, interval_s=0.02)])
+    saved = asyncio.Event()
+    finish_turn = s.registry.finish_turn
+    s.registry.finish_turn = lambda *a: (finish_turn(*a), saved.set())
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}).encode()
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(f"{s.url}/v1/chat/completions", data=body, headers={"X-Call-Id": "call-gone"})
+        await resp.content.readline()
+        resp.close()  # the runtime hangs up on us
+    assert await s.upstream.wait_gone(0)
+    await asyncio.wait_for(saved.wait(), 5)  # the relay hands the finished turn to the registry
+    assert (await s.record("call-gone"))["turns"][0]["status"] == "client_disconnected"
 
 
 async def test_healthz(stack: Any) -> None:

@@ -7,7 +7,6 @@ fingerprint of the config in place."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ from typing import Any
 import aiohttp
 import yaml
 from aiohttp import web
+
+from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream, by_last_message
 
 from .conftest import serve_app
 from .lab import until
@@ -27,29 +28,9 @@ SCOPES = ["relay", "calls:read"]
 
 def _upstream() -> web.Application:
     """"slow": five pieces 0.3 s apart; "tool": a tool call ``bye_now``; else "Sure."."""
-
-    async def chat(request: web.Request) -> web.StreamResponse:
-        said = (await request.json())["messages"][-1]["content"]
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        if said == "tool":
-            deltas: list[dict[str, Any]] = [{"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
-                                                              "function": {"name": "bye_now", "arguments": "{}"}}]}]
-        else:
-            deltas = [{"content": p} for p in (SLOW if said == "slow" else ["Sure."])]
-        for delta in [*deltas, None]:
-            if said == "slow":
-                await asyncio.sleep(0.3)
-            finish = None if delta is not None else ("tool_calls" if said == "tool" else "stop")
-            chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                     "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}]}
-            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    return app
+    tool = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "bye_now", "arguments": "{}"}}
+    replies = {"slow": ScriptedReply(content=SLOW, ttft_s=0.3, interval_s=0.3), "tool": ScriptedReply(tool_calls=[tool], finish_reason="tool_calls")}
+    return ScriptedUpstream(by_last_message(replies, ScriptedReply(content=["Sure."]))).app()
 
 
 def _config(tmp_path: Path, up: str, keys: list[dict[str, Any]], function_map: list[dict[str, str]]) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from aiohttp import web
 
+from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream
 from proxy.storage import OpenMode, open_store, ops
 
 from .conftest import serve_app
@@ -27,28 +27,6 @@ from .process import ServeProcess
 
 PIECES = ["One, ", "two, ", "three, ", "four, ", "five."]
 CALLS, TURNS = 100, 3
-
-
-def _upstream(started: list[int]) -> web.Application:
-    """Replies of five pieces 0.6 s apart (3 s each); ``started[0]`` counts them."""
-
-    async def chat(request: web.Request) -> web.StreamResponse:
-        await request.read()
-        started[0] += 1
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for piece in [*PIECES, None]:
-            await asyncio.sleep(0.6 if piece is not None else 0)
-            delta = {"content": piece} if piece is not None else {}
-            chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                     "choices": [{"index": 0, "delta": delta, "finish_reason": None if piece is not None else "stop"}]}
-            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    return app
 
 
 def _free_port() -> int:
@@ -84,8 +62,8 @@ async def _caller(http: aiohttp.ClientSession, url: str, i: int, outcomes: colle
 @pytest.mark.parametrize("engine", ["sqlite", "postgres"])
 async def test_a_restart_under_load_refuses_nothing_and_cuts_nothing(tmp_path: Path, engine: str, request: pytest.FixtureRequest) -> None:
     pg_url = request.getfixturevalue("pg_url") if engine == "postgres" else None
-    started = [0]
-    async with serve_app(_upstream(started)) as up_url:
+    upstream = ScriptedUpstream([ScriptedReply(content=PIECES, ttft_s=0.6, interval_s=0.6)])  # 3 s each
+    async with serve_app(upstream.app()) as up_url:
         storage: dict[str, Any] = {"url": pg_url} if pg_url else {"path": str(tmp_path / "cg.db")}
         cfg = tmp_path / "c.yaml"
         cfg.write_text(yaml.safe_dump({"upstream": {"base_url": f"{up_url}/v1"}, "storage": storage, "server": {"drain_s": 20}}))
@@ -95,7 +73,7 @@ async def test_a_restart_under_load_refuses_nothing_and_cuts_nothing(tmp_path: P
         outcomes: collections.Counter[str] = collections.Counter()
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             callers = [asyncio.create_task(_caller(http, url, i, outcomes)) for i in range(CALLS)]
-            await until(lambda: started[0] >= CALLS, 20, "every caller's first turn upstream")  # then restart, under load
+            await until(lambda: upstream.count >= CALLS, 20, "every caller's first turn upstream")  # then restart, under load
             new = ServeProcess(cfg, port=port)
             assert await new.start() == url
             assert any("taken over" in line for line in new.log)

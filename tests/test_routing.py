@@ -4,21 +4,20 @@ retried, attempt and continuation bodies, usage and cost."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proxy.core import routing
 from proxy.core.routing import (
     Health,
     Price,
     Usage,
     UpstreamState,
-    attempt_body,
     continuation_body,
-    continued,
     cost_usd,
-    finish_chunk,
     retry_after_s,
     retryable,
     usage_of,
@@ -81,6 +80,11 @@ def test_retry_after_in_seconds_ms_or_a_date() -> None:
 RAW = b'{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}'
 
 
+def attempt_body(raw: bytes, **kw: Any) -> tuple[bytes, Any, bool]:
+    """The core's attempt_body with the body parsed here, as the relay parses it once."""
+    return routing.attempt_body(raw, json.loads(raw), **kw)
+
+
 def test_an_unmapped_stream_gets_include_usage_written_into_its_bytes() -> None:
     body, model, added = attempt_body(RAW, models={}, drop=frozenset(), include_usage=True)
     assert body == b'{"stream_options":{"include_usage":true},' + RAW[1:]
@@ -102,31 +106,25 @@ def test_models_are_mapped_and_star_catches_the_rest() -> None:
     assert model == "gpt-4o"
 
 
+def test_stream_options_null_is_replaced_not_doubled() -> None:
+    # bug 10: "stream_options": null got a second key in front and the later null won
+    raw = b'{"model":"m","stream":true,"stream_options":null,"messages":[]}'
+    body, _, added = attempt_body(raw, models={}, drop=frozenset(), include_usage=True)
+    assert added and body.count(b"stream_options") == 1
+    assert json.loads(body)["stream_options"] == {"include_usage": True}
+
+
 def test_a_non_stream_gets_no_stream_options() -> None:
     raw = b'{"model":"m","messages":[]}'
     assert attempt_body(raw, models={}, drop=frozenset(), include_usage=True) == (raw, "m", False)
 
 
 def test_the_continuation_request_ends_with_the_heard_text_and_the_prompt() -> None:
-    out = json.loads(continuation_body(RAW, "Hello, I ", "Continue."))
+    raw, parsed = continuation_body(json.loads(RAW), "Hello, I ", "Continue.")
+    out = json.loads(raw)
+    assert out == parsed
     assert out["messages"][-2:] == [{"role": "assistant", "content": "Hello, I "}, {"role": "user", "content": "Continue."}]
     assert out["messages"][0] == {"role": "user", "content": "hi"}
-
-
-def _chunk(cid: str, delta: dict, finish: str | None = None) -> bytes:
-    return b"data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}).encode() + b"\n\n"
-
-
-def test_continued_chunks_carry_the_first_id_and_no_role() -> None:
-    out = continued(_chunk("B", {"role": "assistant", "content": ""}) + _chunk("B", {"content": "more"}) + _chunk("B", {}, "stop") + b"data: [DONE]\n\n", "A")
-    events = [json.loads(e[6:]) for e in out.split(b"\n\n") if e.startswith(b"data: {")]
-    assert [(e["id"], e["choices"][0]["delta"], e["choices"][0]["finish_reason"]) for e in events] == [("A", {"content": "more"}, None), ("A", {}, "stop")]
-    assert out.endswith(b"data: [DONE]\n\n")
-
-
-def test_finish_chunk() -> None:
-    obj = json.loads(finish_chunk("A")[6:])
-    assert obj["id"] == "A" and obj["choices"] == [{"index": 0, "delta": {}, "finish_reason": "stop"}]
 
 
 def test_usage_of_reads_openais_shape_only() -> None:
@@ -167,3 +165,23 @@ def test_any_history_leaves_one_known_state(events: list[str]) -> None:
         h.end("a")
         state, left = h.state("a", now)
         assert state in UpstreamState and 0 <= left <= 5
+
+
+def test_a_continuations_chunks_carry_the_first_id_and_no_role() -> None:
+    from proxy.core.outputs import Forward, Rewrite, Speech, continued, encode, finish
+    from proxy.core.sse import SSEDecoder
+
+    def chunk(cid: str, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        obj = {"id": cid, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+        return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+    events = SSEDecoder().feed(chunk("B", {"role": "assistant", "content": ""}) + chunk("B", {"content": "more"}) + chunk("B", {}, "stop") + b"data: [DONE]\n\n")
+    items = [Forward(e, json.loads(e.data) if e.data and e.data != "[DONE]" else None) for e in events] + [Speech("more")]
+    out = continued(items, "A")
+    assert out[-1] == Speech("more") and all(type(o) in (Rewrite, Forward, Speech) for o in out)
+    data = encode(out)
+    sent = [json.loads(e[6:]) for e in data.split(b"\n\n") if e.startswith(b"data: {")]
+    assert [(e["id"], e["choices"][0]["delta"], e["choices"][0]["finish_reason"]) for e in sent] == [("A", {"content": "more"}, None), ("A", {}, "stop")]
+    assert data.endswith(b"data: [DONE]\n\n")
+    obj = json.loads(encode([finish("A")])[6:])
+    assert obj["id"] == "A" and obj["choices"] == [{"index": 0, "delta": {}, "finish_reason": "stop"}]

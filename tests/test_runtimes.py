@@ -89,7 +89,7 @@ async def get_record(url: str, call_id: str, query: str = "") -> dict[str, Any]:
 
 
 def upstream_fields(s: Any) -> set[str]:
-    return {k for r in s.upstream.requests for k in r["body"]}
+    return {k for r in s.upstream.requests for k in r.body}
 
 
 WINDOW = {"after_hangup_s": 0.2}

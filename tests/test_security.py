@@ -185,7 +185,7 @@ async def test_without_an_upstream_key_the_runtime_key_is_not_forwarded(stack: A
     assert status == 200
     assert len(s.upstream.requests) == 2
     for got in s.upstream.requests:
-        assert {k.lower() for k in got["headers"]} & {"authorization", "api-key"} == set()
+        assert {k.lower() for k in got.headers} & {"authorization", "api-key"} == set()
 
 
 # -- 2. a call belongs to its key -------------------------------------------------------------

@@ -26,7 +26,7 @@ async def test_serve_relays_and_stops_on_sigterm(tmp_path: Path) -> None:
             client = AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
             reply = await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
             assert reply.choices[0].message.content == "Bye see you"
-            assert upstream.requests[0]["headers"]["Authorization"] == "Bearer sk-test"
+            assert upstream.requests[0].headers["Authorization"] == "Bearer sk-test"
             await client.close()
         finally:
             rc = await server.stop()

@@ -203,3 +203,38 @@ async def test_the_schema_refuses_a_status_no_enum_has(store: Store, bad: str) -
     with pytest.raises(Exception, match="(?i)check"):
         await store.write(lambda c: c.execute("UPDATE calls SET status = :s WHERE id = 's1'", {"s": bad}))
     assert (await store.read(ops.find_call, "s1", True)).status == "active"
+
+
+async def test_a_closed_front_door_socket_ends_its_call_unless_one_opened_again(store: Store) -> None:
+    """A front door's pending end lives in the database (issue 27, bug 2): due after
+    after_hangup_s on any instance, and an end for socket_closed only ends a call whose
+    socket is still closed."""
+    for key in ("d1", "d2"):
+        await store.write(ops.begin_turn, call(key), turn(f"{key}-r1"), None, NOW)
+        await store.write(ops.finish_turn, key, f"{key}-r1", outcome(raw="Hi", spoken="Hi there"), [], [], NOW)
+        await store.write(ops.detach, key, "conversation_relay", NOW)
+    await store.write(ops.attach, "d2", NOW + 1)  # d2's socket came back (elsewhere)
+    due = {d.key: d for d in await store.read(ops.due_ends, NOW + 10, 3600, 5)}
+    assert "d1" in due and (due["d1"].reason, due["d1"].source) == ("socket_closed", "conversation_relay") and "d2" not in due
+    assert await store.write(ops.end_call, "d2", ended("e2", "d2", "socket_closed"), None, [], False, NOW + 10) is None
+    assert await store.write(ops.end_call, "d1", ended("e1", "d1", "socket_closed"), None, [], False, NOW + 10) is not None
+    await store.write(ops.set_heard, "d2", "d2-r1", "Hi", NOW + 11)
+    assert await store.read(ops.turn_texts, "d2") == [("hi", "Hi")]
+    record = await store.read(ops.call_record, "d2")
+    assert record["turns"][0]["heard_text"] == "Hi" and record["transcript"][1] == {"role": "assistant", "text": "Hi"}
+
+
+async def test_a_turns_dead_air_is_stored_and_read_back(store: Store) -> None:
+    """``speech_gap_max_ms`` (schema v7) goes in with the turn's outcome and comes back
+    in the call record and the end function's ``Conversation``, on both engines."""
+    from proxy.endfn.conversation import Conversation
+
+    for rid in ("r1", "r2", "r3"):
+        await store.write(ops.begin_turn, call("gap"), turn(rid), None, NOW)
+    await store.write(ops.finish_turn, "gap", "r1", outcome(spoken="Hello there", speech_gap_max_ms=812.5), [], [], NOW)
+    await store.write(ops.finish_turn, "gap", "r2", outcome(spoken="Yes", speech_gap_max_ms=0.0), [], [], NOW)
+    await store.write(ops.finish_turn, "gap", "r3", outcome(), [], [], NOW)  # nothing spoken: no gap measured
+    record = await store.read(ops.call_record, "gap")
+    assert [t["speech_gap_max_ms"] for t in record["turns"]] == [812.5, 0.0, None]
+    assert Conversation.from_record(record).speech_gap_max_ms == 812.5
+    assert Conversation.from_record({"id": "x", "turns": [{"speech_gap_max_ms": None}]}).speech_gap_max_ms is None

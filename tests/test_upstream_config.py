@@ -21,7 +21,7 @@ from aiohttp import web
 
 from proxy.cli import main
 from proxy.config import parse_config
-from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream, chunks, completion
+from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream
 from proxy.errors import ConfigError
 from proxy.server.relay.upstream import upstream_url
 
@@ -36,38 +36,29 @@ AUTH = {"keys": [{"name": "runtime", "key": RUNTIME_KEY, "scopes": ["relay"]}]}
 
 
 class AzureClassic:
-    """An upstream shaped like Azure OpenAI's classic deployment API: it answers only
-    ``POST <DEPLOYMENT>/chat/completions`` and ``GET <DEPLOYMENT>/models``, with
-    ``?api-version=2024-10-21``, ``api-key: k`` and no ``Authorization`` (anything else:
-    404 or 401, as Azure does). ``seen``: every request's method, path, query and headers."""
+    """An upstream shaped like Azure OpenAI's classic deployment API: the scripted
+    upstream's ``POST <DEPLOYMENT>/chat/completions`` and ``GET <DEPLOYMENT>/models``
+    behind Azure's checks: ``?api-version=2024-10-21``, ``api-key: k`` and no
+    ``Authorization`` (anything else: 404 or 401, as Azure does). ``seen``: every
+    request's method, path, query and headers."""
 
     def __init__(self, reply: ScriptedReply = PLAIN) -> None:
-        self.reply = reply
+        self.upstream = ScriptedUpstream([reply], models=["gpt-4o"])
         self.seen: list[dict[str, Any]] = []
 
     def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        return app
+        @web.middleware
+        async def azure(request: web.Request, handler: Any) -> web.StreamResponse:
+            self.seen.append({"method": request.method, "path": request.path, "query": request.query_string, "headers": dict(request.headers)})
+            if request.query_string != API_VERSION or request.match_info.http_exception is not None:
+                return web.json_response({"error": {"code": "404", "message": "Resource not found"}}, status=404)
+            if request.headers.get("api-key") != "k" or "Authorization" in request.headers:
+                return web.json_response({"error": {"code": "401", "message": "Access denied due to invalid subscription key"}}, status=401)
+            return await handler(request)  # type: ignore[no-any-return]
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        self.seen.append({"method": request.method, "path": request.path, "query": request.query_string, "headers": dict(request.headers)})
-        if request.query_string != API_VERSION:
-            return web.json_response({"error": {"code": "404", "message": "Resource not found"}}, status=404)
-        if request.headers.get("api-key") != "k" or "Authorization" in request.headers:
-            return web.json_response({"error": {"code": "401", "message": "Access denied due to invalid subscription key"}}, status=401)
-        if (request.method, request.path) == ("GET", f"{DEPLOYMENT}/models"):
-            return web.json_response({"object": "list", "data": [{"id": "gpt-4o", "object": "model", "owned_by": "azure"}]})
-        if (request.method, request.path) != ("POST", f"{DEPLOYMENT}/chat/completions"):
-            return web.json_response({"error": {"code": "404", "message": "Resource not found"}}, status=404)
-        if not (await request.json()).get("stream"):
-            return web.json_response(completion(self.reply))
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for chunk in chunks(self.reply):
-            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
+        app = web.Application(middlewares=[azure])
+        app.add_routes(self.upstream.routes(DEPLOYMENT))
+        return app
 
 
 AZURE_KEY = {"api_key": "k", "api_key_header": "api-key"}
@@ -151,14 +142,14 @@ async def test_with_auth_keys_and_no_upstream_key_no_credentials_go_upstream(sta
         status, _ = await raw_post(s.url, "/v1/chat/completions", body, {**key_header, "Content-Type": "application/json"})
         assert status == 200
     for got in s.upstream.requests:
-        assert {k.lower() for k in got["headers"]} & {"authorization", "api-key"} == set()
+        assert {k.lower() for k in got.headers} & {"authorization", "api-key"} == set()
 
 
 async def test_an_upstream_key_replaces_both_runtime_credentials(stack: Any) -> None:
     s = await stack([PLAIN], upstream={"api_key": "sk-upstream"})
     c = client(s.url).with_options(default_headers={"api-key": "runtime-api-key"})
     await speak(c)
-    got = s.upstream.requests[0]["headers"]
+    got = s.upstream.requests[0].headers
     assert got["Authorization"] == "Bearer sk-upstream"
     assert "api-key" not in {k.lower() for k in got}
 
@@ -254,13 +245,9 @@ NOT_KEPT = {"X-Request-Id": "req-1", "Set-Cookie": "s=1", "openai-processing-ms"
 
 
 def rate_limited_upstream(status: int = 429, body: bytes = json.dumps(RATE_LIMITED).encode(), content_type: str = "application/json") -> web.Application:
-    async def answer(request: web.Request) -> web.Response:
-        return web.Response(body=body, status=status, content_type=content_type, headers={**RATE_HEADERS, **NOT_KEPT})
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", answer)
-    app.router.add_get("/v1/models", answer)
-    return app
+    """Chat completions and models both answer ``status`` with ``body`` and the rate-limit headers."""
+    reply = ScriptedReply(status=status, raw=body, content_type=content_type, headers={**RATE_HEADERS, **NOT_KEPT})
+    return ScriptedUpstream([reply], models=reply).app()
 
 
 def assert_kept(headers: Any) -> None:

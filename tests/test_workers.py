@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import aiohttp
 
 import pytest
 
+from proxy.config.sections import ServerConfig
 from proxy.storage import OpenMode, open_store, ops
 
 from . import rows
@@ -95,3 +97,36 @@ def test_operations_work_on_postgresql(tmp_path: Path, pg_url: str, capsys: Any)
     assert "call.ended" in capsys.readouterr().out
     assert main(["deliveries", "retry", "--all-failed", "--config", str(cfg)]) == 0
     assert "1 delivery(ies) back to pending" in capsys.readouterr().out
+
+
+def test_workers_auto_is_one_per_core_and_the_default() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert ServerConfig().workers == "auto" and ServerConfig().worker_count() == min(cores, 64)
+    assert ServerConfig(workers=3).worker_count() == 3
+    for bad in (0, 65, "many"):
+        with pytest.raises(ValueError):
+            ServerConfig(workers=bad)
+
+
+def test_serve_refuses_a_bad_workers_flag(tmp_path: Path) -> None:
+    for bad in ("0", "many"):
+        done = subprocess.run([sys.executable, "-m", "proxy.cli", "serve", "--workers", bad], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and "--workers" in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_serve_runs_one_process_per_core_unless_told(tmp_path: Path) -> None:
+    cores = ServerConfig().worker_count()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f'upstream: {{base_url: "http://127.0.0.1:9/v1"}}\nstorage: {{path: "{tmp_path / "cg.db"}"}}\n')
+    server = ServeProcess(cfg, workers=None)  # no --workers: server.workers is auto
+    await server.start()
+    try:
+        if cores > 1:  # the parent says so once every worker listens (the workers' own lines come first)
+            async def said() -> bool:
+                return any(f"{cores} workers" in line for line in server.log)
+
+            await until(said, 30, "the parent's listening line")
+        children = [c for task in Path(f"/proc/{server.pid}/task").iterdir() for c in (task / "children").read_text().split()]
+        assert len(children) == (cores if cores > 1 else 0)
+    finally:
+        assert await server.stop() == 0

@@ -25,6 +25,7 @@ import contextlib
 import os
 import secrets
 import socket
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -202,6 +203,37 @@ class CallRegistry:
         """The reply is over (:meth:`Turns.finish`)."""
         self.turns.finish(call, turn, outcome)
 
+    # -- front doors ----------------------------------------------------------------------
+
+    async def attach_door(self, call_id: str) -> Call | None:
+        """A front door's socket opened for ``call_id``: its call (``None`` when it has
+        none yet, or it ended), whose end no longer waits for a reconnect, on any
+        instance (the database says so)."""
+        call, actions = await self.cache.current(call_id)
+        if call is None or call.ended:
+            return None
+        self.ending.act(call, actions)
+        self.store.post(ops.attach, call.key, time.time(), order_key=call.key)
+        return call
+
+    async def detach_door(self, call: Call, source: str) -> None:
+        """A front door's socket for ``call`` closed (``source``: the door): any
+        instance ends the call ``after_hangup_s`` from now unless one opens again.
+        Committed at once, with the call's writes queued before it (its last turn): the
+        platform may reconnect to another instance, which reads the conversation back."""
+        await self.store.write(ops.detach, call.key, source, time.time(), order_key=call.key)
+
+    def heard(self, call: Call, turn: Turn, heard: str) -> None:
+        """The caller heard only ``heard`` of ``turn``'s reply (the platform said so after it ended)."""
+        self.store.post(ops.set_heard, call.key, turn.request_id, heard, time.time(), order_key=call.key)
+
+    async def conversation(self, call: Call) -> list[tuple[str, str]]:
+        """``call``'s turns, each ``(what the caller said, what they heard)``, once the
+        writes queued for it here are done."""
+        await self.store.settled(call.key)
+        texts: list[tuple[str, str]] = await self.store.read(ops.turn_texts, call.key)
+        return texts
+
     # -- state and the end ----------------------------------------------------------------
 
     async def patch_state(self, call: Call, patch: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -236,4 +268,5 @@ class CallRegistry:
         self.ending.stop_windows()
         await self.background.drain(timeout)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.store.settled(), timeout)
+            async with asyncio.timeout(timeout):  # never wait_for: on 3.11 it can swallow a cancel
+                await self.store.settled()

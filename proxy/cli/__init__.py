@@ -2,7 +2,7 @@
 ``jobs``, ``deliveries``, ``end-function test``, ``config example``, ``--version``.
 
 ``ops``: the text the operations commands print; ``example``: the example config
-shipped in the package. What it may import: the import rule in :mod:`proxy`.
+shipped in the package; ``parser``: the command line's arguments. What it may import: the import rule in :mod:`proxy`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__, logs
-from ..config import Config, load_config
+from ..config import Config, load_config, with_server
 from ..storage import DeliveryStatus, JobStatus
 from ..errors import ConfigError
+from .parser import parser as _parser
 
 __all__ = ["main", "run_event_loop"]
 
@@ -34,65 +35,6 @@ def run_event_loop(coro: Any) -> Any:
     if not found:
         return asyncio.run(coro)
     return uvloop.run(coro)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="callgate", description="OpenAI-compatible streaming proxy for voice agents.")
-    parser.add_argument("--version", action="version", version=f"callgate {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("config", help="the config: `callgate config example` prints the documented example").add_argument(
-        "action", choices=["example"]
-    )
-    p_serve = sub.add_parser("serve", help="run the proxy")
-    p_serve.add_argument("--config", help="YAML config file (default: built-in defaults)")
-    p_serve.add_argument("--host", help="override server.host")
-    p_serve.add_argument("--port", type=int, help="override server.port")
-    p_serve.add_argument("--workers", type=int, help="override server.workers: processes on one port (needs storage.url)")
-    p_serve.add_argument("--socket-fd", type=int, help=argparse.SUPPRESS)  # one of --workers: the parent's socket
-    p_check = sub.add_parser("check", help="validate a config file and print each profile's settings")
-    p_check.add_argument("--config", required=True)
-    p_migrate = sub.add_parser("migrate", help="apply the database's pending schema migrations (serve does it at start)")
-    p_migrate.add_argument("--config")
-    p_demo = sub.add_parser("demo", help="a self-contained call: scripted LLM, proxy, openai client")
-    p_demo.add_argument("--cluster", action="store_true", help="through three instances on PostgreSQL, behind nginx")
-
-    calls = sub.add_parser("calls", help="calls in the database").add_subparsers(dest="action", required=True)
-    p_list = calls.add_parser("list", help="newest first")
-    p_list.add_argument("--since", help="e.g. 30m, 2h, 1d, or an ISO 8601 time")
-    p_list.add_argument("--status", choices=["active", "ended"])
-    p_list.add_argument("--limit", type=int, default=100)
-    p_show = calls.add_parser("show", help="one call: transcript, events, end-function steps")
-    p_show.add_argument("call_id")
-    p_show.add_argument("--json", action="store_true", help="the record as JSON (input for end-function test)")
-    p_tail = calls.add_parser("tail", help="follow turns and control events as they happen (one call's: until it ends)")
-    p_tail.add_argument("call_id", nargs="?")
-    p_tail.add_argument("--since", help="start this far back (e.g. 10m) or at an ISO 8601 time (default: now; a call's start)")
-    p_purge = calls.add_parser("purge", help="delete ended calls (turns, events, deliveries, steps) older than a time")
-    p_purge.add_argument("--before", required=True, help="e.g. 30d (ago), or an ISO 8601 date or time (UTC unless given)")
-
-    jobs = sub.add_parser("jobs", help="end-function steps in the database").add_subparsers(dest="action", required=True)
-    p_jlist = jobs.add_parser("list")
-    p_jlist.add_argument("--failed", action="store_true", help="only dead letters")
-    p_retry = jobs.add_parser("retry", help="run failed steps again (and the steps blocked behind them)")
-    p_retry.add_argument("job_id", nargs="?", type=int)
-    p_retry.add_argument("--all-failed", action="store_true")
-
-    dels = sub.add_parser("deliveries", help="control-event deliveries to the webhook").add_subparsers(dest="action", required=True)
-    p_dlist = dels.add_parser("list")
-    p_dlist.add_argument("--failed", action="store_true", help="only dead letters")
-    p_dretry = dels.add_parser("retry", help="send failed deliveries again")
-    p_dretry.add_argument("event_id", nargs="?")
-    p_dretry.add_argument("--all-failed", action="store_true")
-    for p in (p_list, p_show, p_tail, p_purge, p_jlist, p_retry, p_dlist, p_dretry):
-        p.add_argument("--config")
-
-    p_ef = sub.add_parser("end-function", help="the end function").add_subparsers(dest="action", required=True)
-    p_test = p_ef.add_parser("test", help="run the steps against a recorded call, side effects recorded")
-    p_test.add_argument("--config", required=True)
-    p_test.add_argument("--call", required=True, help="a call record (callgate calls show ID --json)")
-    p_test.add_argument("--live", action="store_true", help="send for real")
-    p_test.add_argument("--json", action="store_true", help="the report as JSON")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,12 +75,11 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
-    if args.host:
-        config.server.host = args.host
-    if args.port is not None:
-        config.server.port = args.port
-    if args.workers is not None:
-        config.server.workers = args.workers
+    try:  # validated as the file is: --port 70000 is a config error, not an OverflowError
+        config = with_server(config, "command line", host=args.host or None, port=args.port, workers=args.workers)
+    except ConfigError as e:
+        print(f"callgate: {e}", file=sys.stderr)
+        return 2
     logs.setup(config.log_level, config.log_mask.fields, config.log_mask.phone_numbers, config.log_format)
     from ..server.auth import check_exposure
 
@@ -151,12 +92,16 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     from ..errors import StorageError
 
     try:
-        if config.server.workers > 1 and args.socket_fd is None:
-            return run_workers(config, args.config, config.server.workers)
+        workers = config.server.worker_count()
+        if workers > 1 and args.socket_fd is None:
+            return run_workers(config, args.config, workers)
         run_event_loop(serve(config, socket_fd=args.socket_fd, config_path=args.config))
     except StorageError as e:
         print(f"callgate: {e}", file=sys.stderr)
         return 1
+    except ConfigError as e:  # found as the server starts (telemetry's extra missing)
+        print(f"callgate: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"callgate: cannot listen on {config.server.host}:{config.server.port}: {e.strerror}", file=sys.stderr)
         return 1
@@ -174,7 +119,7 @@ def _check(path: str, config: Config) -> int:
         print(f"callgate: {e}", file=sys.stderr)
         return 2
     if config.storage.url is None:
-        from ..storage.sqlite import storage_problem
+        from ..storage.diagnose import storage_problem
 
         problem = storage_problem(config.storage.path)
         if problem is not None:

@@ -6,13 +6,15 @@
 ``steps``         the end function and its steps
 ``pool``          the upstream pool (``upstreams:``) and ``routing:``
 ``front_doors``   the WebSocket front doors (``front_doors:``)
+``telemetry``     OpenTelemetry traces over OTLP/HTTP (``telemetry:``)
 ================  ============================================================
 
 
 Every key is documented in ``config.example.yaml``. String values may use
 ``${VAR}`` (the variable must be set) and ``${VAR:-default}``; ``$${`` is a literal
 ``${``. :func:`load_config` raises :class:`~proxy.errors.ConfigError` whose message
-names the path of every bad field (``commands.output: Input should be ...``).
+names the path of every bad field (``commands.output: Input should be ...``), every
+refused removed key and every name that points nowhere, all in one error.
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ from .sections import (
     StorageConfig,
     UpstreamConfig,
     default_call_id,
+    safe_url,
 )
+from .telemetry import TelemetryConfig
 from .steps import (
     AnalyticsStep,
     EndFunctionConfig,
@@ -95,12 +99,15 @@ __all__ = [
     "Step",
     "StorageConfig",
     "SummaryStep",
+    "TelemetryConfig",
     "UpstreamConfig",
     "WebhookStep",
     "When",
     "interpolate",
     "load_config",
     "parse_config",
+    "safe_url",
+    "with_server",
 ]
 
 
@@ -125,35 +132,44 @@ class Config(Model):
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line, key=value pairs as fields")
     log_access: bool = Field(True, description="one callgate.access line per request (route, status, ttft_ms, duration_ms, bytes, key name)")
     front_doors: FrontDoorsConfig = Field(default_factory=FrontDoorsConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @model_validator(mode="after")
-    def _profile_names(self) -> Config:
+    def _names(self) -> Config:
+        """Every name that points nowhere, all at once (one problem per line)."""
+        problems = self._profile_problems() + self._pool_problems()
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _profile_problems(self) -> list[str]:
         known = set(BUILTIN_PROFILES) | set(self.profiles)
+        out = []
         if self.default_profile not in known:
-            raise ValueError(f"default_profile {self.default_profile!r} is not a profile: {sorted(known)}")
+            out.append(f"default_profile: {self.default_profile!r} is not a profile: {sorted(known)}")
         for name, p in self.profiles.items():
             if p.extends is not None and p.extends not in known:
-                raise ValueError(f"profiles.{name}.extends: {p.extends!r} is not a profile: {sorted(known)}")
+                out.append(f"profiles.{name}.extends: {p.extends!r} is not a profile: {sorted(known)}")
         for door in ("retell", "conversation_relay"):
             fd = getattr(self.front_doors, door)
             if fd.profile is not None and fd.profile not in known:
-                raise ValueError(f"front_doors.{door}.profile: {fd.profile!r} is not a profile: {sorted(known)}")
-        return self
+                out.append(f"front_doors.{door}.profile: {fd.profile!r} is not a profile: {sorted(known)}")
+        return out
 
-    @model_validator(mode="after")
-    def _pool_names(self) -> Config:
+    def _pool_problems(self) -> list[str]:
+        out = []
         if self.upstreams and "upstream" in self.model_fields_set:
-            raise ValueError("give upstream: (one upstream) or upstreams: (a pool), not both")
+            out.append("give upstream: (one upstream) or upstreams: (a pool), not both")
         names = [u.name for u in self.pool]
         if len(set(names)) != len(names):
-            raise ValueError(f"upstreams: names must be unique: {names}")
+            out.append(f"upstreams: names must be unique: {names}")
         for where, listed in [("routing.order", self.routing.order or [])] + [
             (f"profiles.{n}.upstreams", p.upstreams or []) for n, p in self.profiles.items()
         ]:
             unknown = [n for n in listed if n not in names]
             if unknown:
-                raise ValueError(f"{where}: {unknown} not in upstreams: {names}")
-        return self
+                out.append(f"{where}: {unknown} not in upstreams: {names}")
+        return out
 
     @cached_property
     def pool(self) -> list[PoolEntry]:
@@ -232,9 +248,10 @@ REMOVED_KEYS: dict[str, tuple[str, bool]] = {
 log = logging.getLogger("callgate.config")
 
 
-def _removed_keys(data: dict[str, Any], source: str) -> None:
-    """Take the removed keys out of ``data``, each with a warning naming what replaced it
-    (or raise :class:`ConfigError` with that message once it is refused)."""
+def _removed_keys(data: dict[str, Any], source: str) -> list[str]:
+    """Take the removed keys out of ``data``: each still accepted with a warning naming
+    what replaced it; each refused one's message returned (all of them, not the first)."""
+    refused_messages = []
     for dotted, (replacement, refused) in REMOVED_KEYS.items():
         *parents, name = dotted.split(".")
         node: Any = data
@@ -242,11 +259,12 @@ def _removed_keys(data: dict[str, Any], source: str) -> None:
             node = node.get(part) if isinstance(node, dict) else None
         if not isinstance(node, dict) or name not in node:
             continue
-        message = f"{source}: {dotted} was removed: {replacement}"
-        if refused:
-            raise ConfigError(message)
         del node[name]
-        log.warning("%s (accepted for this minor version, refused from the next)", message)
+        if refused:
+            refused_messages.append(f"{dotted} was removed: {replacement}")
+        else:
+            log.warning("%s: %s was removed: %s (accepted for this minor version, refused from the next)", source, dotted, replacement)
+    return refused_messages
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -261,20 +279,36 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def _problems(e: ValidationError) -> list[str]:
+    """Each error as ``path: message``; a validator's message of several lines is one
+    problem per line."""
+    out = []
+    for err in e.errors():
+        where = _loc(err["loc"]) or "<root>"
+        message = err["msg"].removeprefix("Value error, ")
+        out += [f"{where}: {line}" if where != "<root>" else line for line in message.split("\n")]
+    return out
+
+
 def parse_config(data: Any, source: str = "config", env: dict[str, str] | None = None) -> Config:
-    """Validate a loaded YAML tree. Raises :class:`ConfigError` listing each bad
-    field as ``path: message``."""
+    """Validate a loaded YAML tree. Raises :class:`ConfigError` listing every problem
+    at once: each refused removed key (what replaced it) and each bad field
+    (``path: message``)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, not {type(data).__name__}")
     data = interpolate(data, env)
-    _removed_keys(data, source)
+    problems = _removed_keys(data, source)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as e:
-        lines = [f"{_loc(err['loc']) or '<root>'}: {err['msg']}" for err in e.errors()]
-        raise ConfigError(f"{source}: invalid config\n  " + "\n  ".join(lines)) from None
+        problems += _problems(e)
+    if len(problems) == 1 and " was removed: " in problems[0]:
+        raise ConfigError(f"{source}: {problems[0]}")
+    if problems:
+        raise ConfigError(f"{source}: invalid config\n  " + "\n  ".join(problems))
+    return config
 
 
 def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> Config:
@@ -295,3 +329,18 @@ def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> C
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     return parse_config(data, str(path), env)
+
+
+def with_server(config: Config, source: str, **values: Any) -> Config:
+    """``config`` with these ``server:`` keys replaced (the CLI's ``--host``, ``--port``,
+    ``--workers``; a ``None`` value keeps the file's), validated by the same model as
+    the file. Raises :class:`ConfigError` on one line naming each bad field
+    (``command line: server.port: Input should be ...``)."""
+    given = {k: v for k, v in values.items() if v is not None}
+    if not given:
+        return config
+    try:
+        server = ServerConfig.model_validate({**config.server.model_dump(), **given})
+    except ValidationError as e:
+        raise ConfigError(f"{source}: " + "; ".join(f"server.{_loc(err['loc'])}: {err['msg']}" for err in e.errors())) from None
+    return config.model_copy(update={"server": server})

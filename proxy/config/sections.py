@@ -4,6 +4,7 @@ log masking. Every key is documented in ``config.example.yaml``."""
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -19,12 +20,12 @@ from yarl import URL
 
 from ..core.function_map import FunctionSpec
 from ..core.inspector import InspectorSettings
-from ..core.text_tools import FORMS
+from ..core.text_tools import FormName
 
 __all__ = [
     "BUILTIN_PROFILES", "AuthConfig", "CallIdSource", "CommandsConfig", "ControlConfig", "ControlWebhookConfig",
     "FunctionMapEntry", "KeyConfig", "LimitsConfig", "LogMaskConfig", "Model", "ProfileConfig", "Scope", "ServerConfig",
-    "StorageConfig", "UpstreamConfig", "default_call_id", "with_path",
+    "StorageConfig", "UpstreamConfig", "checked_headers", "default_call_id", "safe_url", "with_path",
 ]
 
 
@@ -44,11 +45,23 @@ class ServerConfig(Model):
     max_json_depth: int = Field(64, ge=4, le=512, description="deepest nesting of a JSON body")
     backlog: int = Field(4096, ge=1, description="listen queue for connections not yet accepted")
     drain_s: float = Field(30.0, ge=0, description="on SIGTERM, replies in flight get this long (s); then an error event server_shutting_down")
-    workers: int = Field(1, ge=1, le=64, description="server processes on one port (SO_REUSEPORT), on either store")
+    workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = Field(
+        "auto", description="server processes on one port (SO_REUSEPORT), on either store; auto: one per core"
+    )
     metrics_port: int | None = Field(
         None, ge=0, le=65535, description="also serve GET /metrics here, without a key (a scraper on a private network)"
     )
     metrics_host: str = Field("127.0.0.1", description="the address metrics_port binds to")
+
+
+    def worker_count(self) -> int:
+        """How many server processes ``workers`` means: ``auto`` is one per core this
+        process may run on (``sched_getaffinity``: a container's cpuset counts), at
+        most 64."""
+        if self.workers != "auto":
+            return self.workers
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, min(64, cores))
 
 
 def with_path(base: URL, path: str, *, replace: bool = False) -> URL:
@@ -59,6 +72,35 @@ def with_path(base: URL, path: str, *, replace: bool = False) -> URL:
         scheme=base.scheme, authority=base.raw_authority, path=(path if replace else base.raw_path.rstrip("/") + path),
         query_string=base.raw_query_string, encoded=True,
     )
+
+
+def checked_headers(headers: dict[str, str], refused: frozenset[str] = frozenset()) -> dict[str, str]:
+    """``headers`` (name -> value) as configured, when each name is an RFC 9110 token
+    not in ``refused`` (lower case) and no value holds CR, LF or NUL; else ValueError
+    naming the header."""
+    for name, value in headers.items():
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):  # RFC 9110 token
+            raise ValueError(f"{name!r} is not a header name")
+        if name.lower() in refused:
+            raise ValueError(f"{name!r} is a hop-by-hop header (or one callgate sets itself): it cannot be configured")
+        if any(c in value for c in "\r\n\0"):
+            raise ValueError(f"{name!r}: a header value may not contain CR, LF or NUL")
+    return headers
+
+
+def safe_url(upstream: UpstreamConfig | str, path: str = "") -> str:
+    """An upstream's URL as a log line or a span may show it: ``base_url`` (of an
+    ``upstream:`` or pool entry, or the string itself) with ``path`` appended (e.g.
+    ``"/chat/completions"``), without user, password, query string or fragment, any
+    of which may hold a key: ``https://u:k@h/openai/deployments/d?api-key=k`` and
+    ``/chat/completions`` -> ``https://h/openai/deployments/d/chat/completions``.
+    A value that is not a URL comes back as ``<invalid URL>``."""
+    raw = upstream.base_url if isinstance(upstream, UpstreamConfig) else upstream
+    try:
+        url = URL(raw).with_user(None).with_query(None).with_fragment(None)
+        return str(with_path(url, path) if path else url)
+    except (ValueError, TypeError):
+        return "<invalid URL>"
 
 
 class UpstreamConfig(Model):
@@ -100,11 +142,7 @@ class UpstreamConfig(Model):
     include_usage: bool = Field(
         True, description="add stream_options.include_usage to streams whose runtime did not ask (that usage chunk is not forwarded)"
     )
-    thinking_open_models: list[Annotated[str, Field(min_length=1)]] = Field(
-        default_factory=list,
-        description="patterns (deepseek-r1*, qwen3-*-thinking*) of the models sent upstream whose chat template opens "
-        "<think> in the prompt: their reply is thinking until </think>",
-    )
+    thinking_open_models: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list, description="models (deepseek-r1*) whose template opens <think>")
 
     @field_validator("base_url")
     @classmethod
@@ -126,14 +164,7 @@ class UpstreamConfig(Model):
     @field_validator("headers")
     @classmethod
     def _headers(cls, v: dict[str, str]) -> dict[str, str]:
-        for name, value in v.items():
-            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):  # RFC 9110 token
-                raise ValueError(f"{name!r} is not a header name")
-            if name.lower() in cls.HOP_BY_HOP:
-                raise ValueError(f"{name!r} is a hop-by-hop header (or one callgate sets itself): it cannot be configured")
-            if any(c in value for c in "\r\n\0"):
-                raise ValueError(f"{name!r}: a header value may not contain CR, LF or NUL")
-        return v
+        return checked_headers(v, cls.HOP_BY_HOP)
 
 
 class CallIdSource(Model):
@@ -249,29 +280,10 @@ class ProfileConfig(Model):
         "reasoning deltas, thinking parts): forward or remove; never scanned for commands either way "
         "(default: forward on openai, remove on the voice runtimes' profiles; passthrough always forwards)",
     )
-    think_tags: list[str] | None = Field(
-        None, description="tag names whose <name>…</name> in content is thinking (default: [think, thinking, reasoning, thought])"
-    )
-    text_tool_calls: list[str] | None = Field(
-        None,
-        description="tool-call forms written as text that are tool calls, never speech: hermes, mistral, llama3_json, "
-        "pythonic, llama4_pythonic, deepseek_v3, kimi_k2, glm45, qwen3_coder, functions (default: all on the voice "
-        "runtimes' profiles, none on openai)",
-    )
-    end_call_phrases: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
-        None,
-        description="a reply with no command whose speech ends with one of these (case, punctuation, whitespace folded) "
-        "hangs up with it as endword (default: none)",
-    )
+    think_tags: list[str] | None = Field(None, description="tags whose <name>…</name> in content is thinking (default: think, thinking, reasoning, thought)")
+    text_tool_calls: list[FormName] | None = Field(None, description="tool-call forms written as text that are tool calls (default: voice profiles all)")
+    end_call_phrases: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(None, description="goodbye phrases that hang up")
     upstreams: list[str] | None = Field(None, min_length=1, description="this profile's upstreams, in order (default: routing.order)")
-
-    @field_validator("text_tool_calls")
-    @classmethod
-    def _forms(cls, v: list[str] | None) -> list[str] | None:
-        unknown = [f for f in v or [] if f not in FORMS]
-        if unknown:
-            raise ValueError(f"unknown forms {unknown}: write any of {list(FORMS)}")
-        return v
 
 
 Scope = Literal["relay", "calls:read", "calls:write", "admin"]
@@ -328,6 +340,12 @@ class LimitsConfig(Model):
     max_events_per_call: int = Field(200, ge=2, description="past this the call is ended (limits_exceeded)")
     rejected_events_per_reply: int = Field(3, ge=1, description="more rejected commands in one reply go on one counted event")
     spoken_rejections_per_reply: int = Field(1, ge=0, description="err_msg of at most this many rejected commands per reply is spoken")
+    max_held_bytes: int = Field(
+        1 << 20, ge=1024, description="an attempt's stream held before its first speech (a hedge) past this is adopted as it is (bytes)"
+    )
+    max_prompt_chars: int = Field(
+        32_768, ge=256, description="a front door utterance sent in parts is cut at this many chars (counted and logged)"
+    )
 
 
 class ControlWebhookConfig(Model):
@@ -363,6 +381,9 @@ class StorageConfig(Model):
     cache_calls: int = Field(10_000, ge=1, description="active calls kept in memory; ended calls leave it at once")
     max_turn_chars: int = Field(32_768, ge=256, description="a turn's stored raw and spoken text are cut here (chars)")
     wal_max_bytes: int = Field(16 << 20, ge=1 << 20, description="the SQLite WAL is truncated past this size (bytes)")
+    group_commit_ms: float = Field(
+        20.0, ge=0, le=1000, description="SQLite: turns' rows and events wait this long to share one commit (ms; 0: none)"
+    )
     retention_days: float | None = Field(None, gt=0, description="ended calls older than this are deleted (null: kept)")
 
 

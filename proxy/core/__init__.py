@@ -12,9 +12,15 @@ clock-driven waiting or config lookups; plain data in, frozen events out.
 ``function_map``          the FunctionMap: LLM function names <-> built-in functions
 ``analyzer``              per-choice analysis: text, commands, tool calls (no JSON)
 ``render``                one renderer per output mode (``passthrough`` changes nothing)
-``inspector``             one reply: SSE events in, bytes out and commands found
+``inspector``             one reply: SSE events in, typed outputs out (each JSON decoded once)
+``settings``              what the inspector is told; the error it raises
+``outputs``               the inspector's outputs (forwarded, rewritten, speech, commands)
+                          and the stages after it: SSE encoding, continuations
+``reply``                 a reply's state machine: states, events, actions, one table; the
+                          only writer of a turn's status and its attempts' outcomes
 ``deltas``                what a delta becomes when the inspector changes it
 ``capped``                text kept up to a bound, with a mark of what was cut
+``gaps``                  dead air: the longest silence between speakable pieces
 ``lifecycle``             a call's state machine: states, events, actions, one table
 ``chat``                  a chat completion request, read and checked once
 ``json_body``             a request body as a JSON object: depth, surrogates
@@ -23,8 +29,10 @@ clock-driven waiting or config lookups; plain data in, frozen events out.
 ``routing``               the upstream pool: health, retries, usage and cost, attempt bodies
 ``merge``                 RFC 7386 JSON merge patch
 ``frames``                WebSocket front doors' frames read as JSON objects
-``retell``                Retell's custom LLM protocol: frames in, answers out
-``conversation_relay``    ConversationRelay frames, answers, history, TwiML
+``retell``                Retell's custom LLM protocol: frames, its sans-IO connection
+``conversation_relay``    ConversationRelay frames, its sans-IO connection, TwiML
+``door``                  what every front door's connection says to its session, and back;
+                          the transcript a platform does not keep
 ``backoff``               the wait before a retry
 ``ago``                   durations as operators type them (30m, 2h, 1d)
 ``ids``                   unique ids

@@ -59,6 +59,7 @@ from .function_map import FunctionMap
 from .ids import new_id
 from .parser import CommandParser, ParsedTag, ParserEvent, UnterminatedTag
 from .phrases import GoodbyePhrases
+from .settings import InspectorSettings
 from .text_tools import TextCall, TextToolScanner
 from .thinking import DEFAULT_THINK_TAGS, ThinkSplitter, Thinking
 from .tool_calls import Fed, ToolCall, ToolCallAssembler
@@ -193,6 +194,17 @@ class ChoiceAnalyzer:
         self._by_tag = {tag: function for function, tag in tags.items()}
         self._allow = transfer_allow
         self._policy = policy
+
+    @classmethod
+    def for_settings(
+        cls, index: int, s: InspectorSettings, *, tags: Mapping[str, str], fmap: FunctionMap, policy: HangupPolicy
+    ) -> ChoiceAnalyzer:
+        """The analyzer of choice ``index`` under a profile's inspector settings."""
+        return cls(
+            index, tags=tags, fmap=fmap, policy=policy, max_command_chars=s.max_command_chars, transfer_allow=s.transfer_allow,
+            max_recorded_chars=s.max_recorded_chars, spoken_rejections=s.spoken_rejections, think_tags=s.think_tags,
+            text_tool_calls=s.text_tool_calls, thinking_open=s.thinking_open, end_call_phrases=s.end_call_phrases,
+        )
 
     def feed(self, text: str) -> list[Finding] | None:
         """A piece of ``delta.content``; ``None`` when it is plain speech that goes

@@ -8,7 +8,8 @@ Twilio sends objects with ``type``: ``setup`` (first), ``prompt``, ``interrupt``
 ``dtmf``, ``error``; the server sends ``text`` tokens (``last`` on the last of a
 reply) and ``end`` with ``handoffData``, a JSON string Twilio gives back to the
 action URL as the ``HandoffData`` form field. Twilio does not keep the conversation:
-:class:`History` holds what the caller said and what they actually heard.
+:class:`~proxy.core.door.Transcript` holds what the caller said and what they
+actually heard. :class:`RelayConnection` is the socket's sans-IO connection.
 :func:`read` raises :class:`~proxy.core.frames.FrameError`; an unknown ``type`` is
 an :class:`Unknown`.
 """
@@ -20,10 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape
 
+from .door import (
+    Attach, Cancel, DoorEvent, DoorOut, Ignore, LimitHit, PlatformNote, Refuse, SpeechOut, StartTurn, TurnFailed,
+)
 from .frames import FrameCode, FrameError, read_object, text_field
 
 __all__ = [
-    "Dtmf", "History", "Inbound", "Interrupt", "PlatformError", "Prompt", "Setup", "Unknown",
+    "Dtmf", "Inbound", "Interrupt", "PlatformError", "Prompt", "RelayConnection", "Setup", "Unknown",
     "end", "read", "text", "twiml",
 ]
 
@@ -134,30 +138,76 @@ def twiml(handoff_data: str | None) -> str:
     return "<Response><Hangup/></Response>"
 
 
-@dataclass(slots=True)
-class History:
-    """The conversation of one call as callgate keeps it: the caller's prompts (parts
-    until ``last`` joined into one) and what the caller heard of each reply."""
+class RelayConnection:
+    """One ConversationRelay socket, sans-IO (see :mod:`proxy.core.door`): ``setup``
+    names the call (a second one is ignored; frames before it have no call); a
+    ``prompt``'s parts are joined until ``last`` (cut at ``max_prompt_chars``), then
+    the reply in flight is cancelled and a turn starts; ``interrupt`` cancels the
+    reply in flight, or corrects the last one, with ``utteranceUntilInterrupt``."""
 
-    turns: list[dict[str, str]] = field(default_factory=list)
-    _partial: list[str] = field(default_factory=list)
+    def __init__(self, max_bytes: int, max_prompt_chars: int = 32_768) -> None:
+        self.max_bytes, self.max_prompt_chars = max_bytes, max_prompt_chars
+        self.call_id: str | None = None
+        self._partial: list[str] = []
+        self._partial_chars = 0
+        self._turns = 0
 
-    def prompt(self, p: Prompt) -> str | None:
-        """Take a prompt; the complete utterance once it is (``None`` while parts come)."""
-        self._partial.append(p.voice_prompt)
+    def hello(self) -> list[dict[str, Any]]:
+        """Nothing: Twilio speaks first."""
+        return []
+
+    def receive(self, frame: str | bytes) -> list[DoorEvent]:
+        """One frame from Twilio."""
+        try:
+            msg = read(frame, self.max_bytes)
+        except FrameError as e:
+            return [Refuse(e.code, str(e))]
+        if isinstance(msg, Setup):
+            if self.call_id is not None:
+                return [Ignore("setup")]  # a second setup: the session has its call
+            self.call_id = msg.call_sid or msg.session_id
+            numbers = (("caller_number", msg.caller_number), ("callee_number", msg.callee_number))
+            return [Attach(self.call_id, {k: v for k, v in numbers if v})]
+        if isinstance(msg, Prompt):
+            return self._prompt(msg) if self.call_id is not None else [Ignore("prompt")]  # a prompt before setup has no call
+        if isinstance(msg, Interrupt):
+            return [Cancel(msg.heard or None)]
+        if isinstance(msg, PlatformError):
+            return [PlatformNote(msg.description)]
+        if isinstance(msg, Unknown):
+            return [Ignore(msg.type)]
+        return []  # a key pressed: nothing to answer
+
+    def _prompt(self, p: Prompt) -> list[DoorEvent]:
+        """A prompt's part; the turn once the utterance is complete."""
+        out: list[DoorEvent] = []
+        room = self.max_prompt_chars - self._partial_chars
+        piece = p.voice_prompt
+        if len(piece) > room:
+            piece = piece[: max(room, 0)]
+            if room >= 0:
+                out.append(LimitHit("max_prompt_chars"))
+        self._partial.append(piece)
+        self._partial_chars += len(piece) + 1
         if not p.last:
-            return None
+            return out
         said = " ".join(part.strip() for part in self._partial if part.strip())
         self._partial.clear()
-        self.turns.append({"role": "user", "content": said})
-        return said
+        self._partial_chars = 0
+        self._turns += 1
+        return [*out, Cancel(), StartTurn(self._turns, said)]
 
-    def heard(self, spoken: str) -> None:
-        """The caller heard ``spoken`` of the last reply (all of it, or up to an interruption)."""
-        if spoken:
-            self.turns.append({"role": "assistant", "content": spoken})
-
-    def messages(self, system_prompt: str) -> list[dict[str, str]]:
-        """The chat completion ``messages``: the system prompt (when not empty), then the conversation."""
-        head = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        return head + [dict(t) for t in self.turns]
+    def send(self, event: DoorOut) -> list[dict[str, Any]]:
+        """What the session says: ``text`` tokens, the last with ``last: true``, then
+        ``end`` with ``handoffData`` for a hangup (``reasonCode: "hangup"``) or a
+        transfer (``"transfer"``, the callee), or for a turn that failed (``"error"``)."""
+        if isinstance(event, SpeechOut):
+            return [text(event.text, False)]
+        if isinstance(event, TurnFailed):
+            return [end({"reasonCode": "error", "error": event.kind})]
+        out = [text("", True)]
+        if event.transfer_to is not None:
+            out.append(end({"reasonCode": "transfer", "callee": event.transfer_to, "event_id": event.transfer_id}))
+        elif event.hangup is not None:
+            out.append(end({"reasonCode": "hangup", "event_id": event.hangup}))
+        return out

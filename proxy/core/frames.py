@@ -8,7 +8,7 @@ that is too big, not JSON or not an object raises :class:`FrameError`, whose
 Exceptions::
 
     ValueError
-    └── FrameError        .code: FrameCode (too_big, invalid_json, not_object, bad_field)
+    └── FrameError        .code: FrameCode (too_big, invalid_json, not_object, bad_field, protocol_error)
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class FrameCode(StrEnum):
     INVALID_JSON = "invalid_json"  # not UTF-8 JSON
     NOT_OBJECT = "not_object"  # JSON, but not an object
     BAD_FIELD = "bad_field"  # a field of the wrong type
+    PROTOCOL_ERROR = "protocol_error"  # the socket broke the WebSocket protocol (a bad opcode, text that is not UTF-8, ...)
 
 
 class FrameError(ValueError):

@@ -1,4 +1,4 @@
-"""One reply, inspected (sans-IO): SSE events in, the bytes to send and the commands out.
+"""One reply, inspected (sans-IO): SSE events in, typed outputs out (:mod:`proxy.core.outputs`).
 
 :class:`ReplyInspector` is fed the :class:`~proxy.core.sse.SSEEvent` objects of one
 streamed chat completion (:meth:`~ReplyInspector.feed`, then
@@ -9,9 +9,15 @@ mode's :class:`~proxy.core.render.Renderer` (what the runtime receives). Command
 choice 0, the one a voice runtime speaks, are returned to act on; commands in other
 choices are rendered the same way but not acted on.
 
-A chunk that holds no part of a command comes back as its own ``raw`` bytes,
-untouched; a chunk that changes is re-encoded from a copy (the upstream's JSON is
-never edited in place) and keeps its SSE ``event:`` name.
+Each event's JSON is decoded once. A chunk that holds no part of a command comes
+back as a :class:`~proxy.core.outputs.Forward` of its own ``raw`` bytes, untouched;
+a chunk that changes comes back as a :class:`~proxy.core.outputs.Rewrite` of a copy
+(the upstream's JSON is never edited in place) keeping its SSE ``event:`` name.
+Choice 0's speakable text follows the chunks that carry it as
+:class:`~proxy.core.outputs.Speech`, its commands as
+:class:`~proxy.core.outputs.CommandFound`. The ``usage`` of a chunk that has one is
+kept (:attr:`ReplyInspector.usage`); with ``hide_usage`` a usage-only chunk (one
+callgate asked for, the runtime did not) does not go out.
 """
 
 from __future__ import annotations
@@ -25,45 +31,13 @@ from .capped import CappedText
 from .commands import HANGUP, TRANSFER, AnyCommand
 from .deltas import REASONING_FIELDS, THINKING_PARTS, Rendered, part_text, patched, same_text, separated, without_thinking
 from .function_map import FunctionMap, FunctionSpec
+from .outputs import CommandFound, Forward, Output, Rewrite, Speech, SpeechLog
+from .settings import InspectorSettings, InvalidChunk, OutputMode
 from .render import ChoiceOutput, renderer_for
+from .routing import Usage, usage_of
 from .sse import SSEEvent
-from .thinking import DEFAULT_THINK_TAGS
 
 __all__ = ["InspectorSettings", "InvalidChunk", "OutputMode", "ReplyInspector"]
-
-
-class InvalidChunk(ValueError):
-    """The upstream sent a ``data:`` line that is not JSON (nor ``[DONE]``): the
-    official client would fail on it, so the relay ends the stream with an error."""
-
-OutputMode = Literal["strip", "passthrough", "tool_calls", "text"]
-
-
-@dataclass(frozen=True)
-class InspectorSettings:
-    """Plain data the inspector needs (built from ``commands:`` in the config)."""
-
-    hangup_tag: str = "imsagent_hangup"
-    transfer_tag: str = "imsagent_transfer_call"
-    function_map: tuple[FunctionSpec | tuple[str, str], ...] = (("hangup", "hangup"), ("transfer", "transfer_call"))
-    output: OutputMode = "strip"
-    speak_closing: bool = True
-    max_command_chars: int = 1024
-    transfer_allow: tuple[str, ...] = ()
-    max_recorded_chars: int = 1 << 30  # raw_text/spoken_text keep this much (chars); the stream is never cut
-    spoken_rejections: int = 1  # the err_msg of at most this many rejected commands per reply is spoken
-    thinking: Literal["forward", "remove"] = "forward"  # what the runtime gets of thinking (not in passthrough)
-    think_tags: tuple[str, ...] = DEFAULT_THINK_TAGS  # <name>…</name> in content is thinking
-    text_tool_calls: tuple[str, ...] = ()  # tool-call forms written as text that are tool calls (text_tools.FORMS)
-    end_call_phrases: tuple[str, ...] = ()  # a reply with no command ending with one hangs up (source "phrase")
-    # The reply starts inside thinking: its upstream model's chat template opened it in
-    # the prompt (the pool entry's thinking_open_models; the relay sets it per attempt).
-    thinking_open: bool = False
-
-    @property
-    def tags(self) -> dict[str, str]:
-        """built-in function -> tag name."""
-        return {HANGUP: self.hangup_tag, TRANSFER: self.transfer_tag}
 
 
 @dataclass(slots=True)
@@ -85,7 +59,7 @@ class ReplyInspector:
     got its ``finish_reason``).
     """
 
-    def __init__(self, settings: InspectorSettings, *, policy: HangupPolicy | None = None) -> None:
+    def __init__(self, settings: InspectorSettings, *, policy: HangupPolicy | None = None, hide_usage: bool = False) -> None:
         self.settings = settings
         self._fmap = FunctionMap(settings.function_map)
         self._tags = settings.tags
@@ -97,49 +71,78 @@ class ReplyInspector:
         self._choices: dict[int, _Choice] = {}
         self._template: dict[str, Any] | None = None
         self._message = False
+        self._said: list[str] = []  # choice 0's speech not yet handed on as a Speech output
+        self._transferred = False  # a transfer was acted on before this inspector (a continuation's)
+        self.hide_usage = hide_usage
+        self.usage: Usage | None = None
+        self.last_chunk: Any = None  # the decoded JSON of the last event fed (None: it had none)
         self.upstream_error: Any = None
         self.done = False
         self.saw_done = False
         self.saw_finish = False
 
+    def after_transfer(self) -> None:
+        """A transfer of this reply was acted on before this inspector began (it
+        continues a stalled attempt): a transfer it finds is a second one, rejected."""
+        self._transferred = True
+
     # -- streamed replies --------------------------------------------------------
 
-    def feed(self, event: SSEEvent) -> tuple[bytes, list[AnyCommand]]:
-        """One SSE event in; ``(bytes to send, commands of choice 0 it completed)`` out.
-        Raises :class:`InvalidChunk` for a ``data:`` line that is not JSON."""
+    def feed(self, event: SSEEvent) -> list[Output]:
+        """One SSE event in; its :mod:`~proxy.core.outputs` out, in the order the runtime
+        receives them (empty: nothing goes out). Decodes the event's JSON once (then
+        :attr:`last_chunk`). Raises :class:`InvalidChunk` for a ``data:`` line that is
+        not JSON."""
         data = event.data
         if data is None:
-            return event.raw, []
+            self.last_chunk = None
+            return [Forward(event)]
         if data == "[DONE]":
             self.saw_done = True
-            tail, last = self.close()
-            return tail + event.raw, last
+            self.last_chunk = None
+            return self.close(last=Forward(event))
         try:
             obj = json_codec.loads(data)
         except ValueError:
             raise InvalidChunk(f"upstream sent a data: line that is not JSON: {data[:120]!r}") from None
-        if isinstance(obj, dict) and obj.get("error") is not None:
+        return self.feed_chunk(event, obj)
+
+    def feed_chunk(self, event: SSEEvent, obj: Any) -> list[Output]:
+        """:meth:`feed` for an event whose JSON ``obj`` was decoded already (an attempt's
+        held events, inspected again under the call's live hangup policy)."""
+        self.last_chunk = obj
+        if type(obj) is not dict:
+            return [Forward(event, obj)]
+        choices = obj.get("choices")
+        if obj.get("usage") is not None:
+            usage = usage_of(obj)
+            if usage is not None:
+                self.usage = usage
+                if self.hide_usage and not choices:
+                    return []  # the usage chunk callgate asked for: the runtime did not
+        if obj.get("error") is not None:
             self.upstream_error = obj["error"]  # OpenRouter: mid-stream, beside a choice finishing "error"
-        choices = obj.get("choices") if isinstance(obj, dict) else None
-        if not choices or not isinstance(choices, list):
-            return event.raw, []
+        if not choices or type(choices) is not list:
+            return [Forward(event, obj)]
         self._template = obj
         cmds: list[AnyCommand] = []
         new_choices = self._choices_out(choices, "delta", cmds, final=False)
         if new_choices is None:
-            return event.raw, cmds
-        chunks = [{**obj, "choices": new_choices}]
-        if self._renderer.separate_tools:
-            chunks = separated(chunks[0])
-        head = b"event: " + event.event.encode() + b"\n" if event.event is not None else b""  # keep a named event's name
-        return b"".join(head + b"data: " + json_codec.dumps(c) + b"\n\n" for c in chunks), cmds
+            out: list[Output] = [Forward(event, obj)]
+        else:
+            chunk = {**obj, "choices": new_choices}
+            out = [Rewrite(c, event.event) for c in (separated(chunk) if self._renderer.separate_tools else [chunk])]
+        if self._said or cmds:
+            self._hand_on(out, cmds)
+        return out
 
-    def close(self) -> tuple[bytes, list[AnyCommand]]:
+    def close(self, last: Forward | None = None) -> list[Output]:
         """End of the stream ([DONE], EOF or an upstream failure): finish every choice
         that got no ``finish_reason``. Returns a last chunk carrying what was still
-        held (or ``b""``) and the commands that completed."""
+        held (or nothing), then ``last`` (the ``[DONE]`` event), then its speech and
+        the commands that completed."""
         if self.done:
-            return b"", []
+            return [last] if last is not None else []
         self.done = True
         cmds: list[AnyCommand] = []
         out_choices = []
@@ -149,35 +152,49 @@ class ReplyInspector:
             delta = patched({}, None, None, self._finish(st, cmds))
             if delta:
                 out_choices.append({"index": index, "delta": delta, "finish_reason": None})
-        if not out_choices:
-            return b"", cmds
-        t = self._template or {}
-        chunk = {
-            "id": t.get("id", "chatcmpl-callgate"),
-            "object": "chat.completion.chunk",
-            "created": t.get("created", 0),
-            "model": t.get("model", ""),
-            "choices": out_choices,
-        }
-        chunks = separated(chunk) if self._renderer.separate_tools else [chunk]
-        return b"".join(b"data: " + json_codec.dumps(c) + b"\n\n" for c in chunks), cmds
+        out: list[Output] = []
+        if out_choices:
+            t = self._template or {}
+            chunk = {
+                "id": t.get("id", "chatcmpl-callgate"),
+                "object": "chat.completion.chunk",
+                "created": t.get("created", 0),
+                "model": t.get("model", ""),
+                "choices": out_choices,
+            }
+            out = [Rewrite(c) for c in (separated(chunk) if self._renderer.separate_tools else [chunk])]
+        if last is not None:
+            out.append(last)
+        self._hand_on(out, cmds)
+        return out
+
+    def _hand_on(self, out: list[Output], cmds: list[AnyCommand]) -> None:
+        """Choice 0's speech since the last output, then its commands, after the chunks."""
+        if self._said:
+            out.append(Speech("".join(self._said)))
+            self._said.clear()
+        out += [CommandFound(c) for c in cmds]
 
     # -- whole replies -----------------------------------------------------------
 
-    def inspect_completion(self, body: bytes) -> tuple[bytes, list[AnyCommand]]:
-        """A non-streamed chat completion body in; ``(body to send, commands)`` out.
-        A body with nothing to change comes back as the same bytes."""
+    def inspect_completion(self, body: bytes, obj: Any = None) -> tuple[bytes, list[AnyCommand]]:
+        """A non-streamed chat completion body in (``obj``: its JSON when decoded
+        already); ``(body to send, commands)`` out; its ``usage`` kept. A body with
+        nothing to change comes back as the same bytes."""
         self._message = True
         self.done = True
-        try:
-            obj = json_codec.loads(body)
-        except ValueError:
-            return body, []
+        if obj is None:
+            try:
+                obj = json_codec.loads(body)
+            except ValueError:
+                return body, []
+        self.usage = usage_of(obj)
         choices = obj.get("choices") if isinstance(obj, dict) else None
         if not isinstance(choices, list):
             return body, []
         cmds: list[AnyCommand] = []
         new_choices = self._choices_out(choices, "message", cmds, final=True)
+        self._said.clear()
         if new_choices is None:
             return body, cmds
         return json_codec.dumps({**obj, "choices": new_choices}), cmds
@@ -205,9 +222,7 @@ class ReplyInspector:
 
     @property
     def thinking_unopened(self) -> bool:
-        """Choice 0 had a thinking closing tag with no opening one while not
-        ``thinking_open``: its upstream's model probably opens thinking in the prompt
-        (the speech before the tag was thinking, already sent)."""
+        """Choice 0 had a ``</think>`` with no opening one, not ``thinking_open`` (count it)."""
         st = self._choices.get(0)
         return st.analyzer.thinking_unopened if st else False
 
@@ -231,21 +246,11 @@ class ReplyInspector:
         st = self._choices.get(index)
         if st is None:
             s = self.settings
-            analyzer = ChoiceAnalyzer(
-                index,
-                tags=self._tags,
-                fmap=self._fmap,
-                policy=self._policy,
-                max_command_chars=s.max_command_chars,
-                transfer_allow=s.transfer_allow,
-                max_recorded_chars=s.max_recorded_chars,
-                spoken_rejections=s.spoken_rejections,
-                think_tags=s.think_tags,
-                text_tool_calls=s.text_tool_calls,
-                thinking_open=s.thinking_open,
-                end_call_phrases=s.end_call_phrases,
-            )
-            out = ChoiceOutput(message=self._message, spoken=CappedText(s.max_recorded_chars))
+            analyzer = ChoiceAnalyzer.for_settings(index, s, tags=self._tags, fmap=self._fmap, policy=self._policy)
+            spoken = SpeechLog(s.max_recorded_chars, self._said) if index == 0 else CappedText(s.max_recorded_chars)
+            out = ChoiceOutput(message=self._message, spoken=spoken)
+            if index == 0 and self._transferred:
+                analyzer.transferred = True
             st = self._choices[index] = _Choice(analyzer, out)
         return st
 
@@ -307,10 +312,8 @@ class ReplyInspector:
         content: Rendered = None
         entries = delta.get("tool_calls")
         text = delta.get("content")
-        if entries and type(entries) is list:
-            tools = self._tool_entries(st, entries)
-            if tools is None and text and self._renderer.separate_tools:
-                tools = list(entries)  # content beside tool calls: re-encoded, so it goes in a chunk of its own
+        if entries and type(entries) is list:  # beside content: re-encoded, so each goes in a chunk of its own
+            tools = self._tool_entries(st, entries, beside=bool(text) and self._renderer.separate_tools)
         if text and type(text) is str:
             content = self._content(st, text, cmds)
         elif text and type(text) is list:
@@ -363,8 +366,9 @@ class ReplyInspector:
             return None  # a `<` that was no command changes nothing
         return text, tools
 
-    def _tool_entries(self, st: _Choice, entries: list[Any]) -> list[Any] | None:
-        """The model's tool-call entries to send, or ``None`` when they go as they came."""
+    def _tool_entries(self, st: _Choice, entries: list[Any], *, beside: bool = False) -> list[Any] | None:
+        """The model's tool-call entries to send, or ``None`` when they go as they came
+        (``beside``: never, the chunk is rewritten)."""
         kept: list[Any] = []
         changed = False
         for entry in entries:
@@ -376,12 +380,11 @@ class ReplyInspector:
                 changed = True
             if sent is not None:
                 kept.append(sent)
-        return kept if changed else None
+        return kept if changed or beside else None
 
     def _finish(self, st: _Choice, cmds: list[AnyCommand]) -> Rendered:
-        """The choice ended: what was held, and the mapped tool calls' commands. It
-        ended normally (a goodbye phrase may count) unless the stream closed without
-        ``[DONE]`` or a ``finish_reason`` (an upstream cut)."""
+        """The choice ended: what was held, the mapped tool calls' commands, a goodbye
+        phrase unless the stream was cut (no ``[DONE]``, no ``finish_reason``)."""
         findings = st.analyzer.close(ended=not self.done or self.saw_done or self._message)
         self._collect(st, findings, cmds)
         if self._renderer.changes_nothing:

@@ -17,10 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .door import Answer, Attach, Cancel, Details, DoorEvent, DoorOut, Ignore, Refuse, SpeechOut, StartTurn, TurnDone, TurnFailed
 from .frames import FrameCode, FrameError, read_object, text_field
 
 __all__ = [
-    "CallDetails", "Inbound", "PingPong", "ResponseRequired", "Unknown", "UpdateOnly", "Utterance",
+    "CallDetails", "Inbound", "PingPong", "ResponseRequired", "RetellConnection", "Unknown", "UpdateOnly", "Utterance",
     "config_message", "messages", "ping_pong", "read", "response",
 ]
 
@@ -115,9 +116,11 @@ def messages(system_prompt: str, transcript: tuple[Utterance, ...]) -> list[dict
     then the transcript as Retell sent it (agent -> assistant, user -> user; other roles
     and empty entries left out)."""
     out = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    roles = {"agent": "assistant", "user": "user"}
-    out += [{"role": roles[u.role], "content": u.content} for u in transcript if u.role in roles and u.content]
+    out += [{"role": _ROLES[u.role], "content": u.content} for u in transcript if u.role in _ROLES and u.content]
     return out
+
+
+_ROLES = {"agent": "assistant", "user": "user"}
 
 
 def config_message(*, auto_reconnect: bool = True, call_details: bool = True) -> dict[str, Any]:
@@ -142,3 +145,52 @@ def response(
 def ping_pong(timestamp: int) -> dict[str, Any]:
     """The answer to a ping."""
     return {"response_type": "ping_pong", "timestamp": timestamp}
+
+
+class RetellConnection:
+    """One Retell socket, sans-IO (see :mod:`proxy.core.door`): the call is the path's
+    ``call_id``; a ``response_required`` / ``reminder_required`` cancels the reply in
+    flight (a newer ``response_id`` supersedes it: the caller spoke) and starts a turn
+    on the transcript as Retell sent it."""
+
+    def __init__(self, call_id: str, max_bytes: int) -> None:
+        self.call_id, self.max_bytes = call_id, max_bytes
+
+    def hello(self) -> list[dict[str, Any]]:
+        """The server's first frame: the config (pings, the call's details)."""
+        return [config_message()]
+
+    def attach(self) -> Attach:
+        """The call, known from the path."""
+        return Attach(self.call_id)
+
+    def receive(self, frame: str | bytes) -> list[DoorEvent]:
+        """One frame from Retell."""
+        try:
+            msg = read(frame, self.max_bytes)
+        except FrameError as e:
+            return [Refuse(e.code, str(e))]
+        if isinstance(msg, ResponseRequired):
+            user = next((u.content for u in reversed(msg.transcript) if u.role == "user"), "")
+            said = tuple((_ROLES[u.role], u.content) for u in msg.transcript if u.role in _ROLES and u.content)
+            return [Cancel(), StartTurn(msg.response_id, user, said)]
+        if isinstance(msg, CallDetails):
+            return [Details(_numbers(msg.caller_number, msg.callee_number))]
+        if isinstance(msg, PingPong):
+            return [Answer(ping_pong(msg.timestamp))]
+        if isinstance(msg, Unknown):
+            return [Ignore(msg.interaction_type)]
+        return []  # update_only: the transcript changed, nothing to answer
+
+    def send(self, event: DoorOut) -> list[dict[str, Any]]:
+        """What the session says, as ``response`` frames for the turn's ``response_id``."""
+        if isinstance(event, SpeechOut):
+            return [response(event.turn, event.text, complete=False)]
+        if isinstance(event, TurnDone):
+            return [response(event.turn, "", complete=True, end_call=event.hangup is not None, transfer_number=event.transfer_to)]
+        assert isinstance(event, TurnFailed)
+        return [response(event.turn, "", complete=True, end_call=True)]
+
+
+def _numbers(caller: str, callee: str) -> dict[str, str]:
+    return {k: v for k, v in (("caller_number", caller), ("callee_number", callee)) if v}

@@ -6,9 +6,6 @@ the bodies of attempts and continuations.
 once the cooldown is over and one request goes; ``probing`` → ``ok`` on success,
 back to ``cooling`` on failure). Time is passed in (``now``: seconds, any clock).
 
-:class:`AttemptOutcome` is how one attempt of a turn ended, the value of the turn's
-``attempts[].outcome`` and of ``callgate_upstream_attempts_total{outcome}``.
-
 Usage is OpenAI's ``usage`` object (``prompt_tokens``, ``completion_tokens``,
 ``prompt_tokens_details.cached_tokens``; the API reference's chat completion object,
 and its last chunk with ``stream_options.include_usage``); prices are USD per
@@ -17,42 +14,26 @@ million tokens.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
 from . import json_codec
-from .sse import SSEDecoder
 
 __all__ = [
-    "AttemptOutcome",
     "Health",
     "Price",
     "UpstreamState",
     "Usage",
     "attempt_body",
     "continuation_body",
-    "continued",
     "cost_usd",
-    "finish_chunk",
     "retry_after_s",
     "retryable",
     "usage_of",
     "usage_totals",
 ]
-
-
-class AttemptOutcome(StrEnum):
-    """How one attempt at an upstream ended."""
-
-    WON = "won"  # its answer reached the runtime, to the end
-    LOST = "lost"  # another attempt produced speakable output first; this one was cancelled
-    FAILED = "failed"  # it failed (before speech, or after it with nothing to continue)
-    CANCELLED = "cancelled"  # the turn ended (the runtime left) before this attempt did
-    STALLED = "stalled"  # it spoke, then went silent or broke; a continuation took over
-    CONTINUED = "continued"  # it carried on a stalled attempt's speech, to the end
 
 
 class UpstreamState(StrEnum):
@@ -100,6 +81,15 @@ class Health:
     def __init__(self, names: list[str], eject_after: int, cooldown_s: float) -> None:
         self._ups = {n: _Upstream() for n in names}
         self.eject_after, self.cooldown_s = eject_after, cooldown_s
+
+    def carry(self, old: Health, names: list[str]) -> None:
+        """Go on with ``old``'s record of each of ``names`` (a reload, for the upstreams
+        it keeps): shared, not copied, so a request begun under ``old`` ends here too
+        (its in-flight count) and what it learns counts here. A name either does not
+        know is skipped."""
+        for name in names:
+            if name in self._ups and name in old._ups:
+                self._ups[name] = old._ups[name]
 
     def _move(self, name: str, event: _Event) -> UpstreamState:
         u = self._ups[name]
@@ -215,22 +205,25 @@ def _mapped(model: Any, models: dict[str, str]) -> Any:
     return models.get(model, models.get("*", model))
 
 
-def attempt_body(raw: bytes, *, models: dict[str, str], drop: frozenset[str], include_usage: bool) -> tuple[bytes, Any, bool]:
-    """The bytes one upstream gets for the request body ``raw`` (a JSON object):
-    its model mapped (``models``: request model -> upstream model, ``"*"`` for any
-    other), ``drop`` fields taken out and, for a stream whose runtime did not ask for
-    usage, ``stream_options.include_usage`` added. Returns ``(bytes, upstream model,
-    usage added)``; the bytes are ``raw`` itself, or ``raw`` with
-    ``"stream_options":{"include_usage":true},`` written after its ``{``, unless the
-    model is mapped or a field dropped (then re-encoded)."""
-    body = json.loads(raw)
+def attempt_body(
+    raw: bytes, body: dict[str, Any], *, models: dict[str, str], drop: frozenset[str], include_usage: bool,
+) -> tuple[bytes, Any, bool]:
+    """The bytes one upstream gets for the request body ``raw``, already parsed as
+    ``body`` (a JSON object; never parsed again): its model mapped (``models``:
+    request model -> upstream model, ``"*"`` for any other), ``drop`` fields taken
+    out and, for a stream whose runtime did not ask for usage,
+    ``stream_options.include_usage`` added. Returns ``(bytes, upstream model, usage
+    added)``; the bytes are ``raw`` itself, or ``raw`` with
+    ``"stream_options":{"include_usage":true},`` written after its ``{`` when the body
+    has no ``stream_options`` key at all, unless the model is mapped or a field
+    dropped (then re-encoded)."""
     model = body.get("model")
     upstream_model = _mapped(model, models)
     options = body.get("stream_options")
     asked = isinstance(options, dict) and options.get("include_usage") is True
     add_usage = include_usage and body.get("stream") is True and not asked
     dropped = [k for k in body if k in drop]
-    if upstream_model == model and not dropped and (not add_usage or options is None):
+    if upstream_model == model and not dropped and (not add_usage or "stream_options" not in body):
         if add_usage:
             start = raw.index(b"{")
             raw = raw[: start + 1] + b'"stream_options":{"include_usage":true},' + raw[start + 1 :]
@@ -239,58 +232,18 @@ def attempt_body(raw: bytes, *, models: dict[str, str], drop: frozenset[str], in
     out["model"] = upstream_model
     if add_usage:
         out["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-    return json.dumps(out, ensure_ascii=False).encode(), upstream_model, add_usage
+    return json_codec.dumps(out), upstream_model, add_usage
 
 
-def continuation_body(raw: bytes, heard: str, prompt: str) -> bytes:
-    """The request ``raw`` asking to continue a reply cut off after ``heard`` (the
-    exact text the runtime received): its messages, then an assistant message holding
-    ``heard``, then ``prompt`` as a user message."""
-    body = json.loads(raw)
+def continuation_body(body: dict[str, Any], heard: str, prompt: str) -> tuple[bytes, dict[str, Any]]:
+    """The request ``body`` (parsed) asking to continue a reply cut off after
+    ``heard`` (the exact text the runtime received): its messages, then an assistant
+    message holding ``heard``, then ``prompt`` as a user message. Returns the bytes
+    and the new body (parsed, for the attempts it starts)."""
     messages = list(body.get("messages") or [])
     messages += [{"role": "assistant", "content": heard}, {"role": "user", "content": prompt}]
-    body["messages"] = messages
-    return json.dumps(body, ensure_ascii=False).encode()
-
-
-def continued(out: bytes, chunk_id: str | None) -> bytes:
-    """A continuation's output made part of the first attempt's stream: every chunk
-    carries ``chunk_id`` (when known) and no ``role``; chunks left with nothing to
-    say are dropped; comments and ``[DONE]`` stay."""
-    decoder = SSEDecoder()
-    parts: list[bytes] = []
-    for event in decoder.feed(out) + decoder.close():
-        if event.data is None or event.data == "[DONE]":
-            parts.append(event.raw)
-            continue
-        obj = json_codec.loads(event.data)
-        if not isinstance(obj, dict):
-            parts.append(event.raw)
-            continue
-        keep = _continued_choices(obj)
-        if not keep and obj.get("usage") is None and obj.get("choices"):
-            continue
-        obj = {**obj, "choices": keep} if "choices" in obj else obj
-        if chunk_id is not None:
-            obj["id"] = chunk_id
-        parts.append(b"data: " + json_codec.dumps(obj) + b"\n\n")
-    return b"".join(parts)
-
-
-def _continued_choices(obj: dict[str, Any]) -> list[Any]:
-    keep = []
-    for choice in obj.get("choices") or []:
-        if not isinstance(choice, dict):
-            keep.append(choice)
-            continue
-        delta = choice.get("delta")
-        if isinstance(delta, dict) and "role" in delta:
-            delta = {k: v for k, v in delta.items() if k != "role"}
-            choice = {**choice, "delta": delta}
-        said = isinstance(delta, dict) and any(v not in (None, "", []) for v in delta.values())
-        if said or choice.get("finish_reason") is not None:
-            keep.append(choice)
-    return keep
+    new = {**body, "messages": messages}
+    return json_codec.dumps(new), new
 
 
 def retry_after_s(headers: dict[str, str], now_epoch: float) -> float | None:
@@ -326,11 +279,3 @@ def usage_totals(attempts: list[dict[str, Any]]) -> tuple[dict[str, int] | None,
         if isinstance(a.get("cost_usd"), (int, float)):
             cost = round((cost or 0.0) + a["cost_usd"], 9)
     return usage, cost
-
-
-def finish_chunk(chunk_id: str | None) -> bytes:
-    """A last chunk ending choice 0 with ``finish_reason: "stop"`` (``id``: ``chunk_id``),
-    as an SSE event: for a reply callgate ends itself."""
-    obj = {"id": chunk_id or "chatcmpl-callgate", "object": "chat.completion.chunk", "created": 0, "model": "",
-           "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-    return b"data: " + json_codec.dumps(obj) + b"\n\n"

@@ -2,7 +2,9 @@
 
 ``run``: the demo call; ``cluster``: the same call through three instances on
 PostgreSQL behind nginx (``--cluster``); ``scripted_upstream``: an OpenAI-compatible
-LLM on loopback that answers from a script; ``nginx`` and ``pgtemp``: a throwaway
+LLM on loopback that answers from a script, the one the demo, the tests and the
+benchmarks share; ``behaviours``: what it answers, as data (delays, pieces, stalls,
+cuts, status codes) and the bytes it writes; ``nginx`` and ``pgtemp``: a throwaway
 nginx and PostgreSQL server (the cluster demo, the tests, ``make bench``). What it
 may import: the import rule in :mod:`proxy`.
 """

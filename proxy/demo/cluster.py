@@ -27,14 +27,13 @@ from . import nginx, pgtemp
 from .run import (
     CALL_ID,
     SCRIPT,
-    _serve,
     _subscribe,
     crm_receiver,
     demo_config,
     report,
     talk,
 )
-from .scripted_upstream import ScriptedUpstream
+from .scripted_upstream import ScriptedUpstream, serve_app
 
 __all__ = ["run_cluster_demo"]
 
@@ -59,12 +58,13 @@ class _Instance:
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "proxy.cli", "serve", "--config", str(self.cfg), "--port", "0",
+            sys.executable, "-m", "proxy.cli", "serve", "--config", str(self.cfg), "--port", "0", "--workers", "1",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )
         assert self.proc.stderr is not None
         while not self.url:
-            line = await asyncio.wait_for(self.proc.stderr.readline(), 30)
+            async with asyncio.timeout(30):
+                line = await self.proc.stderr.readline()
             if not line:
                 raise RuntimeError(f"instance {self.name} exited before listening")
             m = re.search(rb"listening on (http://\S+),", line)
@@ -80,7 +80,8 @@ class _Instance:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.terminate()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.proc.wait(), 20)
+                async with asyncio.timeout(20):
+                    await self.proc.wait()
 
 
 async def run_cluster_demo() -> int:
@@ -95,9 +96,11 @@ async def run_cluster_demo() -> int:
 
 
 async def _run(db_url: str) -> int:
-    upstream = ScriptedUpstream(list(SCRIPT))
-    up_runner, up_url = await _serve(upstream.app())
-    crm_runner, crm_url, crm = await crm_receiver()
+    async with serve_app(ScriptedUpstream(SCRIPT).app()) as up_url, crm_receiver() as (crm_url, crm):
+        return await _cluster(db_url, up_url, crm_url, crm)
+
+
+async def _cluster(db_url: str, up_url: str, crm_url: str, crm: list[dict[str, Any]]) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="callgate-cluster-"))
     cfg = tmp / "callgate.yaml"
     cfg.write_text(yaml.safe_dump(demo_config(up_url, crm_url, {"url": db_url})))
@@ -113,7 +116,8 @@ async def _run(db_url: str) -> int:
         events: list[dict[str, Any]] = []
         ready = asyncio.Event()
         follower = asyncio.create_task(_subscribe(instances[-1].url, events, ready))  # C follows the call
-        await asyncio.wait_for(ready.wait(), 10)
+        async with asyncio.timeout(10):
+            await ready.wait()
 
         async def served_by(turn: int) -> str:
             record = await _record(instances[0].url)
@@ -127,7 +131,8 @@ async def _run(db_url: str) -> int:
             return f"instance {names.get(pid, '?')} (pid {pid})"
 
         await talk(base, served_by)
-        await asyncio.wait_for(follower, 20)
+        async with asyncio.timeout(20):  # cancels the follower too, as wait_for did
+            await follower
         print(f"(events followed on instance {instances[-1].name}, from the shared database)\n")
         record = await _finished(instances[1].url)
         return 0 if report(events, record["end_function"]["steps"], crm) else 1
@@ -136,8 +141,6 @@ async def _run(db_url: str) -> int:
             front.terminate()
             front.wait(10)
         await asyncio.gather(*(i.stop() for i in instances))
-        await up_runner.cleanup()
-        await crm_runner.cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

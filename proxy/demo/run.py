@@ -10,9 +10,11 @@ Prints what the caller hears, the control events and the end-function result.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -20,11 +22,11 @@ from aiohttp import web
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
-from ..config import parse_config
+from ..config import Config, parse_config
 from ..endfn.conversation import Conversation
 from ..server.app import running
 from ..server.services import SERVICES
-from .scripted_upstream import ScriptedReply, ScriptedUpstream
+from .scripted_upstream import ScriptedReply, ScriptedUpstream, serve_app
 
 __all__ = ["CALL_ID", "SCRIPT", "TURNS", "crm_receiver", "demo_config", "main", "report", "run_demo", "summarize", "talk"]
 
@@ -57,15 +59,6 @@ def summarize(conv: Conversation) -> dict[str, Any]:
     }
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
-
-
 async def _subscribe(base: str, out: list[dict[str, Any]], ready: asyncio.Event) -> None:
     """The call layer: read the call's control events until call.ended."""
     async with aiohttp.ClientSession() as session:
@@ -93,8 +86,9 @@ def demo_config(up_url: str, crm_url: str, storage: dict[str, Any]) -> dict[str,
     }
 
 
-async def crm_receiver() -> tuple[web.AppRunner, str, list[dict[str, Any]]]:
-    """A small local "CRM" that keeps the call records it receives."""
+@contextlib.asynccontextmanager
+async def crm_receiver() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A small local "CRM" that keeps the call records it receives: its URL and them."""
     received: list[dict[str, Any]] = []
 
     async def crm(request: web.Request) -> web.Response:
@@ -103,8 +97,8 @@ async def crm_receiver() -> tuple[web.AppRunner, str, list[dict[str, Any]]]:
 
     app = web.Application()
     app.router.add_post("/calls", crm)
-    runner, url = await _serve(app)
-    return runner, url, received
+    async with serve_app(app) as url:
+        yield url, received
 
 
 async def talk(base: str, served_by: Any = None) -> None:
@@ -154,26 +148,27 @@ async def run_demo() -> int:
     built-in defaults, two turns through the openai client, then the call's record
     and the end function's webhook as printed; the exit code (0 when the events and
     the CRM's record are what the script says)."""
-    upstream = ScriptedUpstream(list(SCRIPT))
-    up_runner, up_url = await _serve(upstream.app())
-    crm_runner, crm_url, crm = await crm_receiver()
-    db_dir = tempfile.TemporaryDirectory(prefix="callgate-demo-")
-    config = parse_config(demo_config(up_url, crm_url, {"path": f"{db_dir.name}/callgate.db"}))
-    try:
-        async with running(config, host="127.0.0.1", port=0) as (app, base):
-            print(f"callgate demo: scripted LLM at {up_url}, callgate at {base}, call id {CALL_ID}\n")
-            events: list[dict[str, Any]] = []
-            ready = asyncio.Event()
-            subscriber = asyncio.create_task(_subscribe(base, events, ready))
-            await asyncio.wait_for(ready.wait(), 10)
-            await talk(base)
-            await asyncio.wait_for(subscriber, 10)
-            jobs = await app[SERVICES].pipeline.wait_call(CALL_ID, 10)
-            return 0 if report(events, [j.to_json() for j in jobs], crm) else 1
-    finally:
-        await up_runner.cleanup()
-        await crm_runner.cleanup()
-        db_dir.cleanup()
+    upstream = ScriptedUpstream(SCRIPT)
+    with tempfile.TemporaryDirectory(prefix="callgate-demo-") as db_dir:
+        async with serve_app(upstream.app()) as up_url, crm_receiver() as (crm_url, crm):
+            config = parse_config(demo_config(up_url, crm_url, {"path": f"{db_dir}/callgate.db"}))
+            return await _call(config, up_url, crm)
+
+
+async def _call(config: Config, up_url: str, crm: list[dict[str, Any]]) -> int:
+    """The demo's call through callgate on ``config``; the exit code."""
+    async with running(config, host="127.0.0.1", port=0) as (app, base):
+        print(f"callgate demo: scripted LLM at {up_url}, callgate at {base}, call id {CALL_ID}\n")
+        events: list[dict[str, Any]] = []
+        ready = asyncio.Event()
+        subscriber = asyncio.create_task(_subscribe(base, events, ready))
+        async with asyncio.timeout(10):
+            await ready.wait()
+        await talk(base)
+        async with asyncio.timeout(10):  # cancels the subscriber too, as wait_for did
+            await subscriber
+        jobs = await app[SERVICES].pipeline.wait_call(CALL_ID, 10)
+        return 0 if report(events, [j.to_json() for j in jobs], crm) else 1
 
 
 def main(cluster: bool = False) -> int:

@@ -37,7 +37,11 @@ class Conversation:
     ``sandbox``: ``True`` under ``callgate end-function test`` (skip your own side
     effects then); ``usage``: ``{prompt_tokens, completion_tokens, cached_tokens}``
     over every upstream attempt of the call where known (``None``: none known);
-    ``cost_usd``: what they cost at the configured prices (USD; ``None``: no price known).
+    ``cost_usd``: what they cost at the configured prices (USD; ``None``: no price known);
+    ``speech_gap_max_ms``: the call's longest dead air, the largest of its turns'
+    ``speech_gap_max_ms`` (ms: the longest silence inside one reply's speech, after
+    its first piece; ``None``: no turn spoke, or none was measured). Each turn's own
+    is in ``record["turns"][i]["speech_gap_max_ms"]``.
     """
 
     id: str
@@ -57,6 +61,7 @@ class Conversation:
     generation: int = 1
     usage: dict[str, int] | None = None
     cost_usd: float | None = None
+    speech_gap_max_ms: float | None = None
 
     @classmethod
     def from_record(
@@ -91,6 +96,7 @@ class Conversation:
             sandbox=sandbox,
             usage=record.get("usage"),
             cost_usd=record.get("cost_usd"),
+            speech_gap_max_ms=_longest_gap(record),
         )
 
     def with_result(self, step: str, output: Any) -> Conversation:
@@ -121,6 +127,12 @@ def _tags(record: dict[str, Any], results: dict[str, Any]) -> list[str]:
         if isinstance(out, dict) and isinstance(out.get("tags"), list):
             add_tags(tags, (str(t) for t in out["tags"]))
     return tags
+
+
+def _longest_gap(record: dict[str, Any]) -> float | None:
+    """The largest ``speech_gap_max_ms`` of the record's turns (ms), or ``None``."""
+    gaps = [t["speech_gap_max_ms"] for t in record.get("turns") or () if isinstance(t, dict) and isinstance(t.get("speech_gap_max_ms"), int | float)]
+    return max(gaps) if gaps else None
 
 
 def _dt(value: Any) -> datetime | None:

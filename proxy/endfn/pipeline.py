@@ -36,6 +36,7 @@ from ..core.backoff import delay_s
 from ..metrics import STEP_TRIES
 from ..storage import TERMINAL, Job, JobStatus, Store, ops
 from ..storage.claims import claim_loop
+from ..telemetry import NOOP, StepSpan, Telemetry
 from .conditions import unmet
 from .conversation import Conversation
 from .effects import Effects, current_step
@@ -49,7 +50,8 @@ log = logging.getLogger("callgate.pipeline")
 class Pipeline:
     """The runner of the database's jobs in this process; see the module docstring.
     ``me``: this process's instance id (the lease holder); ``concurrency``: tries at
-    once over all steps; ``jitter``: a random number in [0, 1)."""
+    once over all steps; ``jitter``: a random number in [0, 1); ``telemetry``: each
+    try is a span (``end_function {step}``, tied to its call by ``session.id``)."""
 
     def __init__(
         self,
@@ -60,8 +62,10 @@ class Pipeline:
         me: str = "pipeline",
         concurrency: int = 256,
         jitter: Callable[[], float] = random.random,
+        telemetry: Telemetry = NOOP,
     ) -> None:
         self.store = store
+        self.telemetry = telemetry
         self.cfg = cfg
         self.steps = {s.name: s for s in cfg.steps}
         self._awaited = {name for s in cfg.steps for name in s.after}  # steps others come after
@@ -197,16 +201,18 @@ class Pipeline:
                 self._records.popitem(last=False)
         return record
 
-    async def _finish(self, job: Job, status: JobStatus, **kw: Any) -> None:
+    async def _finish(self, job: Job, status: JobStatus, span: StepSpan, **kw: Any) -> None:
         held = await self.store.write(ops.finish_job, job.id, self.me, status, time.time(), **kw)
-        STEP_TRIES.labels(job.step, "retry" if status == JobStatus.PENDING else str(status)).inc()
+        outcome = "retry" if status == JobStatus.PENDING else str(status)
+        STEP_TRIES.labels(job.step, outcome).inc()
+        span.end(outcome, error=kw.get("error"), response_code=kw.get("response_code"))
         if not held:
             log.warning("lost the lease of end-function step call_id=%s step=%s; its result was not written", job.call_key, job.step)
 
     async def _try(self, job: Job) -> None:
         step = self.steps.get(job.step)
         if step is None:
-            await self._finish(job, JobStatus.FAILED, error="step is no longer configured")
+            await self._finish(job, JobStatus.FAILED, NOOP.step("", 0, "", "", "", 0, ""), error="step is no longer configured")
             return
         current_step.set(job.step)
         record = await self._record(job.call_key)
@@ -215,26 +221,27 @@ class Pipeline:
             jobs = await self.store.read(ops.jobs_for_call, job.call_key)
             results = {j.step: j.output for j in jobs if j.status == JobStatus.DONE}
         conv = Conversation.from_record(record, results, step=job.step, idempotency_key=job.idempotency_key, sandbox=self.effects.sandbox)
+        span = self.telemetry.step(conv.id, conv.generation, job.call_key, job.step, str(step.kind), job.attempts, job.idempotency_key)
         skip = unmet(step.when, conv.context())
         if skip is not None:
-            await self._finish(job, JobStatus.SKIPPED, error=f"when: {skip}")
+            await self._finish(job, JobStatus.SKIPPED, span, error=f"when: {skip}")
             return
         started = time.perf_counter()
         result = await run_step(step, conv, self.effects)
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         if result.ok:
-            await self._finish(job, JobStatus.DONE, response_code=result.response_code, duration_ms=duration_ms, output=result.output)
+            await self._finish(job, JobStatus.DONE, span, response_code=result.response_code, duration_ms=duration_ms, output=result.output)
             return
         if result.retryable and job.attempts < step.retry.attempts:
             delay = delay_s(job.attempts, step.retry.backoff_s, step.retry.max_backoff_s, self._jitter())
             await self._finish(
-                job, JobStatus.PENDING, error=result.error, response_code=result.response_code,
+                job, JobStatus.PENDING, span, error=result.error, response_code=result.response_code,
                 duration_ms=duration_ms, next_at=time.time() + delay,
             )
             log.warning("end-function step failed, retry in %.2fs call_id=%s step=%s attempt=%d error=%s",
                         delay, job.call_key, job.step, job.attempts, result.error)
             return
-        await self._finish(job, JobStatus.FAILED, error=result.error, response_code=result.response_code, duration_ms=duration_ms)
+        await self._finish(job, JobStatus.FAILED, span, error=result.error, response_code=result.response_code, duration_ms=duration_ms)
         log.error("end-function step failed for good call_id=%s step=%s attempts=%d error=%s",
                   job.call_key, job.step, job.attempts, result.error)
 
@@ -242,7 +249,8 @@ class Pipeline:
 async def run_step(step: Step, conv: Conversation, effects: Effects) -> StepResult:
     """One try of one step under its timeout; never raises but for cancellation."""
     try:
-        return await asyncio.wait_for(RUNNERS[step.kind](step, conv, effects), step.timeout_s)
+        async with asyncio.timeout(step.timeout_s):  # never wait_for: on 3.11 it can swallow a cancel
+            return await RUNNERS[step.kind](step, conv, effects)
     except TimeoutError:
         return StepResult(ok=False, error=f"timed out after {step.timeout_s} s")
     except asyncio.CancelledError:

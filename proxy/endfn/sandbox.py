@@ -37,7 +37,8 @@ async def run_sandbox(config: Config, record: dict[str, Any], *, live: bool = Fa
     async with aiohttp.ClientSession() as session:
         effects: Effects = Effects(session) if live else Recorder()
         with tempfile.TemporaryDirectory(prefix="callgate-sandbox-") as tmp:
-            store = open_store(Path(tmp) / "sandbox.db", mode=OpenMode.SERVE)
+            # connect, pragmas, flock, migrations: off the event loop (the admin API runs this in a serving process)
+            store = await asyncio.to_thread(open_store, Path(tmp) / "sandbox.db", mode=OpenMode.SERVE)
             await store.start()
             pipeline = Pipeline(store, steps_cfg, effects, me="sandbox")
             key = await store.write(ops.put_record, record, pipeline.step_specs, time.time())

@@ -18,6 +18,7 @@
 ``pool``       the upstream pool: its entries, health, which upstream is next
 ``access``     the access log and each request's log context
 ``drain``      the replies in flight, given ``server.drain_s`` on SIGTERM
+``ready``      ``GET /readyz``: the database answers, each profile has an upstream
 ``handoff``    the listening socket, handed to the server that replaces this one
 ``reload``     SIGHUP: the config file read again, put in place for the next request
 =============  ==============================================================

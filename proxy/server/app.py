@@ -1,7 +1,8 @@
 """The aiohttp application: routes, the OpenAI-shaped error middleware, start and stop.
 
 Routes: ``POST /v1/chat/completions``, ``GET /v1/models`` (and the same under
-``/<profile>/``, see :mod:`proxy.profiles`), ``GET /healthz``,
+``/<profile>/``, see :mod:`proxy.profiles`), ``GET /healthz`` (liveness),
+``GET /readyz`` (readiness, :mod:`.ready`),
 ``GET /v1/calls/{call_id}``, ``GET /v1/calls/{call_id}/events``,
 ``POST /v1/calls/{call_id}/end``, ``PATCH /v1/calls/{call_id}/state``,
 ``GET /openapi.json`` (:mod:`.openapi`), and the operations routes of :mod:`.admin`.
@@ -19,15 +20,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
-from yarl import URL
 
 from ..calls.registry import CallRegistry
-from ..config import Config
+from ..config import Config, safe_url
 from ..endfn.effects import Effects
 from ..endfn.pipeline import Pipeline
 from ..errors import CallgateError, UpstreamStatus, openai_error_body
 from ..profiles import resolve_profiles
 from ..storage import OpenMode, open_store
+from ..telemetry import Telemetry
+from ..telemetry import build as build_telemetry
 from . import admin, call_api, doors, relay
 from .access import access_log
 from .auth import Keys, authenticate
@@ -35,7 +37,8 @@ from .delivery import EventDelivery
 from .openapi import openapi
 from .scrape import METRICS_URL, count_requests, metrics, metrics_site
 from .pool import UpstreamPool
-from .reload import fingerprint, reload
+from .ready import readyz
+from .reload import Reloader, fingerprint
 from .services import SERVICES, Services
 
 __all__ = ["build_app", "running", "serve"]
@@ -116,6 +119,7 @@ def build_app(config: Config) -> web.Application:
     app.router.add_post("/{profile}/v1/chat/completions", relay.chat_completions)
     app.router.add_get("/{profile}/v1/models", relay.models)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/v1/calls/{call_id}", call_api.get_call)
     app.router.add_get("/v1/calls/{call_id}/events", call_api.call_events)
     app.router.add_post("/v1/calls/{call_id}/end", call_api.end_call)
@@ -140,7 +144,8 @@ async def _lifecycle(app: web.Application, config: Config, keys: Keys) -> AsyncI
     ef = config.end_function
     st = config.storage
     # the SQLite lock, then pending migrations (before anything that would need closing)
-    store = open_store(st.path, url=st.url, mode=OpenMode.SERVE, wal_max_bytes=st.wal_max_bytes, pool_size=st.pool_size)
+    store = open_store(st.path, url=st.url, mode=OpenMode.SERVE, wal_max_bytes=st.wal_max_bytes, pool_size=st.pool_size,
+                       group_commit_ms=st.group_commit_ms)
     await store.start()
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
     # No cookie jar: a proxy must not carry one caller's cookies into another's requests.
@@ -156,7 +161,8 @@ async def _lifecycle(app: web.Application, config: Config, keys: Keys) -> AsyncI
         steps=[(s.name, s.kind, list(s.after)) for s in ef.steps],
         deliver=bool(config.control.webhook.url),
     )
-    pipeline = Pipeline(store, ef, Effects(session), me=registry.instance)
+    telemetry = build_telemetry(config.telemetry, config.log_mask.fields)  # NOOP, and no import, when off
+    pipeline = Pipeline(store, ef, Effects(session), me=registry.instance, telemetry=telemetry)
     registry.on_end = pipeline.kick
     delivery = None
     if config.control.webhook.url:
@@ -173,6 +179,7 @@ async def _lifecycle(app: web.Application, config: Config, keys: Keys) -> AsyncI
         pool=UpstreamPool(config),
         keys=keys,
         loaded=fingerprint(config),
+        telemetry=telemetry,
     )
     store.on_notify = _dispatcher(registry, pipeline, delivery)  # other instances' commits (PostgreSQL)
     await registry.start()
@@ -198,6 +205,14 @@ async def _lifecycle(app: web.Application, config: Config, keys: Keys) -> AsyncI
                 await task
         await session.close()
         await store.close()
+        await _stop_telemetry(telemetry)
+
+
+async def _stop_telemetry(telemetry: Telemetry) -> None:
+    """Export the spans left, in a thread: a collector that is gone holds the stop
+    2 s at most (then the exporter gives up)."""
+    if telemetry.enabled:
+        await asyncio.to_thread(telemetry.shutdown, 2.0)
 
 
 def _dispatcher(registry: CallRegistry, pipeline: Pipeline, delivery: EventDelivery | None) -> Callable[[str], None]:
@@ -276,11 +291,11 @@ async def serve(config: Config, *, socket_fd: int | None = None, config_path: st
         socks, taken = await asyncio.to_thread(handoff.listen, srv.host, srv.port, srv.backlog)
         sock = socks[0]
     async with running(config, sock=sock) as (app, url):
-        upstreams = ", ".join(str(URL(u.base_url).with_query(None)) for u in config.pool)  # a query may hold a key
+        upstreams = ", ".join(safe_url(u) for u in config.pool)  # a user, password or query may hold a key
         log.info("callgate listening on %s, upstream %s%s", url, upstreams, " (the running server's socket, taken over)" if taken else "")
         offer = None if socket_fd is not None else handoff.Offer([sock], srv.host).start()
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signal.SIGHUP, reload, app[SERVICES], config_path)
+            loop.add_signal_handler(signal.SIGHUP, Reloader(app[SERVICES], config_path))
         if socket_fd is not None:
             from .workers import tell_ready
 

@@ -8,7 +8,7 @@ needs (:func:`requires`): ``relay`` (``/…/chat/completions``, ``/…/models``)
 routes as the ``key`` query parameter (:func:`key_in_query`); it is compared with every
 configured key in constant time (``hmac.compare_digest``) and never logged. No key
 or an unknown one is 401; a key without the route's scope is 403 (OpenAI's error
-shape, by the app's middleware). ``/healthz`` and ``/openapi.json`` need no key.
+shape, by the app's middleware). ``/healthz``, ``/readyz`` and ``/openapi.json`` need no key.
 
 With no keys configured every route is open, which ``callgate serve`` allows only
 on a loopback address (see :func:`check_exposure`).

@@ -88,7 +88,8 @@ class EventDelivery:
                 raise TimeoutError("deliveries still pending")
             self.kick()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed(), min(self.poll_s, max(0.0, deadline - loop.time())))
+                async with asyncio.timeout(min(self.poll_s, max(0.0, deadline - loop.time()))):
+                    await self._changed()
 
     async def _changed(self) -> None:
         """Until a delivery in flight finishes, or the next one falls due."""

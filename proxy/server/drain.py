@@ -89,7 +89,8 @@ class Drain:
         if self.active or linger:
             log.info("draining %d replies in flight (up to %s s)", len(self.active), drain_s)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._settle(linger), drain_s)
+            async with asyncio.timeout(drain_s):  # never wait_for: on 3.11 it can swallow a cancel
+                await self._settle(linger)
         cut = len(self.active)
         if cut:
             self.expired = True
@@ -97,5 +98,6 @@ class Drain:
             for task in list(self.active):
                 task.cancel()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), _AFTER_CUT_S)
+                async with asyncio.timeout(_AFTER_CUT_S):
+                    await self._idle.wait()
         return cut

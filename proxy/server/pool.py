@@ -2,7 +2,10 @@
 and which upstream a reply's next attempt goes to.
 
 Health is each process's own (``--workers N``: each worker learns it by itself); see
-:class:`~proxy.core.routing.Health` for its table.
+:class:`~proxy.core.routing.Health` for its table. A reload's new pool goes on with the
+old one's health and requests in flight for each upstream it keeps under the same name
+and ``base_url`` (the same server); a request that began under the old pool ends
+there, on the shared record. An upstream whose ``base_url`` changed starts over.
 """
 
 from __future__ import annotations
@@ -18,13 +21,18 @@ __all__ = ["UpstreamPool"]
 
 
 class UpstreamPool:
-    """``config.pool`` with its health. ``clock``: seconds (``time.monotonic``)."""
+    """``config.pool`` with its health. ``clock``: seconds (``time.monotonic``);
+    ``previous``: the pool this one replaces (a reload), whose health and requests in
+    flight go on here for the upstreams kept (see the module docstring)."""
 
-    def __init__(self, config: Config, clock: Any = time.monotonic) -> None:
+    def __init__(self, config: Config, clock: Any = time.monotonic, previous: UpstreamPool | None = None) -> None:
         self.entries: dict[str, PoolEntry] = {u.name: u for u in config.pool}
         self.order = list(config.routing.order or self.entries)
         self.routing = config.routing
         self.health = Health(list(self.entries), config.routing.eject_after, config.routing.cooldown_s)
+        if previous is not None:
+            old = previous.entries
+            self.health.carry(previous.health, [n for n, u in self.entries.items() if n in old and old[n].base_url == u.base_url])
         self.clock = clock
         self._prices = {name: {m: p.price() for m, p in u.prices.items()} for name, u in self.entries.items()}
 

@@ -14,6 +14,7 @@ from ..core.profile import Profile
 from ..endfn.pipeline import Pipeline
 from ..errors import NotFound
 from ..storage import Store
+from ..telemetry import NOOP, Telemetry
 from .delivery import EventDelivery
 from .auth import Keys
 from .drain import Drain
@@ -37,6 +38,7 @@ class Services:
     keys: Keys  # the auth keys the middleware matches (replaced in place by a reload)
     loaded: Any  # proxy.server.reload.Loaded: the config's fingerprint and load time
     drain: Drain = field(default_factory=Drain)  # the replies in flight, for the drain on SIGTERM
+    telemetry: Telemetry = NOOP  # spans: .turn(...) per turn, .step(...) per step run (proxy.telemetry.api)
 
     def profile(self, request: web.Request) -> Profile:
         """The profile of the request's path (``/<name>/v1/...``; ``/v1/...`` is the

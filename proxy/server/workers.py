@@ -25,9 +25,8 @@ import tempfile
 import time
 from types import FrameType
 
-from yarl import URL
-
-from ..config import Config
+from ..config import Config, safe_url
+from ..storage import OpenMode, open_store
 from . import handoff
 
 __all__ = ["run_workers", "tell_ready"]
@@ -35,14 +34,28 @@ __all__ = ["run_workers", "tell_ready"]
 log = logging.getLogger("callgate")
 
 
-def _wait_ready(fd: int, n: int, timeout: float) -> None:
-    """Until ``n`` workers said they listen (a byte each on ``fd``), or ``timeout`` s."""
+def _wait_ready(fd: int, procs: list[subprocess.Popen[bytes]], timeout: float) -> bool:
+    """Until every worker said it listens (a byte each on ``fd``): ``True``; ``False``
+    as soon as one exits first (a config or database it cannot serve: restarting it
+    would only fail again). After ``timeout`` s: ``True`` (the slow ones are
+    supervised like the others)."""
     deadline = time.monotonic() + timeout
     got = 0
-    while got < n and time.monotonic() < deadline:
-        readable, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+    while got < len(procs) and time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            return False
+        readable, _, _ = select.select([fd], [], [], min(0.2, max(0.0, deadline - time.monotonic())))
         if readable:
-            got += len(os.read(fd, n - got))
+            got += len(os.read(fd, len(procs) - got))
+    return True
+
+
+def _check_store(config: Config) -> None:
+    """Open the store once, as a server would, and close it: pending migrations run
+    here, once, and a database no worker could open fails the start (raises
+    :class:`~proxy.errors.StorageError`) instead of workers restarted forever."""
+    st = config.storage
+    open_store(st.path, url=st.url, mode=OpenMode.SERVE, wal_max_bytes=st.wal_max_bytes, pool_size=1).close_sync()
 
 
 def tell_ready() -> None:
@@ -57,7 +70,10 @@ def tell_ready() -> None:
 
 
 def run_workers(config: Config, config_path: str | None, n: int) -> int:
-    """Supervise ``n`` workers until a signal; returns the exit code."""
+    """Supervise ``n`` workers until a signal; returns the exit code (1 when a worker
+    exits before it listens). Raises :class:`~proxy.errors.StorageError` when the
+    store cannot be opened, :class:`OSError` when the port cannot be bound."""
+    _check_store(config)
     host = config.server.host
     socks, taken = handoff.listen(host, config.server.port, config.server.backlog, n)
     for sock in socks:
@@ -91,23 +107,32 @@ def run_workers(config: Config, config_path: str | None, n: int) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_hup)
-    _wait_ready(ready_r, n, timeout=60)
-    offer = handoff.Offer(socks, host).start()
-    log.info("callgate listening on http://%s:%d, %d workers, upstream %s%s", host, port, n, URL(config.primary.base_url).with_query(None),
-             " (the running server's socket, taken over)" if taken else "")
-    while not stop:
-        for i, p in enumerate(procs):
-            if p.poll() is not None and not stop:
-                log.error("worker pid=%d exited with %s; starting another", p.pid, p.returncode)
-                procs[i] = spawn(i)
-        time.sleep(0.2)
-    offer.close()
+    try:
+        if not _wait_ready(ready_r, procs, timeout=60):
+            log.error("a worker exited before it listened; stopping the others")
+            _stop(procs)
+            return 1
+        offer = handoff.Offer(socks, host).start()
+        log.info("callgate listening on http://%s:%d, %d workers, upstream %s%s", host, port, n,
+                 safe_url(config.primary), " (the running server's socket, taken over)" if taken else "")
+        while not stop:
+            for i, p in enumerate(procs):
+                if p.poll() is not None and not stop:
+                    log.error("worker pid=%d exited with %s; starting another", p.pid, p.returncode)
+                    procs[i] = spawn(i)
+            time.sleep(0.2)
+        offer.close()
+        return 0 if all(c == 0 for c in _stop(procs)) else 1
+    finally:
+        for sock in socks:
+            sock.close()
+        if own_metrics:
+            shutil.rmtree(env["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> list[int]:
+    """SIGTERM each worker still running; their exit codes once all have exited."""
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
-    codes = [p.wait() for p in procs]
-    for sock in socks:
-        sock.close()
-    if own_metrics:
-        shutil.rmtree(env["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
-    return 0 if all(c == 0 for c in codes) else 1
+    return [p.wait() for p in procs]

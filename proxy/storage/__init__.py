@@ -14,7 +14,9 @@ a transaction the engine opens:
 ``migrations``  the numbered schema migrations and their runner
 ``schema``      what the tables hold
 ``sqlite``      the embedded engine: a writer thread, reader threads, WAL
+``batch``       SQLite's group commit: the writer's queue and one batch's transaction
 ``wakeup``      SQLite's wake-ups between processes (PostgreSQL has NOTIFY)
+``diagnose``    why a SQLite file cannot be opened: the path and the OS error, in one line
 ``postgres``    the shared engine: a connection pool in worker threads, LISTEN/NOTIFY
 ``claims``      the loop of a worker on claimed rows (jobs, deliveries)
 ``views``       what the operator page reads (calls list filters, a change fingerprint)
@@ -125,6 +127,11 @@ class Store(Protocol):
         """Apply the pending schema migrations: ``(version before, after)``."""
         ...
 
+    async def ping(self) -> None:
+        """The database answers (``GET /readyz``); else
+        :class:`~proxy.errors.StoreUnavailable` naming why."""
+        ...
+
     def check(self) -> int:
         """The schema version, if it is this callgate's (else a ``StorageError``)."""
         ...
@@ -154,6 +161,7 @@ def open_store(
     mode: OpenMode = OpenMode.SERVE,
     wal_max_bytes: int = 16 << 20,
     pool_size: int = 8,
+    group_commit_ms: float = 20.0,
 ) -> Store:
     """The engine for ``storage.url`` (PostgreSQL) when set, else ``storage.path``
     (SQLite), opened for ``mode``. Raises :class:`~proxy.errors.StoreUnavailable`,
@@ -172,7 +180,9 @@ def open_store(
                 probe.check()
             finally:
                 probe.close_sync()
-        store = SqliteStore(path, wal_max_bytes=wal_max_bytes, readonly=mode is OpenMode.READ)
+        store = SqliteStore(
+            path, wal_max_bytes=wal_max_bytes, group_commit_ms=group_commit_ms, readonly=mode is OpenMode.READ
+        )
     try:
         if mode in (OpenMode.SERVE, OpenMode.MIGRATE):
             store.migrate()  # under a lock: processes starting together migrate once

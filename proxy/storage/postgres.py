@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import StoreUnavailable
 from ..metrics import STORAGE_WRITE
 from . import migrations
 from .db import Conn
@@ -208,6 +209,18 @@ class PostgresStore:
         if self.on_notify is not None and self._loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closing
                 self._loop.call_soon_threadsafe(self.on_notify, payload)
+
+    async def ping(self, timeout_s: float = 2.0) -> None:
+        """The database answers ``SELECT 1`` on a pooled connection within ``timeout_s``
+        (s); else :class:`~proxy.errors.StoreUnavailable` naming the error."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._workers, self._ping, timeout_s)
+        except Exception as e:  # psycopg's and the pool's errors
+            raise StoreUnavailable(f"the database does not answer ({self.path}): {type(e).__name__}: {e}") from None
+
+    def _ping(self, timeout_s: float) -> None:
+        with self.pool.connection(timeout=timeout_s) as conn:
+            conn.execute("SELECT 1")
 
     # -- closing -------------------------------------------------------------------------------
 

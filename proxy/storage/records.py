@@ -85,7 +85,9 @@ class TurnStart:
 @dataclass(frozen=True, slots=True)
 class TurnOutcome:
     """How a turn ended, as the relay saw it (``ttft_ms``, ``duration_ms``: ms);
-    ``tool_calls``: ``[{"id", "name", "arguments"}]`` as assembled."""
+    ``tool_calls``: ``[{"id", "name", "arguments"}]`` as assembled;
+    ``speech_gap_max_ms``: the longest silence inside its speech (ms, see
+    :mod:`proxy.core.gaps`; ``None``: nothing was spoken)."""
 
     status: TurnStatus
     error: str | None = None
@@ -96,6 +98,8 @@ class TurnOutcome:
     ttft_ms: float | None = None
     duration_ms: float | None = None
     attempts: Sequence[Mapping[str, Any]] = ()  # one per upstream attempt, in start order
+    heard_text: str | None = None  # what the caller heard, when the platform said so (None: all of spoken_text)
+    speech_gap_max_ms: float | None = None  # the longest silence inside the reply's speech (ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +198,9 @@ class CallRecord:
 @dataclass(frozen=True, slots=True)
 class TurnRecord:
     """One ``turns`` row: a chat completion request of a call, numbered ``idx``
-    from 1. ``commands`` and ``tool_calls`` are their JSON."""
+    from 1. ``commands`` and ``tool_calls`` are their JSON; ``speech_gap_max_ms``:
+    the longest silence inside its speech (ms; ``None``: nothing spoken, or recorded
+    before schema v7)."""
 
     call_key: str
     idx: int
@@ -214,11 +220,18 @@ class TurnRecord:
     error: str | None
     finished_at: float | None
     attempts: list[dict[str, Any]] = field(hash=False)
+    heard_text: str | None = None
+    speech_gap_max_ms: float | None = None
 
     COLUMNS = (
         "call_key, idx, request_id, instance, started_at, stream, status, user_text, raw_text, spoken_text, "
-        "reasoning_text, commands, tool_calls, ttft_ms, duration_ms, error, finished_at, attempts"
+        "reasoning_text, commands, tool_calls, ttft_ms, duration_ms, error, finished_at, attempts, heard_text, speech_gap_max_ms"
     )
+
+    @property
+    def heard(self) -> str:
+        """What the caller heard of the reply: ``heard_text`` when the platform said, else ``spoken_text``."""
+        return self.heard_text if self.heard_text is not None else self.spoken_text
 
     @classmethod
     def from_row(cls, r: Row) -> TurnRecord:
@@ -229,6 +242,7 @@ class TurnRecord:
             user_text=r["user_text"], raw_text=r["raw_text"], spoken_text=r["spoken_text"],
             reasoning_text=r["reasoning_text"], commands=loads(r["commands"], []), tool_calls=loads(r["tool_calls"], []), ttft_ms=r["ttft_ms"],
             duration_ms=r["duration_ms"], error=r["error"], finished_at=r["finished_at"], attempts=loads(r["attempts"], []),
+            heard_text=r["heard_text"], speech_gap_max_ms=r["speech_gap_max_ms"],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -238,7 +252,7 @@ class TurnRecord:
             "status": str(self.status), "user_text": self.user_text, "raw_text": self.raw_text,
             "spoken_text": self.spoken_text, "reasoning_text": self.reasoning_text, "commands": self.commands, "tool_calls": self.tool_calls,
             "ttft_ms": self.ttft_ms, "duration_ms": self.duration_ms, "error": self.error, "instance": self.instance,
-            "attempts": self.attempts,
+            "attempts": self.attempts, "heard_text": self.heard_text, "speech_gap_max_ms": self.speech_gap_max_ms,
         }
 
 
@@ -345,8 +359,8 @@ def _transcript(turns: Sequence[TurnRecord]) -> list[dict[str, str]]:
     for t in turns:
         if t.user_text:
             out.append({"role": "user", "text": t.user_text})
-        if t.spoken_text:
-            out.append({"role": "assistant", "text": t.spoken_text})
+        if t.heard:  # what the caller heard: all that was spoken, unless a front door's platform said less
+            out.append({"role": "assistant", "text": t.heard})
     return out
 
 

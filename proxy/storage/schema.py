@@ -12,7 +12,8 @@ The same columns on SQLite and PostgreSQL; times are Unix seconds (``REAL`` /
   (``hangup_at``, ``hangup_source``), ``last_seq`` (the events are numbered from
   here), ``turns``, ``state`` and ``metadata``.
 * ``turns``: one row per chat completion request, written when it begins
-  (``in_progress``) and when it ends; ``instance`` is the process that serves it.
+  (``in_progress``) and when it ends; ``instance`` is the process that serves it;
+  ``speech_gap_max_ms`` its longest dead air (:mod:`proxy.core.gaps`).
 * ``events``: the control events, numbered per call (``call_key``, ``seq``); a
   partial unique index allows one ``hangup`` and one ``call.ended`` per call.
 * ``deliveries``: one row per control event for the call layer's webhook.

@@ -1,11 +1,13 @@
 """The SQLite engine: one writer thread that owns the write connection, reader threads.
 
-Writes (:meth:`SqliteStore.write`, :meth:`SqliteStore.submit`) are queued to the
-writer thread, which takes whatever is queued (up to ``batch`` operations), runs
-each in a savepoint of one transaction and commits: a failing operation is rolled
-back alone, and the futures resolve after the commit, in submission order (the
-store is FIFO). The event loop never waits for SQLite; a caller that needs the
-write done (ending a call: nothing is sent before it is written) awaits its future.
+Writes (:meth:`SqliteStore.post`, :meth:`SqliteStore.submit`, :meth:`SqliteStore.write`)
+are queued to the writer thread, which commits them in groups (:mod:`.batch`): posted
+writes wait up to ``group_commit_ms`` for company, an awaited one goes at once with
+whatever was queued before it; up to ``batch`` operations run in one transaction. A
+failing operation is undone alone (the batch is run again, each operation in a
+transaction of its own), and the futures resolve after the commit, in submission
+order (the store is FIFO). The event loop never waits for SQLite; a caller that needs
+the write done (ending a call: nothing is sent before it is written) awaits its future.
 Reads run on a small pool of threads with connections of their own (WAL lets them
 read while the writer writes).
 
@@ -36,33 +38,30 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import fcntl
 import functools
 import logging
 import os
-import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import StoreUnavailable
-from ..metrics import STORAGE_WRITE
 from . import migrations
+from .batch import WriteQueue, run_batch, settle
 from .db import Conn
+from .diagnose import file_identity, moved
+from .diagnose import unavailable as _unavailable
 from .wakeup import Wakeups
 
-__all__ = ["SqliteStore", "storage_problem"]
+__all__ = ["SqliteStore"]
 
 log = logging.getLogger("callgate.storage")
 
 Op = Callable[..., Any]
-
-
-class _OpFailed(Exception):
-    """An operation of a batch raised (its exception is the cause)."""
 
 
 class SqliteStore:
@@ -70,7 +69,9 @@ class SqliteStore:
 
     ``path``: the file (its folder is made, unless ``readonly``); ``wal_max_bytes``:
     the WAL size past which it is truncated (bytes); ``batch``: the most operations
-    per commit; ``readonly``: open the file read-only (the CLI's reading commands).
+    per commit; ``group_commit_ms``: how long posted writes wait for more to share
+    their commit (ms; 0: none); ``readonly``: open the file read-only (the CLI's
+    reading commands).
     The schema is neither made nor checked here: :meth:`migrate` or :meth:`check`.
     """
 
@@ -85,25 +86,27 @@ class SqliteStore:
         batch: int = 256,
         readers: int = 2,
         max_queue: int = 2000,
+        group_commit_ms: float = 20.0,
         readonly: bool = False,
     ) -> None:
-        self.path = str(path)
-        self.readonly = readonly
-        self.wal_max_bytes = wal_max_bytes
-        self.batch = batch
+        self.path, self.readonly = str(path), readonly
+        self.wal_max_bytes, self.batch = wal_max_bytes, batch
         try:
             if not readonly:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            if not readonly and os.path.exists(self.path) and not os.access(self.path, os.W_OK):
+                # SQLite would open it read-only, silently, and fail at the first write
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), self.path)
             self._write_conn = self._connect()
         except (OSError, sqlite3.Error) as e:
-            raise _unavailable(self.path, e) from None
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+            raise _unavailable(self.path, e, readonly) from None
+        self._identity = file_identity(self.path)  # for ping: the file is still the one opened
+        self._queue = WriteQueue(group_commit_ms / 1000)
         self._writer: threading.Thread | None = None
         self._local = threading.local()
         self._readers = concurrent.futures.ThreadPoolExecutor(readers, thread_name_prefix="callgate-sqlite-read")
         self._reader_conns: list[sqlite3.Connection] = []
-        self.commits = 0
-        self.max_queue = max_queue
+        self.commits, self.max_queue = 0, max_queue
         self.on_notify: Callable[[str], None] | None = None  # what other processes' commits wake
         self._wakeups = None if readonly else Wakeups(self.path)
         self._room: asyncio.Event | None = None  # set when a full queue has room again
@@ -134,10 +137,13 @@ class SqliteStore:
         try:
             lock = open(self.path + ".lock", "w")  # noqa: SIM115 - closed below
         except OSError as e:
-            raise _unavailable(self.path + ".lock", e) from None
+            raise _unavailable(self.path, e) from None
         with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed, or when the process dies
-            return migrations.migrate(self.run_sync, self.path, self._backup)
+            try:
+                return migrations.migrate(self.run_sync, self.path, self._backup)
+            except sqlite3.OperationalError as e:  # the first write: a file or folder it may not write
+                raise _unavailable(self.path, e) from None
 
     def check(self) -> int:
         """The schema version, when it is this callgate's
@@ -168,11 +174,11 @@ class SqliteStore:
     async def room(self) -> None:
         """Wait while ``max_queue`` writes are queued (backpressure: new turns wait for
         the writer rather than memory holding an unbounded backlog)."""
-        if self._queue.qsize() < self.max_queue:
+        if len(self._queue) < self.max_queue:
             return
         if self._room is None:
             self._room, self._room_loop = asyncio.Event(), asyncio.get_running_loop()
-        while self._queue.qsize() >= self.max_queue:
+        while len(self._queue) >= self.max_queue:
             self._room.clear()
             await self._room.wait()
 
@@ -181,54 +187,51 @@ class SqliteStore:
         (the hot path: a turn's rows). A failure is logged by the writer."""
         if self._writer is None:
             raise RuntimeError("the store is not started")
-        self._queue.put((op, args, None, None))
+        self._queue.put((op, args, None, None), urgent=False)
 
     def submit(self, op: Op, *args: Any, order_key: str | None = None, **kw: Any) -> asyncio.Future[Any]:
         """Queue a write; the future resolves after its commit. Nobody needs to await
-        it: a failure is logged."""
-        fut = self._enqueue(functools.partial(op, **kw) if kw else op, args)
+        it: a failure is logged. It shares a group commit (waits up to
+        ``group_commit_ms``) like :meth:`post`: its future is for callbacks (followers,
+        the delivery), not for a request waiting on it."""
+        fut = self._enqueue(functools.partial(op, **kw) if kw else op, args, urgent=False)
         fut.add_done_callback(_log_failure)
         return fut
 
     async def write(self, op: Op, *args: Any, order_key: str | None = None, **kw: Any) -> Any:
         """Run a write and wait for its commit; returns what ``op`` returned."""
-        return await self._enqueue(functools.partial(op, **kw) if kw else op, args)
+        return await self._enqueue(functools.partial(op, **kw) if kw else op, args, urgent=True)
 
     async def settled(self, order_key: str | None = None) -> None:
         """Returns once every write queued before it has committed (or failed)."""
         with contextlib.suppress(Exception):
-            await self._enqueue(_barrier, ())
+            await self._enqueue(_barrier, (), urgent=True)
 
-    def _enqueue(self, op: Op, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+    def _enqueue(self, op: Op, args: tuple[Any, ...], *, urgent: bool) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         if self._writer is None:
             fut.set_exception(RuntimeError("the store is not started"))
         else:
-            self._queue.put((op, args, fut, loop))
+            self._queue.put((op, args, fut, loop), urgent=urgent)
         return fut
 
     def _write_loop(self) -> None:
         conn = Conn(self._write_conn, "sqlite")
         while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            items = [item]
-            while len(items) < self.batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                items.append(nxt)
-            self._commit(conn, items)
-            self._wake(conn)
-            self._trim_wal()
-            if self._room is not None and self._room_loop is not None and self._queue.qsize() < self.max_queue // 2:
+            group = self._queue.take(self.batch)
+            stop = None in group
+            items = [item for item in group[: group.index(None)] if item is not None] if stop else group
+            if items:
+                results, commits = run_batch(self._write_conn, conn, items)  # type: ignore[arg-type]
+                self.commits += commits
+                self._wake(conn)
+                settle(items, results)  # type: ignore[arg-type]
+                self._trim_wal()
+            if self._room is not None and self._room_loop is not None and len(self._queue) < self.max_queue // 2:
                 self._room_loop.call_soon_threadsafe(self._room.set)
+            if stop:
+                return
 
     def _wake(self, conn: Conn) -> None:
         """Send the wake-ups of what was just committed (or tried: a wake-up is a hint)."""
@@ -236,52 +239,6 @@ class SqliteStore:
             if self._wakeups is not None:
                 self._wakeups.send(conn.notes)
             conn.notes.clear()
-
-    def _commit(self, conn: Conn, items: list[Any]) -> None:
-        """The batch in one transaction; when an operation fails, the batch again with
-        each operation in a transaction of its own, so that only that one is undone."""
-        try:
-            results = self._transaction(conn, items)
-        except _OpFailed:
-            results = [self._alone(conn, item) for item in items]
-        except Exception as e:  # the commit itself failed (disk full, ...): nothing was written
-            results = [(False, e)] * len(items)
-        settle: dict[Any, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        for (ok, value), (op, _, fut, loop) in zip(results, items):
-            if fut is not None:
-                settle.setdefault(loop, []).append((fut, ok, value))
-            elif not ok:
-                log.error("a database write failed: %s: %s: %s", getattr(op, "__name__", op), type(value).__name__, value)
-        for loop, done in settle.items():  # one wake-up of each loop per batch
-            loop.call_soon_threadsafe(_settle_all, done)
-
-    def _transaction(self, conn: Conn, items: list[Any]) -> list[tuple[bool, Any]]:
-        raw = self._write_conn
-        began = time.perf_counter()
-        raw.execute("BEGIN IMMEDIATE")
-        try:
-            results = []
-            for op, args, _, _ in items:
-                try:
-                    results.append((True, op(conn, *args)))
-                except Exception as e:
-                    raise _OpFailed() from e
-            raw.execute("COMMIT")
-            self.commits += 1
-            STORAGE_WRITE.labels("sqlite").observe(time.perf_counter() - began)
-            return results
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                raw.execute("ROLLBACK")
-            raise
-
-    def _alone(self, conn: Conn, item: Any) -> tuple[bool, Any]:
-        try:
-            return self._transaction(conn, [item])[0]
-        except _OpFailed as e:
-            return False, e.__cause__
-        except Exception as e:  # the commit itself failed (disk full, ...)
-            return False, e
 
     def _trim_wal(self) -> None:
         try:
@@ -310,6 +267,18 @@ class SqliteStore:
         finally:
             conn.execute("COMMIT")
 
+    async def ping(self) -> None:
+        """The database answers: its file is still the one opened (not removed or
+        replaced) and its schema version reads; else :class:`StoreUnavailable` naming why."""
+        problem = moved(self.path, self._identity)
+        if problem is None:
+            try:
+                await self.read(migrations.version_of)
+            except sqlite3.Error as e:
+                problem = f"the database does not answer (storage.path={self.path}): {e}"
+        if problem is not None:
+            raise StoreUnavailable(problem)
+
     # -- for the CLI, and tests -----------------------------------------------------------------
 
     def run_sync(self, op: Op, *args: Any, **kw: Any) -> Any:
@@ -335,12 +304,15 @@ class SqliteStore:
 
     async def close(self) -> None:
         """Finish the queued writes, stop the threads, truncate the WAL (not when
-        ``readonly``), close."""
+        ``readonly``), close; the blocking parts off the event loop."""
         if self._writer is not None:
-            self._queue.put(None)
+            self._queue.put(None, urgent=True)
             await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
             self._writer = None
-        self.close_sync()
+        if self._wakeups is not None:  # its reader is the loop's: removed on the loop
+            self._wakeups.close()
+            self._wakeups = None
+        await asyncio.to_thread(self.close_sync)  # the WAL checkpoint
 
     def close_sync(self) -> None:
         """Stop the reader threads and close every connection (the writer thread
@@ -362,38 +334,6 @@ def _barrier(c: Conn) -> None:
     """A write that does nothing: when it commits, every write queued before it has."""
 
 
-def _settle_all(done: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for fut, ok, value in done:
-        if fut.done():
-            continue
-        if ok:
-            fut.set_result(value)
-        else:
-            fut.set_exception(value)
-
-
 def _log_failure(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
         log.error("a database write failed: %s: %s", type(fut.exception()).__name__, fut.exception())
-
-
-def _unavailable(path: str, e: BaseException) -> StoreUnavailable:
-    """One line naming ``path`` and the OS (or SQLite) error."""
-    reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-    if isinstance(e, FileExistsError | NotADirectoryError) and e.filename:
-        reason = f"{e.filename} is a file, not a folder"
-    return StoreUnavailable(f"cannot open the database {path}: {reason} (storage.path)")
-
-
-def storage_problem(path: str) -> str | None:
-    """Why a SQLite database at ``path`` could not be opened for writing, or ``None``
-    (nothing is created: for ``callgate check``)."""
-    target = Path(path).absolute()
-    if target.exists():
-        return None if os.access(target, os.W_OK) else f"{target} is not writable"
-    folder = target.parent
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir():
-        return f"{folder} is a file, not a folder"
-    return None if os.access(folder, os.W_OK) else f"{folder} is not writable"

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import StrEnum
 
+from ..core.reply import TurnStatus  # decided by the reply's state machine; stored as is
+
 __all__ = ["TERMINAL", "CallStatus", "DeliveryStatus", "EventType", "JobStatus", "TurnStatus", "lit", "one_of"]
 
 
@@ -21,18 +23,6 @@ class CallStatus(StrEnum):
 
     ACTIVE = "active"
     ENDED = "ended"
-
-
-class TurnStatus(StrEnum):
-    """How a turn (one chat completion request) went."""
-
-    IN_PROGRESS = "in_progress"
-    OK = "ok"
-    UPSTREAM_ERROR = "upstream_error"  # the upstream failed, sent an error event or a body that is not SSE/JSON
-    UPSTREAM_INCOMPLETE = "upstream_incomplete"  # the stream ended with no finish_reason
-    CLIENT_DISCONNECTED = "client_disconnected"  # the runtime went away mid-reply
-    INTERRUPTED = "interrupted"  # the process serving it stopped (found by recovery)
-    ERROR = "error"  # callgate itself failed mid-reply
 
 
 class EventType(StrEnum):

@@ -10,7 +10,7 @@ chunks at a speaking rate (``--interval-ms``). The last turn carries a hangup.
 For every chunk: receive time minus the upstream's send stamp (µs, added by what
 is in between). For every turn, the added time to first token: (request arrival
 at the upstream - request sent) + (first chunk received - first chunk sent).
-Prints one JSON object: ``chunk_us``, ``ttft_us`` (sorted), ``errors``, ``calls``,
+Prints one JSON object: ``chunk_us``, ``ttft_us`` (sorted), ``errors``, ``calls``, ``turns``,
 ``call_seconds`` (the calls' total length, for CPU per call-minute).
 
 Run: ``python -m tests.bench.callgen --url URL --calls C --seconds S [...]``.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import re
 import sys
@@ -29,30 +28,29 @@ import uuid
 
 import aiohttp
 
-from . import emit, run_process
+from . import chat_body, emit, run_process
 
-STAMP = re.compile(rb'"content":"t(\d+)(?: r(\d+))?')
+STAMP = re.compile(rb'"content":\s*"t(\d+)(?: r(\d+))?')  # a proxy that re-encodes may add a space
 
 
 async def call(session: aiohttp.ClientSession, args: argparse.Namespace, out: dict, rng: random.Random) -> None:
     call_id = uuid.uuid4().hex
     started = time.monotonic()
     for n in range(args.turns):
-        body = json.dumps({
-            "model": "bench", "stream": True, "messages": [{"role": "user", "content": "hello"}],
-            "bench": {"chunks": args.chunks, "interval_ms": args.interval_ms, "ttft_ms": args.ttft_ms, "command": n == args.turns - 1},
-        }).encode()
-        await _turn(session, args.url, call_id, body, out)
+        spec = {"chunks": args.chunks, "interval_ms": args.interval_ms, "ttft_ms": args.ttft_ms, "command": n == args.turns - 1}
+        out["turns"] += 1
+        await _turn(session, args, call_id, chat_body(spec, real=args.real_body), out)
         if n < args.turns - 1:
             await asyncio.sleep(args.pause_s * rng.uniform(0.5, 1.5))  # the caller speaks
     out["calls"] += 1
     out["call_seconds"] += time.monotonic() - started
 
 
-async def _turn(session: aiohttp.ClientSession, url: str, call_id: str, body: bytes, out: dict) -> None:
+async def _turn(session: aiohttp.ClientSession, args: argparse.Namespace, call_id: str, body: bytes, out: dict) -> None:
     t0 = time.monotonic_ns()
+    headers = {"Content-Type": "application/json", "X-Call-Id": call_id, **dict(h.split("=", 1) for h in args.header)}
     try:
-        async with session.post(url, data=body, headers={"Content-Type": "application/json", "X-Call-Id": call_id}) as resp:
+        async with session.post(args.url, data=body, headers=headers) as resp:
             if resp.status != 200:
                 out["errors"] += 1
                 await resp.read()
@@ -71,7 +69,7 @@ async def _turn(session: aiohttp.ClientSession, url: str, call_id: str, body: by
 
 
 async def run(args: argparse.Namespace) -> dict:
-    out = {"chunk": [], "ttft": [], "errors": 0, "calls": 0, "call_seconds": 0.0}
+    out = {"chunk": [], "ttft": [], "errors": 0, "calls": 0, "call_seconds": 0.0, "turns": 0}
     rng = random.Random(args.seed)
     length = args.turns * (args.ttft_ms / 1000 + args.chunks * args.interval_ms / 1000) + (args.turns - 1) * args.pause_s
     rate = args.calls / length  # arrivals per second that keep `calls` in flight
@@ -95,6 +93,7 @@ async def run(args: argparse.Namespace) -> dict:
         "ttft_us": sorted(out["ttft"]),
         "errors": out["errors"],
         "calls": out["calls"],
+        "turns": out["turns"],
         "call_seconds": out["call_seconds"],
     }
 
@@ -110,6 +109,8 @@ def main() -> None:
     p.add_argument("--chunks", type=int, default=20)
     p.add_argument("--interval-ms", type=float, default=100)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--real-body", action="store_true", help="a 4 KB system prompt, 6 tools, 20 turns of history")
+    p.add_argument("--header", action="append", default=[], help="NAME=VALUE, sent with every request (a peer's routing)")
     p.add_argument("--out", help="write the result here (default: stdout)")
     args = p.parse_args()
     emit(run_process(run(args)), args.out)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import sys
@@ -30,7 +31,7 @@ from aiohttp import web
 
 from proxy.cli import ops
 from proxy.config import parse_config
-from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream
+from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream, serve_app
 from proxy.server.app import running
 from proxy.server.services import SERVICES
 from proxy.storage import SqliteStore
@@ -63,16 +64,12 @@ async def end_of_call(seconds: float, rate: int, tmp: Path) -> None:
 
     app = web.Application()
     app.router.add_post("/{step}", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    hooks = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    llm = web.AppRunner(ScriptedUpstream([ScriptedReply(content=["Hello."])]).app(), access_log=None)
-    await llm.setup()
-    await web.TCPSite(llm, "127.0.0.1", 0).start()
+    servers = contextlib.AsyncExitStack()
+    hooks = await servers.enter_async_context(serve_app(app))
+    llm = await servers.enter_async_context(serve_app(ScriptedUpstream([ScriptedReply(content=["Hello."])]).app()))
     steps = [{"name": f"s{i}", "kind": "webhook", "url": f"{hooks}/s{i}"} for i in range(4)]
     cfg = parse_config({
-        "upstream": {"base_url": f"http://127.0.0.1:{llm.addresses[0][1]}/v1"},
+        "upstream": {"base_url": f"{llm}/v1"},
         "storage": {"path": str(tmp / "end.db")},
         "end_function": {"steps": steps, "poll_s": 0.2},
         "log_level": "warning",
@@ -122,8 +119,7 @@ async def end_of_call(seconds: float, rate: int, tmp: Path) -> None:
                 await asyncio.wait_for(done.wait(), 60)
             except TimeoutError:
                 pass
-    await runner.cleanup()
-    await llm.cleanup()
+    await servers.aclose()
     print(f"\nend of call: {int(seconds * rate)} calls at {rate}/s, 4 webhook steps each (local receivers)")
     print(row("CallRegistry.end (committed)", in_path))
     print(row("POST /v1/calls/{id}/end round trip", round_trip))

@@ -33,13 +33,14 @@ import json
 import random
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from proxy.config import parse_config
+from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream, Seen, Stall, serve_app
 from proxy.server.app import running
 
 FIRST_TOKEN_MS, STALL_MS = 1000, 600
@@ -47,8 +48,10 @@ PIECES, GAP_S = 20, 0.05
 
 
 class Faulty:
-    """A scripted upstream: ``median_s`` log-normal first token; ``tail``, ``errors``,
-    ``stalls``: the shares of 3 s first tokens, 503s and 5 s stalls mid-sentence."""
+    """The script of a faulty upstream (:class:`ScriptedUpstream` answers each request
+    with the reply it returns): ``median_s`` log-normal first token; ``tail``,
+    ``errors``, ``stalls``: the shares of 3 s first tokens, 503s and 5 s stalls
+    mid-sentence."""
 
     def __init__(self, seed: int, median_s: float, tail: int = 0, errors: int = 0, stalls: int = 0) -> None:
         self.rng = random.Random(seed)
@@ -56,48 +59,19 @@ class Faulty:
         # exactly these shares of every 100 requests, in a shuffled order
         self.faults = ["tail"] * tail + ["error"] * errors + ["stall"] * stalls
         self.faults += [""] * (100 - len(self.faults))
-        self.requests = 0
-        self.pieces = 0  # completion pieces written
 
-    def _fault(self) -> str:
-        if self.requests % 100 == 0:
+    def __call__(self, seen: Seen) -> ScriptedReply:
+        if seen.index % 100 == 0:
             self.rng.shuffle(self.faults)
-        fault = self.faults[self.requests % 100]
-        self.requests += 1
-        return fault
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._chat)
-        return app
-
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        fault = self._fault()
+        fault = self.faults[seen.index % 100]
         ttft = 3.0 if fault == "tail" else self.median_s * self.rng.lognormvariate(0, 0.25)
         if fault == "error":
-            return web.json_response({"error": {"message": "overloaded", "type": "server_error", "param": None, "code": None}}, status=503)
-        stall_at = PIECES // 2 if fault == "stall" else None
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        await resp.write(_sse({"role": "assistant", "content": ""}))
-        await asyncio.sleep(ttft)
-        for i in range(PIECES):
-            if i == stall_at:
-                await asyncio.sleep(5.0)
-            await resp.write(_sse({"content": f"w{i} "}))
-            self.pieces += 1
-            await asyncio.sleep(GAP_S)
-        await resp.write(_sse({}, "stop"))
-        if (body.get("stream_options") or {}).get("include_usage"):
-            await resp.write(b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":50,"completion_tokens":20}}\n\n')
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
+            return OVERLOADED
+        return replace(REPLY, ttft_s=ttft, stall=Stall(after=PIECES // 2, seconds=5.0) if fault == "stall" else None)
 
 
-def _sse(delta: dict[str, Any], finish: str | None = None) -> bytes:
-    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+REPLY = ScriptedReply(content=[f"w{i} " for i in range(PIECES)], interval_s=GAP_S, usage={"prompt_tokens": 50, "completion_tokens": 20})
+OVERLOADED = ScriptedReply(status=503, error={"error": {"message": "overloaded", "type": "server_error", "param": None, "code": None}})
 
 
 async def _turn(http: aiohttp.ClientSession, url: str, call_id: str, said: str) -> dict[str, Any]:
@@ -162,18 +136,10 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def _scenario(name: str, pool: list[str] | None, routing: dict[str, Any], args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    a = Faulty(args.seed, 0.300, tail=5, errors=2, stalls=1)
-    b = Faulty(args.seed + 1, 0.390)
+    a = ScriptedUpstream(Faulty(args.seed, 0.300, tail=5, errors=2, stalls=1), record=False)
+    b = ScriptedUpstream(Faulty(args.seed + 1, 0.390), record=False)
     async with contextlib.AsyncExitStack() as st:
-        urls = {}
-        for up_name, up in (("a", a), ("b", b)):
-            runner = web.AppRunner(up.app(), access_log=None, handler_cancellation=True)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            st.push_async_callback(runner.cleanup)
-            host, port = runner.addresses[0][:2]
-            urls[up_name] = f"http://{host}:{port}/v1"
+        urls = {up_name: await st.enter_async_context(serve_app(up.app())) + "/v1" for up_name, up in (("a", a), ("b", b))}
         if pool is None:
             url = urls["a"]
         else:
@@ -193,23 +159,16 @@ async def _scenario(name: str, pool: list[str] | None, routing: dict[str, Any], 
         "p50": _pct(ttfts, 50), "p99": _pct(ttfts, 99), "max": max(ttfts) if ttfts else float("nan"),
         "failed": sum(not t["ok"] for t in turns), "gaps_over_1s": sum(t["gap"] > 1.0 for t in turns),
         "max_gap_ms": max(t["gap"] for t in turns) * 1000,
-        "extra_requests_pct": 100 * (a.requests + b.requests - len(turns)) / len(turns),
-        "extra_pieces_pct": 100 * (a.pieces + b.pieces - heard) / max(heard, 1),
+        "extra_requests_pct": 100 * (a.count + b.count - len(turns)) / len(turns),
+        "extra_pieces_pct": 100 * (a.pieces_sent + b.pieces_sent - heard) / max(heard, 1),
     }
 
 
 async def _b_alone(args: argparse.Namespace) -> float:
     """B's first-token p99 (ms) measured directly in this run: the bound's term."""
-    b = Faulty(args.seed + 1, 0.390)
-    runner = web.AppRunner(b.app(), access_log=None, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        turns = await _load(f"http://{host}:{port}/v1", args.calls, 1, args.seed)
-    finally:
-        await runner.cleanup()
+    b = ScriptedUpstream(Faulty(args.seed + 1, 0.390), record=False)
+    async with serve_app(b.app()) as url:
+        turns = await _load(f"{url}/v1", args.calls, 1, args.seed)
     return _pct([t["ttft"] for t in turns if t["ttft"] is not None], 99)
 
 

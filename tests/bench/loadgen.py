@@ -3,43 +3,37 @@
 For every chunk it records receive time minus the send time stamped in its
 content (ns, ``time.monotonic_ns()``), and per request the time to first token.
 Prints one JSON object: ``latency_us`` and ``ttft_us`` (sorted lists, µs),
-``errors``, ``chunks_seen``, ``chunks_sent`` (expected).
+``errors``, ``requests``, ``chunks_seen``, ``chunks_sent`` (expected).
 
 Run: ``python -m tests.bench.loadgen --url URL --streams C --chunks N --interval-ms X
-[--requests R] [--command]``.
+[--requests R] [--command] [--real-body] [--header NAME=VALUE]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import sys
 import time
 
 import aiohttp
 
-from . import emit, run_process
+from . import chat_body, emit, run_process
 
-STAMP = re.compile(rb'"content":"t(\d+)')
+STAMP = re.compile(rb'"content":\s*"t(\d+)')  # a proxy that re-encodes may add a space
 
 
 async def one_stream(session: aiohttp.ClientSession, args: argparse.Namespace, delay: float, out: dict) -> None:
     await asyncio.sleep(delay)
-    body = json.dumps(
-        {
-            "model": "bench",
-            "stream": True,
-            "messages": [{"role": "user", "content": "hello"}],
-            "bench": {"chunks": args.chunks, "interval_ms": args.interval_ms, "command": args.command},
-        }
-    ).encode()
+    body = chat_body({"chunks": args.chunks, "interval_ms": args.interval_ms, "command": args.command}, real=args.real_body)
+    headers = {"Content-Type": "application/json", **dict(h.split("=", 1) for h in args.header)}
     for _ in range(args.requests):
         t0 = time.monotonic_ns()
         first = True
+        out["requests"] += 1
         try:
-            async with session.post(args.url, data=body, headers={"Content-Type": "application/json"}) as resp:
+            async with session.post(args.url, data=body, headers=headers) as resp:
                 if resp.status != 200:
                     out["errors"] += 1
                     await resp.read()
@@ -58,7 +52,7 @@ async def one_stream(session: aiohttp.ClientSession, args: argparse.Namespace, d
 
 
 async def run(args: argparse.Namespace) -> dict:
-    out = {"lat": [], "ttft": [], "errors": 0}
+    out = {"lat": [], "ttft": [], "errors": 0, "requests": 0}
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=30, sock_connect=30)
     interval = args.interval_ms / 1000
@@ -69,6 +63,7 @@ async def run(args: argparse.Namespace) -> dict:
         "latency_us": sorted(out["lat"]),
         "ttft_us": sorted(out["ttft"]),
         "errors": out["errors"],
+        "requests": out["requests"],
         "chunks_seen": len(out["lat"]),
         "chunks_sent": args.streams * args.requests * args.chunks,
     }
@@ -82,6 +77,8 @@ def main() -> None:
     p.add_argument("--interval-ms", type=float, default=20)
     p.add_argument("--requests", type=int, default=2)
     p.add_argument("--command", action="store_true")
+    p.add_argument("--real-body", action="store_true", help="a 4 KB system prompt, 6 tools, 20 turns of history")
+    p.add_argument("--header", action="append", default=[], help="NAME=VALUE, sent with every request (a peer's routing)")
     p.add_argument("--out", help="write the result here (default: stdout)")
     args = p.parse_args()
     emit(run_process(run(args)), args.out)

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from proxy.core.inspector import InspectorSettings, ReplyInspector
+from proxy.core.outputs import encode
 from proxy.core.sse import SSEDecoder
 from proxy.core.text_tools import FORMS
 
@@ -34,7 +35,7 @@ def relay_one(decoder: SSEDecoder, inspector: ReplyInspector, data: bytes) -> by
     """What the relay does per upstream read: SSE decode, inspect, bytes out."""
     out = b""
     for event in decoder.feed(data):
-        out += inspector.feed(event)[0]
+        out += encode(inspector.feed(event))
     return out
 
 

@@ -26,6 +26,7 @@ from proxy.core.parser import CommandParser, ParsedTag, UnterminatedTag
 from proxy.core.sse import SSEDecodeError, SSEDecoder, SSEEvent
 from proxy.core.text_tools import FORMS
 from proxy.core.tool_calls import ToolCall, ToolCallAssembler
+from ..inspecting import close as ins_close, feed as ins_feed
 
 from .inputs import Reader, derived_cuts, split, text_of
 
@@ -278,14 +279,14 @@ def _inspect(stream: bytes, settings: InspectorSettings, cuts: Any) -> tuple[byt
     cmds: list[Any] = []
     for piece in split(stream, cuts):
         for ev in dec.feed(piece):
-            o, c = ins.feed(ev)
+            o, c = ins_feed(ins, ev)
             out.append(o)
             cmds += c
     for ev in dec.close():
-        o, c = ins.feed(ev)
+        o, c = ins_feed(ins, ev)
         out.append(o)
         cmds += c
-    o, c = ins.close()
+    o, c = ins_close(ins)
     return b"".join(out) + o, cmds + c, ins
 
 

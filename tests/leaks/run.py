@@ -14,6 +14,8 @@ what the grammar says it must get. Reported per million replies:
 * tool calls (unmapped, for the runtime to run) missed, doubled, invented;
 * wrong finish: a reply with tool calls whose finish_reason was not ``tool_calls``;
 * shared deltas: a delta carrying both content and a tool call;
+* speech outputs: replies whose :class:`~proxy.core.outputs.Speech` outputs (what the
+  front doors speak) differ from the content sent (the record);
 * µs per chunk: the inspector's time per SSE event (SSE decoding and the harness not
   counted).
 
@@ -40,6 +42,8 @@ from typing import Any
 
 from proxy.core.commands import Command
 from proxy.core.inspector import InspectorSettings, ReplyInspector
+from proxy.core import outputs
+from proxy.core.outputs import Output, commands_of, spoken
 from proxy.core.sse import SSEDecoder
 from proxy.core.text_tools import FORMS
 
@@ -50,7 +54,7 @@ __all__ = ["COUNTS", "Report", "check", "main", "run"]
 
 COUNTS = (
     "leaks", "lost", "commands_missed", "commands_doubled", "commands_invented", "tools_missed", "tools_doubled",
-    "tools_invented", "wrong_finish", "shared_deltas",
+    "tools_invented", "wrong_finish", "shared_deltas", "speech_outputs",
 )
 FMAP = (("hangup", "end_call"), ("transfer", "transfer_call"))
 MAPPED = {"end_call", "transfer_call"}
@@ -131,22 +135,20 @@ def check(reply: Reply, shape: str, data: bytes, rng: random.Random) -> tuple[Co
     ins = ReplyInspector(_SETTINGS[(reply.mode, reply.thinking_open)])
     dec = SSEDecoder()
     points = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(0, 24))))
-    out: list[bytes] = []
-    cmds: list[Any] = []
+    items: list[Output] = []
     events, spent, clock = 0, 0.0, time.perf_counter
     for a, b in zip([0, *points], [*points, len(data)]):
         for ev in dec.feed(data[a:b]):
             t0 = clock()
-            o, c = ins.feed(ev)
+            items += ins.feed(ev)
             spent += clock() - t0
             events += 1
-            out.append(o)
-            cmds += c
-    o, c = ins.close()
-    out.append(o)
-    cmds += c
+    items += ins.close()
+    cmds = commands_of(items)
     counts: Counter[str] = Counter()
-    text, tools, finishes, shared = _received(out)
+    text, tools, finishes, shared = _received([outputs.encode(items)])
+    if spoken(items) != ins.spoken_text:  # the Speech outputs say what the chunks carry
+        counts["speech_outputs"] += 1
     if text != reply.speech:
         for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, reply.speech, text, autojunk=False).get_opcodes():
             counts["lost"] += (i2 - i1) if op in ("delete", "replace") else 0

@@ -19,6 +19,7 @@ forms) and not ending in a prefix of a watched word comes back as the same objec
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal, get_args
 
 from .calls import NEED, NO, Reader, TextCall
 from .functions import PREFIX, FunctionsReader
@@ -27,13 +28,14 @@ from .mistral import START as MISTRAL, MistralReader
 from .pythonic import PythonicReader
 from .tags import MARKERS, TagReader
 
-__all__ = ["FORMS", "MAX_FORM_CHARS", "TextToolScanner"]
+__all__ = ["FORMS", "MAX_FORM_CHARS", "FormName", "TextToolScanner"]
 
 # Every form name a profile's text_tool_calls may list (vLLM's parser names).
-FORMS = (
+FormName = Literal[
     "hermes", "mistral", "llama3_json", "pythonic", "llama4_pythonic", "deepseek_v3", "kimi_k2", "glm45", "qwen3_coder",
     "functions",
-)
+]
+FORMS: tuple[str, ...] = get_args(FormName)
 MAX_FORM_CHARS = 65536  # a marker form longer than this (chars) is dropped unread
 _WAIT: list[Reader] = []  # _start's answer for "a marker may begin here: hold"
 _PREFIX_STARTS = tuple(PREFIX[:k] for k in range(1, len(PREFIX)))  # "f", "fu", … "functions"

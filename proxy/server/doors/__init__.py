@@ -4,8 +4,12 @@ upstream and inspected as on the HTTP path, commands carried out as the platform
 own end and transfer messages.
 
 ======================  ==========================================================
-``turn``                one turn: the request upstream, the inspected text out
-``sockets``             what both share: frames, close codes, one socket per call
+``session``             one socket's session: its connection's events, its call, the turn
+                        in flight, the transcript (every door shares it)
+``turn``                one turn: the request upstream, walked by the relay's Reply, the
+                        speech out
+``sockets``             the socket: frames, close codes, one socket per call, the end
+                        waiting for a reconnect
 ``retell``              ``GET /retell/v1/llm-websocket/{call_id}``
 ``conversation_relay``  ``GET /conversation-relay/v1/ws``, ``POST …/v1/action``
 ======================  ==========================================================

@@ -1,14 +1,17 @@
-"""What both front doors share: the WebSocket and its frames, one socket per call,
-the call's end when its socket closes, the close codes.
+"""What every front door shares at the socket: the WebSocket and its frames, one
+socket per call on this process, the call's end when its socket closes, close codes.
 
 Close codes (RFC 6455 and the 4000-4999 private range): ``1007`` a frame that is
 not a JSON object or has a field of the wrong type, ``1009`` a frame over
-``server.max_body_bytes``, ``4409`` a second socket for a call that has one already,
-``1001`` callgate is shutting down. Each is logged with the call id.
+``server.max_body_bytes``, ``4409`` a second socket for a call that has one already
+here, ``1001`` callgate is shutting down. Each is logged with the call id.
 
-A closed socket ends its call after ``end_function.after_hangup_s`` (reason
-``socket_closed``, source the front door), unless a socket for the same call id
-opens on this process first: then the call goes on (a reconnect).
+A closed socket is written to the call (``calls.detached_at``): the call ends after
+``end_function.after_hangup_s`` (reason ``socket_closed``, source the front door)
+unless a socket for the same call id opens first, on any instance sharing the
+database. This process ends it on time itself; the sweep of any instance ends it
+when this one is gone. The end is conditional in the database: a call whose socket
+came back (elsewhere) is not ended.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import WSMsgType, web
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from ...calls.model import Call, EndReason
 from ...config import FrontDoorConfig
-from ...core.frames import FrameCode, FrameError
+from ...core.frames import FrameCode
 from ...core.profile import Profile
 from ...errors import RequestError
 from ...metrics import FRONT_DOOR_FRAMES
@@ -44,7 +48,7 @@ CLOSE_GOING_AWAY = 1001
 
 
 class Doors:
-    """The front doors' calls on this process: the live socket of each call id and
+    """The front doors' sockets on this process: the live socket of each call id and
     the ends waiting for a reconnect (see the module docstring)."""
 
     def __init__(self) -> None:
@@ -53,7 +57,7 @@ class Doors:
 
     def attach(self, call_id: str, ws: web.WebSocketResponse) -> bool:
         """``ws`` is ``call_id``'s socket from now on; ``False`` when it has one already.
-        A waiting end is called off (a reconnect)."""
+        A waiting end here is called off (a reconnect)."""
         if call_id in self.live:
             return False
         waiting = self.pending.pop(call_id, None)
@@ -65,7 +69,7 @@ class Doors:
 
     async def take(self, call_id: str, ws: web.WebSocketResponse, door: str) -> bool:
         """:meth:`attach`, or ``False`` with ``ws`` closed (4409) and a log line when the
-        call has a live socket already."""
+        call has a live socket here already."""
         if self.attach(call_id, ws):
             return True
         log.warning("front door refused a second socket door=%s call_id=%s close=%s", door, call_id, CLOSE_DUPLICATE)
@@ -73,17 +77,22 @@ class Doors:
         return False
 
     def detach(self, s: Services, call_id: str, ws: web.WebSocketResponse, call: Call | None, source: str) -> None:
-        """``ws`` closed: its call ends after ``end_function.after_hangup_s`` unless it reconnects."""
+        """``ws`` closed: its call ends after ``end_function.after_hangup_s`` unless it
+        reconnects (a task of its own: the socket's handler may be cancelled as it closes)."""
         if self.live.get(call_id) is not ws:
             return
         del self.live[call_id]
         if call is not None and not call.ended:
-            self.pending[call_id] = asyncio.ensure_future(self._end_later(s, call_id, call, source))
+            task = asyncio.ensure_future(self._end_later(s, call_id, call, source))
+            task.add_done_callback(_reported)
+            self.pending[call_id] = task
 
     async def _end_later(self, s: Services, call_id: str, call: Call, source: str) -> None:
         try:
+            await s.registry.detach_door(call, source)
             await asyncio.sleep(s.config.end_function.after_hangup_s)
-            await s.registry.end(call, EndReason.SOCKET_CLOSED, source)
+            if not await s.registry.end(call, EndReason.SOCKET_CLOSED, source):
+                log.info("front door call_id=%s not ended: its socket opened again (here or on another instance)", call_id)
         finally:
             if self.pending.get(call_id) is asyncio.current_task():
                 del self.pending[call_id]
@@ -91,8 +100,8 @@ class Doors:
     async def close(self) -> None:
         """At shutdown, once the replies in flight are done: every socket is closed with
         1001 (the platform reconnects, to the server that took over), and the waiting
-        ends are called off: a call nobody continues ends by
-        ``end_function.idle_timeout_s``, as on the HTTP path."""
+        ends here are called off: the call's socket stays closed in the database, so
+        the sweep of whichever instance runs ends it on time."""
         for ws in list(self.live.values()):
             with contextlib.suppress(Exception):
                 await ws.close(code=CLOSE_GOING_AWAY, message=b"callgate is shutting down")
@@ -100,6 +109,12 @@ class Doors:
         for t in waiting:
             t.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
+
+
+def _reported(task: asyncio.Task[None]) -> None:
+    """A waiting end that failed is logged, never lost."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("front door: ending a call whose socket closed failed", exc_info=task.exception())
 
 
 DOORS: web.AppKey[Doors] = web.AppKey("callgate_doors", Doors)
@@ -117,23 +132,28 @@ async def open_socket(request: web.Request, s: Services) -> web.WebSocketRespons
     return ws
 
 
-async def frames(ws: web.WebSocketResponse, door: str, call_id: str | None) -> AsyncIterator[str | bytes]:
-    """The socket's text (and binary) frames until it closes."""
+async def frames(ws: web.WebSocketResponse, door: str, call_id: Any) -> AsyncIterator[str | bytes]:
+    """The socket's text (and binary) frames until it closes. A socket that breaks the
+    WebSocket protocol is logged and counted by what broke: ``too_big`` (a frame past
+    the reader's limit, close 1009) or ``protocol_error`` (anything else)."""
     async for msg in ws:
         if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
             yield msg.data
         elif msg.type == WSMsgType.ERROR:
-            log.warning("front door socket failed door=%s call_id=%s error=%s", door, call_id, ws.exception())
-            FRONT_DOOR_FRAMES.labels(door, FrameCode.TOO_BIG).inc()
+            exc = ws.exception()
+            big = isinstance(exc, aiohttp.WebSocketError) and exc.code == WSCloseCode.MESSAGE_TOO_BIG
+            code = FrameCode.TOO_BIG if big else FrameCode.PROTOCOL_ERROR
+            log.warning("front door socket failed door=%s call_id=%s result=%s error=%s", door, call_id, code, exc)
+            FRONT_DOOR_FRAMES.labels(door, code).inc()
             return
 
 
-async def refuse(ws: web.WebSocketResponse, door: str, call_id: str | None, e: FrameError) -> None:
+async def refuse(ws: web.WebSocketResponse, door: str, call_id: Any, code: FrameCode, message: str) -> None:
     """A frame callgate cannot read: logged, counted, the socket closed with its code."""
-    FRONT_DOOR_FRAMES.labels(door, e.code).inc()
-    code = CLOSE_TOO_BIG if e.code is FrameCode.TOO_BIG else CLOSE_INVALID
-    log.warning("front door frame refused door=%s call_id=%s code=%s close=%s: %s", door, call_id, e.code, code, e)
-    await ws.close(code=code, message=e.code.encode())
+    FRONT_DOOR_FRAMES.labels(door, code).inc()
+    close = CLOSE_TOO_BIG if code is FrameCode.TOO_BIG else CLOSE_INVALID
+    log.warning("front door frame refused door=%s call_id=%s code=%s close=%s: %s", door, call_id, code, close, message)
+    await ws.close(code=close, message=code.encode())
 
 
 def door_profile(s: Services, door: FrontDoorConfig) -> Profile:
@@ -145,9 +165,3 @@ def owner_of(request: web.Request) -> str | None:
     """The name of the request's key (``None`` without keys)."""
     key = key_of(request)
     return key.name if key else None
-
-
-def ignored(door: str, kind: Any) -> None:
-    """A frame of a type callgate does not know: counted, logged at debug."""
-    FRONT_DOOR_FRAMES.labels(door, "unknown").inc()
-    log.debug("front door frame ignored door=%s type=%s", door, kind)

@@ -5,8 +5,10 @@
 ``upstream``      headers both ways, opening the upstream call
 ``attempt``       one request to one upstream of the pool, held until it speaks
 ``race``          the attempts of one reply: fallback, hedging, continuations
-``reply``         one reply in flight: its adopted attempts, commands, timings, outcome
-``stream``        the reply to the runtime, streamed or whole, continued after stalls
+``reply``         one reply in flight, walked once: the race's winner, its outputs to a
+                  sink, continuations, what its state machine decides
+``record``        the turn's outcome and each attempt's entry, as the machine decided
+``stream``        the HTTP sink: the SSE encoder stage, or one whole body
 ================  ===========================================================
 
 A request is read and checked (400/413/404), the first attempt and the call's
@@ -32,9 +34,9 @@ from ..auth import requires
 from ..services import SERVICES, Services
 from .attempt import Attempt
 from .race import Race
-from .reply import Reply
+from .reply import Reply, new_machine
 from .request import ChatRequest, read_chat_request
-from .stream import relay_reply
+from .stream import HttpSink
 from .upstream import downstream_headers, open_upstream
 
 __all__ = ["ChatRequest", "chat_completions", "models"]
@@ -55,7 +57,8 @@ async def _chat_completions(request: web.Request, s: Services) -> web.StreamResp
     req = await read_chat_request(request, s)
     chat = req.chat
     logs.bind(call_id=chat.call_id)  # the runtime's id, when it sent one (a call of its own gets one below)
-    race = Race(s, req.upstream, request.headers, chat.stream, req.profile.upstreams, req.started)
+    machine = new_machine(s)
+    race = Race(s, machine, req.upstream, req.upstream_body, request.headers, chat.stream, req.profile.upstreams, req.started)
     first = asyncio.ensure_future(race.first())
     first.add_done_callback(_retrieved)
     try:
@@ -65,13 +68,17 @@ async def _chat_completions(request: web.Request, s: Services) -> web.StreamResp
         )
     except BaseException:
         first.cancel()
+        await race.stop()
         raise
     logs.bind(call_id=call.call_id)
-    reply = Reply(s, req.profile, call, turn, req.started, race)
+    sink = HttpSink(request, call.call_id)
+    reply = Reply(s, req.profile, call, turn, req.started, race, machine, sink)
     try:
-        return await relay_reply(request, first, reply, chat.stream)
+        await reply.run(first)
+        assert sink.response is not None
+        return sink.response
     finally:
-        await race.cancel()
+        await race.stop()
         s.registry.finish_turn(call, turn, reply.outcome())
         logs.bind(ttft_ms=reply.ttft_ms, upstream=reply.current.name if reply.current else None)
 

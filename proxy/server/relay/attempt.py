@@ -2,11 +2,20 @@
 
 An attempt opens its upstream, then reads until it has *speakable output* (content
 the runtime receives after rendering, a tool call, a command, or a finish; not a
-role-only chunk, a comment, an empty delta or thinking): what it rendered until then
-is held in :attr:`Attempt.held` and its commands in :attr:`Attempt.cmds`, so a losing
-attempt leaves no trace. The winner is *adopted* by the reply (its held bytes go out,
-its commands are acted on) and read on by the stream. ``commit`` attempts (no other
-could take over) stop reading at the head, as a lone upstream always did.
+role-only chunk, a comment, an empty delta or thinking): its outputs until then
+(:mod:`proxy.core.outputs`) are held in :attr:`Attempt.held`, so a losing attempt
+leaves no trace. The winner is *adopted* by the reply (:meth:`Attempt.take_held`:
+its held outputs go out, its commands are acted on) and read on by the reply.
+``commit`` attempts (no other could take over) stop reading at the head, as a lone
+upstream always did. What an attempt holds is bounded by ``limits.max_held_bytes``:
+past it the attempt counts as having answered (adopted at once), so a hedged
+reasoning model's long thinking cannot grow without end.
+
+Each upstream event's JSON is decoded once, by the attempt's inspector; an event
+held before adoption keeps its decoded JSON, so that when the call's hangup
+policy refuses a hangup the attempt found while it was not yet the reply's (the
+call hung up meanwhile), its held events are inspected again under the live
+policy without a second decode.
 
 Failures raise the :class:`~proxy.errors.UpstreamError` the runtime would get, with
 its ``failure`` code; a stream that ends or errors before speaking is one.
@@ -15,26 +24,29 @@ its ``failure`` code; a stream that ends or errors before speaking is one.
 from __future__ import annotations
 
 import asyncio
-import json
-import re
+import logging
 import time
 from typing import Any
 
 import aiohttp
 
 from ...config import PoolEntry
+from ...core import json_codec
 from ...core.analyzer import HangupPolicy
-from ...core.commands import AnyCommand, RejectReason
+from ...core.commands import RejectReason
 from ...core.inspector import InspectorSettings, InvalidChunk, ReplyInspector
-from ...core.routing import AttemptOutcome, Usage, usage_of
+from ...core.outputs import CommandFound, Output
+from ...core.reply import AttemptOutcome
+from ...core.routing import Usage
 from ...core.sse import SSEDecodeError, SSEDecoder, SSEEvent
 from ...errors import UpstreamBadReply, UpstreamError, UpstreamFailure, UpstreamStatus, UpstreamTimeout, UpstreamUnreachable
+from ...metrics import LIMIT_HITS
 from ..services import Services
 from .upstream import open_upstream
 
-__all__ = ["Attempt", "DeferredPolicy"]
+__all__ = ["Attempt", "DeferredPolicy", "retry_after_of"]
 
-_USAGE = re.compile(r'"usage"\s*:\s*\{')
+log = logging.getLogger("callgate.relay")
 
 
 class DeferredPolicy:
@@ -57,33 +69,41 @@ class DeferredPolicy:
             self.pending = source
         return reason
 
-    def live(self) -> None:
-        """The attempt won: a remembered hangup becomes the call's, and later ones act at once."""
+    def live(self) -> RejectReason | None:
+        """The attempt won: a remembered hangup becomes the call's, and later ones act
+        at once. Returns the call's refusal of the remembered hangup (the call hung up,
+        or ended, since it was checked), or ``None``."""
         self.is_live = True
-        if self.pending is not None:
-            self.real.refuse_hangup(self.pending, True)
-            self.pending = None
+        pending, self.pending = self.pending, None
+        return self.real.refuse_hangup(pending, True) if pending is not None else None
 
 
 class Attempt:
-    """See the module docstring. ``started``: ``perf_counter()`` of the request (times are ms from it)."""
+    """See the module docstring. ``index``: the attempt's number in its reply (its
+    state machine's); ``started``: ``perf_counter()`` of the request (times are ms from it)."""
 
-    def __init__(self, entry: PoolEntry, body: bytes, model: Any, hide_usage: bool, started: float, *, continuation: bool = False) -> None:
-        self.entry, self.body, self.model, self.hide_usage = entry, body, model, hide_usage
+    def __init__(
+        self, index: int, entry: PoolEntry, body: bytes, model: Any, hide_usage: bool, started: float, *,
+        continuation: bool = False, max_held_bytes: int = 1 << 20, after_transfer: bool = False,
+    ) -> None:
+        self.after_transfer = after_transfer
+        self.index, self.entry, self.body, self.model, self.hide_usage = index, entry, body, model, hide_usage
         self.turn_started = started
         self.started_ms = round((time.perf_counter() - started) * 1000, 3)
         self.continuation = continuation
         self.first_token_ms: float | None = None
-        self.outcome: AttemptOutcome | None = None
         self.error: str | None = None
-        self.usage: Usage | None = None
         self.resp: aiohttp.ClientResponse | None = None
         self.whole: bytes | None = None  # a non-streamed answer, read
+        self.whole_json: Any = None  # and decoded
         self.inspector: ReplyInspector | None = None
         self.policy: DeferredPolicy | None = None
         self.decoder = SSEDecoder()
-        self.held: list[bytes] = []
-        self.cmds: list[AnyCommand] = []
+        self.held: list[Output] = []
+        self.inputs: list[tuple[SSEEvent, Any]] = []  # the events held, with their decoded JSON
+        self.held_bytes = 0
+        self.commanded = False  # a command is among the held outputs
+        self.max_held_bytes = max_held_bytes
         self.first_byte_at: float | None = None  # perf_counter()
         self.let_go = False  # no longer in flight at its upstream
 
@@ -91,6 +111,11 @@ class Attempt:
     def name(self) -> str:
         """The upstream's name."""
         return self.entry.name
+
+    @property
+    def usage(self) -> Usage | None:
+        """The upstream's ``usage`` for this attempt, when it sent one."""
+        return self.inspector.usage if self.inspector is not None else None
 
     async def run(self, s: Services, headers: Any, stream: bool, ready: asyncio.Future[tuple[InspectorSettings, HangupPolicy]], commit: bool) -> None:
         """Open the upstream and read until speakable output (or, with ``commit``,
@@ -100,7 +125,7 @@ class Attempt:
             self.first_byte()
         settings, policy = await asyncio.shield(ready)
         self.policy = DeferredPolicy(policy)
-        self.inspector = ReplyInspector(settings, policy=self.policy)
+        self.inspector = self._inspector(settings, self.policy)
         sse = self.resp.content_type == "text/event-stream"
         if not stream and not sse:
             return await self._whole()
@@ -108,6 +133,12 @@ class Attempt:
             raise UpstreamBadReply(f"upstream answered {self.resp.content_type!r}, not text/event-stream, to a streaming request")
         if not commit and stream:  # an event stream to a request without stream: relayed as it comes
             await self._until_speakable()
+
+    def _inspector(self, settings: InspectorSettings, policy: HangupPolicy) -> ReplyInspector:
+        ins = ReplyInspector(settings, policy=policy, hide_usage=self.hide_usage)
+        if self.after_transfer:
+            ins.after_transfer()
+        return ins
 
     def first_byte(self) -> None:
         """Its first byte (of a stream's body; of a whole answer's head) came now."""
@@ -123,12 +154,21 @@ class Attempt:
         except aiohttp.ClientError as e:
             raise UpstreamUnreachable(f"upstream failed during the reply: {type(e).__name__}: {e}") from None
         try:
-            self.usage = usage_of(json.loads(data))
+            obj = json_codec.loads(data)
         except ValueError:
             raise UpstreamBadReply(f"upstream answered {self.resp.content_type!r} that is not a JSON chat completion") from None
-        self.whole = data
+        self.whole, self.whole_json = data, obj
         self.resp.release()
         self.spoke()
+
+    def _hold(self, event: SSEEvent) -> None:
+        assert self.inspector is not None
+        out = self.inspector.feed(event)
+        if out and type(out[-1]) is CommandFound:
+            self.commanded = True
+        self.held += out
+        self.inputs.append((event, self.inspector.last_chunk))
+        self.held_bytes += len(event.raw)
 
     async def _until_speakable(self) -> None:
         assert self.resp is not None
@@ -136,15 +176,13 @@ class Attempt:
             async for data in self.resp.content.iter_any():
                 self.first_byte()
                 for event in self.decoder.feed(data):
-                    out, cmds = self.feed(event)
-                    self.held.append(out)
-                    self.cmds += cmds
+                    self._hold(event)
                 if self.speakable():
                     return self.spoke()
+                if self.held_bytes > self.max_held_bytes:
+                    return self._overflowed()
             for event in self.decoder.close():
-                out, cmds = self.feed(event)
-                self.held.append(out)
-                self.cmds += cmds
+                self._hold(event)
         except TimeoutError:
             raise UpstreamTimeout(f"upstream sent nothing for {self.entry.timeout_s} s before speaking") from None
         except (aiohttp.ClientError, SSEDecodeError, InvalidChunk) as e:
@@ -153,35 +191,38 @@ class Attempt:
             return self.spoke()
         raise _failed("the upstream's stream ended before it said anything", UpstreamFailure.INCOMPLETE)
 
+    def _overflowed(self) -> None:
+        LIMIT_HITS.labels("max_held_bytes").inc()
+        log.warning("upstream %s held %d bytes before speaking (limits.max_held_bytes %d): adopted as it is",
+                    self.name, self.held_bytes, self.max_held_bytes)
+
     def speakable(self) -> bool:
         """Whether the runtime would hear something of it: spoken content, a tool
         call, a command or a finish (an upstream ``error`` object is not)."""
         ins = self.inspector
         if ins is None or ins.upstream_error is not None and not ins.spoken_text:
             return False
-        return bool(self.cmds or ins.saw_finish or ins.spoken_text or ins.tool_calls)
+        return bool(self.commanded or ins.saw_finish or ins.spoken_text or ins.tool_calls)
 
     def spoke(self) -> None:
         """Its first speakable output came now."""
         if self.first_token_ms is None:
             self.first_token_ms = round((time.perf_counter() - self.turn_started) * 1000, 3)
 
-    def feed(self, event: SSEEvent) -> tuple[bytes, list[AnyCommand]]:
-        """One SSE event through its inspector, its ``usage`` taken; a usage chunk
-        callgate asked for (``hide_usage``) does not go out."""
-        data = event.data
-        if data is not None and '"usage"' in data and _USAGE.search(data) is not None:
-            try:
-                obj = json.loads(data)
-            except ValueError:
-                obj = None
-            usage = usage_of(obj)
-            if usage is not None:
-                self.usage = usage
-            if self.hide_usage and isinstance(obj, dict) and not obj.get("choices"):
-                return b"", []
-        assert self.inspector is not None
-        return self.inspector.feed(event)
+    def take_held(self) -> list[Output]:
+        """The attempt won: its held outputs (handed over once), under the call's live
+        hangup policy (see the module docstring)."""
+        assert self.policy is not None and self.inspector is not None
+        refused = self.policy.live()
+        held, inputs = self.held, self.inputs
+        self.held, self.inputs = [], []
+        if refused is None:
+            return held
+        self.inspector = fresh = self._inspector(self.inspector.settings, self.policy)
+        out: list[Output] = []
+        for event, obj in inputs:
+            out += fresh.feed(event) if obj is None else fresh.feed_chunk(event, obj)
+        return out
 
     def close(self) -> None:
         """Close its connection (a loser's, a stalled one's)."""
@@ -193,12 +234,13 @@ class Attempt:
         if self.resp is not None:
             self.resp.release()
 
-    def record(self, cost_usd: float | None) -> dict[str, Any]:
+    def record(self, outcome: AttemptOutcome | None, cost_usd: float | None) -> dict[str, Any]:
         """The turn's ``attempts`` entry."""
+        usage = self.usage
         return {
             "upstream": self.name, "model": self.model, "started_ms": self.started_ms, "first_token_ms": self.first_token_ms,
-            "outcome": str(self.outcome or AttemptOutcome.CANCELLED), "error": self.error,
-            "usage": self.usage.to_json() if self.usage is not None else None, "cost_usd": cost_usd,
+            "outcome": str(outcome or AttemptOutcome.CANCELLED), "error": self.error,
+            "usage": usage.to_json() if usage is not None else None, "cost_usd": cost_usd,
         }
 
 

@@ -4,11 +4,17 @@
 speakable output: a failure that is the upstream's (connect, timeout, 408/409/429/5xx,
 a bad or empty stream) moves to the next upstream at once; with
 ``routing.first_token_ms`` an attempt still silent then gets a hedge (the next
-upstream starts as well); the first to speak wins and the others are cancelled
-(their connections closed, their commands never acted on). At most
+upstream starts as well); the first to speak wins and the others lose (their
+connections closed, their commands never acted on). At most
 ``routing.max_attempts`` start. A request's own error (400, 401, 403, 404, 422) is
 relayed at once. When all fail, the last error is raised. :meth:`Race.continuation`
 does the same for a reply whose speech stalled, with the continuation request.
+
+The race tells the reply's state machine (:class:`~proxy.core.reply.ReplyMachine`)
+what happens to each attempt (started, failed, won) and carries out what it
+answers; the machine writes the outcomes. The pool's health is the race's to tell.
+:meth:`Race.let_go` is the one place an attempt's connection is closed or released
+and its upstream's in-flight count taken back.
 
 An attempt that nothing could take over from (the last upstream left, none other
 running, no hedge) is adopted as soon as its head came: a lone upstream's bytes
@@ -26,13 +32,14 @@ from typing import Any
 from ...config import PoolEntry
 from ...core.analyzer import HangupPolicy
 from ...core.inspector import InspectorSettings
-from ...core.routing import AttemptOutcome, attempt_body, continuation_body, retry_after_s, retryable
+from ...core.reply import ReplyAction, ReplyEvent, ReplyInput, ReplyMachine
+from ...core.routing import attempt_body, continuation_body, retry_after_s, retryable
 from ...errors import UpstreamError, UpstreamsBusy, UpstreamStatus
 from ...metrics import UPSTREAM_HEDGES
+from ..pool import UpstreamPool
 from ..services import Services
 from .attempt import Attempt, retry_after_of
-from .upstream import upstream_url
-from ..pool import UpstreamPool
+from .upstream import safe_url
 
 __all__ = ["Race"]
 
@@ -41,22 +48,29 @@ log = logging.getLogger("callgate.relay")
 
 @dataclass(slots=True)
 class _Round:
-    """One race's progress: its request, the names in order, those tried, the
-    attempts it may still start, the last failure."""
+    """One race's progress: its request (bytes and parsed), the names in order, those
+    tried, the attempts it may still start, the last failure."""
 
     raw: bytes
+    body: dict[str, Any]
     names: list[str]
     continuation: bool
     budget: int
+    transferred: bool = False
     tried: set[str] = field(default_factory=set)
     last: BaseException | None = None
 
 
 class Race:
-    """Every attempt of one reply (:attr:`attempts`, in start order); see the module docstring."""
+    """Every attempt of one reply (:attr:`attempts`, in start order, each at its
+    machine index); see the module docstring. ``raw``/``body``: the request for the
+    upstream as bytes and as parsed JSON (parsed once, for every attempt)."""
 
-    def __init__(self, s: Services, raw: bytes, headers: Any, stream: bool, upstreams: tuple[str, ...], started: float) -> None:
-        self.s, self.raw, self.headers, self.stream, self.started = s, raw, headers, stream, started
+    def __init__(
+        self, s: Services, machine: ReplyMachine, raw: bytes, body: dict[str, Any], headers: Any, stream: bool,
+        upstreams: tuple[str, ...], started: float,
+    ) -> None:
+        self.s, self.machine, self.raw, self.body, self.headers, self.stream, self.started = s, machine, raw, body, headers, stream, started
         self.pool: UpstreamPool = s.pool
         self.names = self.pool.names_for(upstreams)
         self.attempts: list[Attempt] = []
@@ -70,40 +84,38 @@ class Race:
 
     async def first(self) -> Attempt:
         """The winning attempt of the reply (see the module docstring)."""
-        return await self._race(self.raw, self.names, continuation=False)
+        return await self._run(_Round(self.raw, self.body, self.names, False, self.pool.routing.max_attempts))
 
-    async def continuation(self, after: Attempt, heard: str) -> Attempt:
+    async def continuation(self, after: Attempt, heard: str, transferred: bool = False) -> Attempt:
         """The attempt that continues a reply stalled at ``after``, the runtime having
-        received ``heard``: upstreams from the one after ``after``'s, its own last."""
+        received ``heard``: upstreams from the one after ``after``'s, its own last.
+        ``transferred``: the reply acted on a transfer (the continuation may not again)."""
         i = self.names.index(after.name) if after.name in self.names else -1
         names = self.names[i + 1 :] + self.names[: i + 1]
-        return await self._race(continuation_body(self.raw, heard, self.pool.routing.continue_prompt), names, continuation=True)
-
-    async def _race(self, raw: bytes, names: list[str], continuation: bool) -> Attempt:
-        try:
-            return await self._run(_Round(raw, names, continuation, self.pool.routing.max_attempts))
-        except BaseException:
-            await self._cancel(AttemptOutcome.CANCELLED)
-            raise
+        raw, body = continuation_body(self.body, heard, self.pool.routing.continue_prompt)
+        return await self._run(_Round(raw, body, names, True, self.pool.routing.max_attempts, transferred))
 
     async def _run(self, r: _Round) -> Attempt:
         routing = self.pool.routing
         hedge_s = routing.first_token_ms / 1000 if routing.first_token_ms else None
-        while True:
-            if r.budget > 0 and not self._tasks and not self._start(r):
-                raise r.last or UpstreamsBusy("no upstream is left to try")
-            ended = await self._wait(r, hedge_s)
-            if ended is None:  # the hedge: nobody spoke within first_token_ms
-                if self._start(r):
-                    UPSTREAM_HEDGES.inc()
-                continue
-            winner = await self._settle(ended, r) if ended else None
-            if winner is not None:
-                return winner
-            if not self._tasks and r.budget <= 0:
-                raise r.last or UpstreamsBusy("no upstream is left to try")
-            if ended and self._tasks and r.budget > 0:  # one failed while another runs: the next starts at once
-                self._start(r)
+        try:
+            while True:
+                if r.budget > 0 and not self._tasks and not self._start(r):
+                    raise r.last or UpstreamsBusy("no upstream is left to try")
+                ended = await self._wait(r, hedge_s)
+                if ended is None:  # the hedge: nobody spoke within first_token_ms
+                    if self._start(r):
+                        UPSTREAM_HEDGES.inc()
+                    continue
+                winner = self._settle(ended, r) if ended else None
+                if winner is not None:
+                    return winner
+                if not self._tasks and r.budget <= 0:
+                    raise r.last or UpstreamsBusy("no upstream is left to try")
+                if ended and self._tasks and r.budget > 0:  # one failed while another runs: the next starts at once
+                    self._start(r)
+        finally:
+            await self._stop_tasks()
 
     async def _wait(self, r: _Round, hedge_s: float | None) -> set[asyncio.Task[None]] | None:
         """The attempts that ended (maybe none: the call became known), or ``None`` when
@@ -116,16 +128,16 @@ class Race:
         done, _ = await asyncio.wait(waiting, timeout=hedge_s if may_hedge else None, return_when=asyncio.FIRST_COMPLETED)
         return {t for t in self._tasks if t in done} if done else None
 
-    async def _settle(self, done: set[asyncio.Task[None]], r: _Round) -> Attempt | None:
-        """The attempts that ended: one that succeeded wins (in start order; the rest
-        are cancelled); failures are recorded in ``r.last``."""
-        ended = sorted(done, key=lambda t: self.attempts.index(self._tasks[t]))
+    def _settle(self, done: set[asyncio.Task[None]], r: _Round) -> Attempt | None:
+        """The attempts that ended: one that succeeded wins (in start order; the others
+        lose); failures are recorded in ``r.last``."""
+        ended = sorted(done, key=lambda t: self._tasks[t].index)
         for task in ended:
             if task.exception() is None:
                 attempt = self._tasks.pop(task)
                 if attempt.first_token_ms is not None:  # it spoke (one adopted at its head is judged later)
                     self.pool.health.succeeded(attempt.name)
-                await self._cancel(AttemptOutcome.LOST)
+                self.carry_out(self.machine.on(ReplyInput(ReplyEvent.WON, attempt.index)))
                 return attempt
         for task in ended:
             exc = task.exception()
@@ -150,26 +162,32 @@ class Race:
         # nothing could take over from it: adopted at its head, as a lone upstream always was
         commit = not self._tasks and not (r.budget > 1 and self._untried(r.names, r.tried))
         r.budget -= 1
-        self._launch(entry, r.raw, r.continuation, commit)
+        self._launch(entry, r, commit)
         return True
 
-    def _launch(self, entry: PoolEntry, raw: bytes, continuation: bool, commit: bool) -> None:
-        body, model, added = attempt_body(raw, models=entry.models, drop=frozenset(entry.drop_fields), include_usage=entry.include_usage)
-        attempt = Attempt(entry, body, model, added, self.started, continuation=continuation)
+    def _launch(self, entry: PoolEntry, r: _Round, commit: bool) -> None:
+        body, model, added = attempt_body(
+            r.raw, r.body, models=entry.models, drop=frozenset(entry.drop_fields), include_usage=entry.include_usage
+        )
+        index = self.machine.start(continuation=r.continuation)
+        attempt = Attempt(
+            index, entry, body, model, added, self.started, continuation=r.continuation,
+            max_held_bytes=self.s.config.limits.max_held_bytes, after_transfer=r.transferred,
+        )
+        assert index == len(self.attempts)
         self.attempts.append(attempt)
         self.pool.health.begin(entry.name, self.pool.clock())
         task = asyncio.ensure_future(attempt.run(self.s, self.headers, self.stream, self.ready, commit))
         self._tasks[task] = attempt
 
     def _failed(self, attempt: Attempt, e: BaseException) -> BaseException:
-        """An attempt failed: recorded, its upstream's health told; raises at once
-        when the failure is the request's own."""
-        attempt.outcome = AttemptOutcome.FAILED
+        """An attempt failed: its outcome written, its upstream's health told; raises
+        at once when the failure is the request's own."""
         attempt.error = f"{type(e).__name__}: {e}"
-        self.let_go(attempt)
-        url = upstream_url(attempt.entry.base_url, "/chat/completions").with_query(None)  # a query may hold a key
+        self.carry_out(self.machine.on(ReplyInput(ReplyEvent.ATTEMPT_FAILED, attempt.index)), attempt)
         if not isinstance(e, UpstreamError):
             raise e
+        url = safe_url(attempt.entry)
         if isinstance(e, UpstreamStatus) and not retryable(e.status):
             log.warning("upstream %s answered the request's own error upstream_url=%s error=%s", attempt.name, url, attempt.error)
             if not self._tasks:  # relayed at once, unless another attempt may still answer
@@ -180,21 +198,29 @@ class Race:
         log.warning("upstream %s failed an attempt (now %s) upstream_url=%s error=%s", attempt.name, state, url, attempt.error)
         return e
 
-    async def _cancel(self, outcome: AttemptOutcome) -> None:
-        """Cancel the attempts still running (their connections closed)."""
-        running = dict(self._tasks)
+    async def _stop_tasks(self) -> None:
+        """The race is over: attempts still reading are stopped (their outcomes are the
+        machine's: lost to a winner, or cancelled with the reply)."""
+        running = list(self._tasks)
         self._tasks.clear()
-        for task, attempt in running.items():
-            attempt.outcome = outcome
+        for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-        for attempt in running.values():
-            self.let_go(attempt)
 
-    def fault(self, attempt: Attempt) -> None:
-        """An adopted attempt failed after its head (cut, stalled, broke): its upstream's health is told."""
-        state = self.pool.health.failed(attempt.name, self.pool.clock())
-        log.warning("upstream %s failed mid-reply (now %s): %s", attempt.name, state, attempt.error)
+    def carry_out(self, actions: tuple[ReplyAction, ...], attempt: Attempt | None = None) -> None:
+        """What the machine asked about attempts: close ``attempt`` (``CLOSE``), close
+        every attempt that no longer runs for the reply (``CLOSE_OTHERS``: the losers,
+        or all at the reply's end), tell the pool of a fault (``FAULT``)."""
+        for action in actions:
+            if action is ReplyAction.CLOSE and attempt is not None:
+                self.let_go(attempt)
+            elif action is ReplyAction.CLOSE_OTHERS:
+                for other in self.attempts:
+                    if other is not attempt and other.index != self.machine.current and not other.let_go:
+                        self.let_go(other)
+            elif action is ReplyAction.FAULT and attempt is not None:
+                state = self.pool.health.failed(attempt.name, self.pool.clock())
+                log.warning("upstream %s failed mid-reply (now %s) upstream_url=%s error=%s", attempt.name, state, safe_url(attempt.entry), attempt.error)
 
     def spoke(self, attempt: Attempt) -> None:
         """An attempt adopted at its head produced speakable output: its upstream answered."""
@@ -208,8 +234,8 @@ class Race:
             attempt.let_go = True
             self.pool.health.end(attempt.name)
 
-    async def cancel(self) -> None:
-        """The reply is over: whatever still runs is cancelled, every attempt let go."""
-        await self._cancel(AttemptOutcome.CANCELLED)
+    async def stop(self) -> None:
+        """The reply is over: every attempt let go (released: one read to its end goes back to the pool)."""
+        await self._stop_tasks()
         for attempt in self.attempts:
             self.let_go(attempt, close=False)

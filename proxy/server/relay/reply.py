@@ -1,114 +1,348 @@
-"""One reply in flight: the attempt it adopted, its commands handed to the registry,
-its timings, and how it went (the turn's :class:`~proxy.storage.TurnOutcome`).
+"""One reply in flight: the attempts racing for it, the one it adopted, what goes to
+the runtime, its commands, timings, and how it went.
 
-A reply adopts one attempt (:meth:`Reply.adopt`) and, after a stall, the attempt that
-continues it: each has its own inspector, and the turn's texts are theirs joined
-in order. A continuation's chunks carry the first attempt's chunk ``id`` and no
-``role``.
+:meth:`Reply.run` walks the reply once, from the race's winner to its end: the
+adopted attempt's events through its inspector (each JSON decoded once), the
+outputs (:mod:`proxy.core.outputs`) handed to a :class:`Sink` (the HTTP response's
+SSE encoder, or a front door taking the speech), commands handed to the registry as
+they come. The reply's state machine (:class:`~proxy.core.reply.ReplyMachine`) is fed
+every event (an attempt won, spoke, finished, stalled, broke, was cut; the runtime
+went away; the caller barged in; the drain ran out; callgate failed) and alone
+decides the turn's status and each attempt's outcome; this module carries out what it
+answers: close connections, continue after a stall (the next upstream, after what
+the runtime received; a continuation's chunks carry the first attempt's chunk ``id``
+and no ``role``), or send the runtime an error event or a finish and ``[DONE]``.
+
+A stall is ``routing.stall_ms`` of silence after speech began (with ``on_stall:
+continue`` it is continued, with ``error`` the runtime gets the error event). Each
+adopted attempt has its own inspector; the turn's texts are theirs joined in order.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
+import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
-from ...calls.model import Call, Turn, TurnOutcome, TurnStatus
-from ...core.commands import AnyCommand
-from ...core.inspector import ReplyInspector
+import aiohttp
+
+from ...calls.events import ControlEvent, HangupEvent, TransferEvent
+from ...calls.model import Call, Turn, TurnOutcome
+from ...core import json_codec
+from ...core.commands import HANGUP, TRANSFER, AnyCommand, Command
+from ...core.inspector import InvalidChunk, ReplyInspector
+from ...core.outputs import DONE, CommandFound, Forward, Output, Rewrite, continued, finish
 from ...core.profile import Profile
-from ...core.routing import AttemptOutcome, continued, cost_usd
-from ...core.sse import SSEEvent
-from ...errors import UpstreamFailure
-from ...metrics import (
-    ADDED_TTFB,
-    CHUNKS,
-    UPSTREAM_ATTEMPTS,
-    UPSTREAM_COST,
-    UPSTREAM_ERRORS,
-    UPSTREAM_FIRST_TOKEN,
-    UPSTREAM_TOKENS,
-    UPSTREAM_TTFB,
-)
+from ...core.reply import ERROR_CODES, ReplyAction, ReplyEvent, ReplyInput, ReplyMachine, ReplyState, TurnStatus
+from ...core.sse import SSEDecodeError, SSEEvent
+from ...errors import UpstreamError, UpstreamFailure, openai_error_body
+from ...metrics import ADDED_TTFB, CHUNKS, UPSTREAM_STALLS, UPSTREAM_TTFB
 from ..services import Services
 from .attempt import Attempt
 from .race import Race
+from .record import turn_outcome
 
-__all__ = ["Reply"]
+__all__ = ["Reply", "Sink", "new_machine"]
+
+log = logging.getLogger("callgate.relay")
+
+_UPSTREAM_FAILURES = (aiohttp.ClientError, TimeoutError, SSEDecodeError, InvalidChunk)
+_DONE = Forward(SSEEvent(DONE, "[DONE]"))
+_MESSAGES = {
+    TurnStatus.UPSTREAM_ERROR: ("upstream failed during the stream: {error}", "upstream_error"),
+    TurnStatus.UPSTREAM_INCOMPLETE: ("the upstream's stream ended before the reply was complete", "upstream_error"),
+    TurnStatus.SHUT_DOWN: ("callgate is shutting down; the reply was cut", "server_error"),
+    TurnStatus.ERROR: ("callgate failed during the stream", "server_error"),
+}
+
+
+class Sink(Protocol):
+    """Where a reply goes: the runtime's HTTP response, or a front door's platform."""
+
+    async def open(self, attempt: Attempt) -> None:
+        """The reply adopted its first attempt (its response's head is known)."""
+
+    async def send(self, items: list[Output]) -> None:
+        """Send ``items``; raises :class:`ConnectionError` when the other side is gone."""
+
+    async def whole(self, attempt: Attempt, body: bytes) -> None:
+        """A non-streamed reply's inspected body."""
+
+    async def close(self) -> None:
+        """The reply is over (the HTTP response's end)."""
+
+
+def new_machine(s: Services) -> ReplyMachine:
+    """A reply's state machine under ``routing:``."""
+    r = s.config.routing
+    return ReplyMachine(stall_ms=r.stall_ms or 0, continue_on_stall=r.on_stall == "continue", max_continuations=r.max_attempts)
+
+
+class _Stalled(Exception):
+    """The adopted attempt's speech went silent ``routing.stall_ms``."""
 
 
 class Reply:
     """See the module docstring. ``started``: ``perf_counter()`` when the request was
-    read (times in the outcome are ms from then)."""
+    read (times in the outcome are ms from then). ``gone``: what the turn records when
+    the other side goes away; ``cancelled_by``: set before cancelling the reply's task
+    (a front door: ``BARGED_IN`` or ``CLIENT_GONE``)."""
 
-    def __init__(self, s: Services, profile: Profile, call: Call, turn: Turn, started: float, race: Race) -> None:
-        self.s, self.call, self.turn, self.race = s, call, turn, race
-        self.inspector = ReplyInspector(profile.settings, policy=s.registry.hangup_policy(call))  # until an attempt is adopted
+    def __init__(
+        self, s: Services, profile: Profile, call: Call, turn: Turn, started: float, race: Race, machine: ReplyMachine,
+        sink: Sink, *, gone: str = "the client closed the connection",
+    ) -> None:
+        self.s, self.call, self.turn, self.race, self.machine, self.sink = s, call, turn, race, machine, sink
+        self.profile = profile.name
+        self.inspector = ReplyInspector(profile.settings)  # until an attempt is adopted
         self.segments: list[ReplyInspector] = []
         self.current: Attempt | None = None
-        self.acted = False  # a command of this reply was acted on: nothing is continued after it
+        self.events: list[ControlEvent] = []  # the control events of its commands
+        self.transferred = False  # a transfer was acted on: a continuation may not transfer again
         self.started = started
         self.ttft_ms: float | None = None
-        self.status: TurnStatus | None = None
-        self.error: str | None = None
-        self.failure: UpstreamFailure | None = None  # how the upstream failed (callgate_upstream_errors_total)
-        self.profile = profile.name
-        self.chunks = CHUNKS.labels(profile.name)
         self.upstream_first = 0.0  # perf_counter() at the upstream's first byte
         self.client_first = False  # the client got its first byte
+        self.chunks = CHUNKS.labels(profile.name)
+        self.gone = gone
+        self.cancelled_by = ReplyEvent.CLIENT_GONE
+        self.heard: str | None = None  # what the caller heard, when the platform said (a front door's barge-in)
+        r = s.config.routing
+        self.stall_s = r.stall_ms / 1000 if r.stall_ms else None
         race.bind(profile.settings, s.registry.hangup_policy(call))
 
-    def adopt(self, attempt: Attempt) -> bytes:
-        """``attempt`` won: it is read on from here; returns what it held (for the
-        runtime), its commands acted on."""
-        assert attempt.inspector is not None and attempt.policy is not None
-        attempt.policy.live()
-        self.current, self.inspector = attempt, attempt.inspector
-        self.segments.append(attempt.inspector)
+    # -- the walk ------------------------------------------------------------------------
+
+    async def run(self, first: asyncio.Future[Attempt]) -> None:
+        """The reply from the race's winner to its end (see the module docstring).
+        Raises the race's :class:`~proxy.errors.UpstreamError` when nothing was sent
+        (the runtime gets it as the answer), and :class:`asyncio.CancelledError`."""
+        try:
+            await self._walk(first)
+        except ConnectionError:
+            self._end(ReplyEvent.CLIENT_GONE, error=self.gone)
+        except asyncio.CancelledError:
+            first.cancel()
+            if not (self.s.drain.expired and self.machine.streaming):
+                self._end(ReplyEvent.DRAIN_EXPIRED if self.s.drain.expired else self.cancelled_by, error=self._cut_why())
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # callgate's own cancel, answered here
+            await self._finally(self._end(ReplyEvent.DRAIN_EXPIRED, error=self._cut_why()))
+        except UpstreamError:
+            raise
+        except Exception as e:
+            log.exception("relay failed mid-reply call_id=%s", self.call.call_id)
+            await self._finally(self._end(ReplyEvent.CALLGATE_FAILED, error=f"{type(e).__name__}: {e}"))
+
+    async def _walk(self, first: asyncio.Future[Attempt]) -> None:
+        try:
+            attempt = await first
+        except UpstreamError as e:
+            self._end(ReplyEvent.GAVE_UP, failure=e.failure, error=str(e))
+            raise
+        await self._adopt(attempt, first=True)
+        if attempt.whole is not None:
+            return await self._whole(attempt)
+        while True:
+            event, failure, error = await self._stream(attempt)
+            actions = self._end(event, failure=failure, error=error)
+            if ReplyAction.CONTINUE not in actions:
+                await self._finally(actions)
+                return
+            nxt = await self._continue(attempt)
+            if nxt is None:
+                return
+            attempt = nxt
+
+    async def _whole(self, attempt: Attempt) -> None:
+        assert attempt.whole is not None
+        out, cmds = self.inspector.inspect_completion(attempt.whole, attempt.whole_json)
+        self.commands(cmds)
+        await self.sink.whole(attempt, out)
+        self._end(ReplyEvent.FINISHED)
+        self.sent()
+
+    async def _adopt(self, attempt: Attempt, *, first: bool = False) -> None:
+        """``attempt`` won: it is read on from here; what it held goes out."""
+        held = attempt.take_held()
+        self.current, self.inspector = attempt, attempt.inspector or self.inspector
+        self.segments.append(self.inspector)
         if attempt.first_byte_at is not None:
             self.first_byte(attempt.first_byte_at)
-        out = b"".join(attempt.held)
-        attempt.held.clear()
-        if attempt.continuation:
-            out = continued(out, self.segments[0].chunk_id)
-        self.commands(attempt.cmds)
+        if attempt.first_token_ms is not None:
+            self._on(ReplyEvent.SPOKE)
+        if first:
+            await self.sink.open(attempt)
+        if held:
+            await self._emit(held)
+
+    async def _stream(self, attempt: Attempt) -> tuple[ReplyEvent, str | None, str | None]:
+        """The adopted attempt read to its end; how it ended: ``(event, failure, error)``."""
+        try:
+            await self._read_all(attempt)
+        except _Stalled:
+            attempt.error = "stalled"
+            return ReplyEvent.STALLED, UpstreamFailure.STALLED, f"the upstream's speech went silent for {self.s.config.routing.stall_ms} ms"
+        except _UPSTREAM_FAILURES as e:
+            attempt.error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            if isinstance(e, TimeoutError):
+                return ReplyEvent.BROKE, UpstreamFailure.TIMEOUT, f"upstream sent nothing for {attempt.entry.timeout_s} s"
+            return ReplyEvent.BROKE, UpstreamFailure.STREAM_ERROR, attempt.error
+        ins = self.inspector
+        if ins.saw_done or ins.saw_finish:
+            tail = ins.close()
+            if not ins.saw_done:  # finished, but without the last line: the runtime gets it
+                self.machine.note("the upstream sent no [DONE]")
+                tail.append(_DONE)
+            if tail:
+                await self._emit(tail)
+            await self.sink.close()
+            if ins.upstream_error is not None:
+                self._on(ReplyEvent.ERROR_SEEN)
+                return ReplyEvent.FINISHED, UpstreamFailure.STREAM_ERROR, json_codec.dumps(ins.upstream_error).decode()
+            return ReplyEvent.FINISHED, None, None
+        attempt.error = "the stream ended with no finish_reason and no [DONE]"
+        return ReplyEvent.CUT, UpstreamFailure.INCOMPLETE, "the upstream's stream ended with no finish_reason and no [DONE]"
+
+    async def _read_all(self, attempt: Attempt) -> None:
+        """Upstream reads in, outputs out, one send per read."""
+        decoder, feed, machine = attempt.decoder, self.inspector.feed, self.machine
+        while data := await self._read(attempt):
+            if self.ttft_ms is None:
+                attempt.first_byte()
+                self.first_byte(attempt.first_byte_at)
+            events = decoder.feed(data)
+            self.chunks.inc(len(events))
+            items = feed(events[0]) if len(events) == 1 else await self._feed_all(events)
+            if not machine.spoke and attempt.speakable():
+                attempt.spoke()
+                self.race.spoke(attempt)
+                self._on(ReplyEvent.SPOKE)
+            if items:
+                await self._emit(items)
+        items = [o for e in decoder.close() for o in feed(e)]
+        if items:
+            await self._emit(items)
+
+    async def _read(self, attempt: Attempt) -> bytes:
+        """The attempt's next bytes (``b""`` at its end); :class:`_Stalled` when speech
+        went silent ``stall_s``."""
+        assert attempt.resp is not None
+        if self.stall_s is None or not self.machine.spoke:
+            return await attempt.resp.content.readany()
+        try:
+            async with asyncio.timeout(self.stall_s):
+                return await attempt.resp.content.readany()
+        except TimeoutError:
+            raise _Stalled() from None
+
+    async def _feed_all(self, events: list[SSEEvent]) -> list[Output]:
+        """Several events of one read; when one is bad, what came before it still goes
+        out before the error does."""
+        out: list[Output] = []
+        try:
+            for event in events:
+                out += self.inspector.feed(event)
+        except InvalidChunk:
+            if out:
+                await self._emit(out)
+            raise
         return out
 
-    def may_continue(self) -> bool:
-        """Whether a stall (or a break) of the adopted attempt is continued: stall
-        recovery is on, its speech began, and no command was acted on nor tool call begun."""
-        r, a = self.s.config.routing, self.current
-        return bool(r.stall_ms) and r.on_stall == "continue" and a is not None and a.first_token_ms is not None and not self.acted and not self.inspector.tool_calls
+    async def _emit(self, items: list[Output]) -> None:
+        """Outputs of the adopted attempt: commands acted on, the rest to the sink."""
+        cmds = [o.command for o in items if type(o) is CommandFound]
+        if cmds:
+            self.commands(cmds)
+        if self.current is not None and self.current.continuation:
+            items = continued(items, self.segments[0].chunk_id)
+        await self.sink.send(items)
+        if not self.client_first:
+            self.sent()
+
+    async def _continue(self, stalled: Attempt) -> Attempt | None:
+        """The next upstream carries on after what was heard; ``None`` when none could
+        (the runtime got the error event)."""
+        UPSTREAM_STALLS.inc()
+        log.warning("upstream %s stalled mid-speech call_id=%s: continuing", stalled.name, self.call.call_id)
+        try:
+            nxt = await self.race.continuation(stalled, self.spoken_text, self.transferred)
+        except UpstreamError as e:
+            await self._finally(self._end(ReplyEvent.GAVE_UP, failure=e.failure, error=str(e)))
+            return None
+        await self._adopt(nxt)
+        return nxt
+
+    async def _finally(self, actions: tuple[ReplyAction, ...]) -> None:
+        """The last things the machine asked for: an error event, or a finish, then ``[DONE]``."""
+        if ReplyAction.SEND_ERROR in actions:
+            message, kind = _MESSAGES[self.machine.status or TurnStatus.ERROR]
+            body = openai_error_body(message.format(error=self.machine.error), type=kind, code=ERROR_CODES[self.machine.status or TurnStatus.ERROR])
+            await self._last(Rewrite(body))
+        elif ReplyAction.SEND_FINISH in actions:
+            UPSTREAM_STALLS.inc()
+            self.machine.note(f"the upstream stalled after a command was acted on; the reply was ended ({self.current and self.current.error})")
+            await self._last(None if self.inspector.saw_finish else finish(self.segments[0].chunk_id))
+
+    async def _last(self, item: Output | None) -> None:
+        with contextlib.suppress(ConnectionError):
+            tail = self.inspector.close()
+            if tail:
+                await self._emit(tail)
+            await self.sink.send([item, _DONE] if item is not None else [_DONE])
+            await self.sink.close()
+
+    # -- the machine -----------------------------------------------------------------------
+
+    def _on(self, event: ReplyEvent) -> None:
+        self.race.carry_out(self.machine.on(ReplyInput(event)), self.current)
+
+    def _end(self, event: ReplyEvent, *, failure: str | None = None, error: str | None = None) -> tuple[ReplyAction, ...]:
+        """Feed an event that may end the reply; the pool's part carried out."""
+        if event in (ReplyEvent.STALLED, ReplyEvent.BROKE, ReplyEvent.CUT) and self.inspector.tool_calls:
+            self._on(ReplyEvent.TOOL_CALL_BEGAN)
+        actions = self.machine.on(ReplyInput(event, failure=failure, error=error))
+        self.race.carry_out(actions, self.current)
+        if self.machine.ended and self.machine.status in (TurnStatus.UPSTREAM_ERROR, TurnStatus.UPSTREAM_INCOMPLETE) and event is not ReplyEvent.GAVE_UP:
+            log.warning("upstream failed mid-stream call_id=%s error=%s", self.call.call_id, error)
+        return actions
+
+    def _cut_why(self) -> str:
+        if self.s.drain.expired:
+            return f"callgate shut down: the drain ({self.s.config.server.drain_s} s) was over"
+        return "the caller spoke again" if self.cancelled_by is ReplyEvent.BARGED_IN else self.gone
+
+    # -- commands, texts, timings ------------------------------------------------------------
+
+    def commands(self, cmds: list[AnyCommand]) -> None:
+        """Hand the reply's commands to the registry (they become control events)."""
+        if not cmds:
+            return
+        for cmd in cmds:
+            if cmd.function == HANGUP and self.machine.state is ReplyState.STREAMING:
+                self._on(ReplyEvent.HANGUP_FOUND)
+            if cmd.function == TRANSFER and isinstance(cmd, Command):
+                self.transferred = True
+        self.events += self.s.registry.add_commands(self.call, self.turn, cmds, self.spoken_text)
 
     @property
     def spoken_text(self) -> str:
         """What the runtime received as content, every adopted attempt's."""
         return "".join(seg.spoken_text for seg in self.segments) if len(self.segments) > 1 else self.inspector.spoken_text
 
-    def commands(self, cmds: list[AnyCommand]) -> None:
-        """Hand the reply's commands to the registry (they become control events)."""
-        if cmds:
-            self.acted = True
-            self.s.registry.add_commands(self.call, self.turn, cmds, self.spoken_text)
+    @property
+    def hangup(self) -> HangupEvent | None:
+        """The hangup acted on in this reply."""
+        return next((e for e in self.events if isinstance(e, HangupEvent)), None)
 
-    def feed(self, event: SSEEvent) -> bytes:
-        """One SSE event through the adopted attempt; the bytes to send."""
-        attempt = self.current
-        assert attempt is not None
-        out, cmds = attempt.feed(event)
-        if cmds:
-            self.commands(cmds)
-        if attempt.continuation and out:
-            out = continued(out, self.segments[0].chunk_id)
-        return out
-
-    def close(self) -> bytes:
-        """End of the stream: what the inspector still held, its commands acted on."""
-        tail, cmds = self.inspector.close()
-        self.commands(cmds)
-        if tail and self.current is not None and self.current.continuation:
-            tail = continued(tail, self.segments[0].chunk_id)
-        return tail
+    @property
+    def transfer(self) -> TransferEvent | None:
+        """The transfer acted on in this reply."""
+        return next((e for e in self.events if isinstance(e, TransferEvent)), None)
 
     def first_byte(self, at: float | None = None) -> None:
         """The upstream's first byte came (``at``: its ``perf_counter()``): the time to it is measured."""
@@ -123,66 +357,9 @@ class Reply:
             self.client_first = True
             ADDED_TTFB.labels(self.profile).observe(time.perf_counter() - self.upstream_first)
 
-    def settle(self, status: TurnStatus, error: str | None = None, failure: UpstreamFailure | None = None) -> None:
-        """How the reply ended (the first word stands); ``failure``: how the upstream failed."""
-        if self.status is None:
-            self.status = status
-            self.error = error if error is not None else self.error
-            self.failure = failure
-
-    def note(self, error: str) -> None:
-        """Something worth recording about a reply that still went well."""
-        self.error = error
-
     def outcome(self) -> TurnOutcome:
-        """The turn's outcome (an upstream error event in a stream makes an ``ok``
-        reply an ``upstream_error`` one)."""
-        ins = self.inspector
-        status = self.status or TurnStatus.ERROR
-        error = self.error if self.status else (self.error or "callgate failed mid-reply")
-        if ins.upstream_error is not None and status == TurnStatus.OK:
-            status, error = TurnStatus.UPSTREAM_ERROR, json.dumps(ins.upstream_error, ensure_ascii=False)
-        if status in (TurnStatus.UPSTREAM_ERROR, TurnStatus.UPSTREAM_INCOMPLETE):
-            UPSTREAM_ERRORS.labels(self.failure or UpstreamFailure.STREAM_ERROR).inc()
-        segs = self.segments or [ins]
-        return TurnOutcome(
-            status=status,
-            error=error,
-            raw_text="".join(s.raw_text for s in segs),
-            spoken_text="".join(s.spoken_text for s in segs),
-            reasoning_text="".join(s.reasoning_text for s in segs),
-            tool_calls=[t for s in segs for t in s.tool_calls],
-            ttft_ms=self.ttft_ms,
-            duration_ms=round((time.perf_counter() - self.started) * 1000, 3),
-            attempts=self._attempts(status),
-        )
-
-    def _attempts(self, status: TurnStatus) -> list[dict[str, Any]]:
-        """Every attempt's record, its outcome settled; the metrics counted."""
-        out = []
-        for a in self.race.attempts:
-            if a.outcome is None:
-                a.outcome = self._final(a, status)
-            cost = cost_usd(a.usage, self.s.pool.price(a.name, a.model))
-            out.append(a.record(cost))
-            UPSTREAM_ATTEMPTS.labels(a.name, a.outcome).inc()
-            if a.first_token_ms is not None:
-                UPSTREAM_FIRST_TOKEN.labels(a.name).observe(a.first_token_ms / 1000)
-            if a.usage is not None:
-                for kind, n in (("prompt", a.usage.prompt_tokens), ("completion", a.usage.completion_tokens), ("cached", a.usage.cached_tokens)):
-                    UPSTREAM_TOKENS.labels(a.name, kind).inc(n)
-            if cost is not None:
-                UPSTREAM_COST.labels(a.name).inc(cost)
-        return out
-
-    def _final(self, a: Attempt, status: TurnStatus) -> AttemptOutcome:
-        """How the adopted attempt (or one left running) ended, from the reply's status."""
-        if a is not self.current:
-            return AttemptOutcome.CANCELLED
-        if status == TurnStatus.OK:
-            return AttemptOutcome.CONTINUED if a.continuation else AttemptOutcome.WON
-        if status == TurnStatus.CLIENT_DISCONNECTED:
-            return AttemptOutcome.CANCELLED
-        if a.error is None:
-            a.error = self.error
-        return AttemptOutcome.FAILED
+        """The turn's outcome, as the machine decided it (:func:`~.record.turn_outcome`);
+        a reply that escaped its walk unended is callgate's failure."""
+        if not self.machine.ended:
+            self._end(ReplyEvent.CALLGATE_FAILED, error=self.machine.error or "callgate failed mid-reply")
+        return turn_outcome(self)

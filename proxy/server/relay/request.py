@@ -31,11 +31,13 @@ __all__ = ["ChatRequest", "read_chat_request"]
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     """One chat completion request: the checked ``chat``, the ``upstream`` bytes to
-    send, the runtime ``profile``, the ``owner`` (the key's name, when keys are set)
-    and ``started`` (``perf_counter()`` once the request was read)."""
+    send and ``upstream_body``, the same parsed (the body is parsed once: every
+    attempt starts from these), the runtime ``profile``, the ``owner`` (the key's
+    name, when keys are set) and ``started`` (``perf_counter()`` once the request was read)."""
 
     chat: Chat = field(hash=False)
     upstream: bytes
+    upstream_body: dict[str, Any] = field(hash=False)
     profile: Profile = field(hash=False)
     owner: str | None
     started: float
@@ -52,19 +54,20 @@ async def read_chat_request(request: web.Request, s: Services) -> ChatRequest:
     raw = await read_body(request, s.config.server.max_body_bytes)
     chat = body_checked(lambda: read_chat(raw, request.headers, profile, s.config.server.max_json_depth))
     key = key_of(request)
-    return ChatRequest(chat, _upstream_body(s, profile, raw, chat), profile, key.name if key else None, time.perf_counter())
+    upstream, body = _upstream_body(s, profile, raw, chat)
+    return ChatRequest(chat, upstream, body, profile, key.name if key else None, time.perf_counter())
 
 
-def _upstream_body(s: Services, profile: Profile, raw: bytes, chat: Chat) -> bytes:
-    """The body to send upstream: the bytes as they came, unless runtime-only fields
-    were taken out or prompts and tools are injected."""
+def _upstream_body(s: Services, profile: Profile, raw: bytes, chat: Chat) -> tuple[bytes, dict[str, Any]]:
+    """The body to send upstream, as bytes and parsed: the bytes as they came, unless
+    runtime-only fields were taken out or prompts and tools are injected."""
     cc = s.config.commands
     if chat.upstream is chat.body and not (cc.inject_prompt or cc.inject_tools):
-        return raw
+        return raw, chat.body
     upstream: dict[str, Any] = dict(chat.upstream)  # the parsed body stays as the runtime sent it
     upstream["messages"] = [dict(m) if isinstance(m, dict) else m for m in upstream.get("messages") or []]
     if cc.inject_prompt:
         inject_prompt(upstream, instructions(cc.prompt_language, cc.hangup_tag, cc.transfer_tag))
     if cc.inject_tools:
         inject_tools(upstream, FunctionMap(profile.settings.function_map))
-    return json.dumps(upstream, ensure_ascii=False).encode()
+    return json.dumps(upstream, ensure_ascii=False).encode(), upstream

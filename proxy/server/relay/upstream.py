@@ -25,7 +25,7 @@ from ...config.sections import with_path
 from ...errors import UpstreamStatus, UpstreamTimeout, UpstreamUnreachable
 from ..services import Services
 
-__all__ = ["downstream_headers", "error_headers", "open_upstream", "upstream_headers", "upstream_url"]
+__all__ = ["downstream_headers", "error_headers", "open_upstream", "safe_url", "upstream_headers", "upstream_url"]
 
 # Headers not copied between hops (RFC 9110 connection-specific ones, and those
 # aiohttp sets itself); upstream.headers may not name them either.
@@ -76,6 +76,11 @@ def upstream_url(base_url: str, path: str) -> URL:
     """``base_url`` with ``path`` (``"/chat/completions"``, ``"/models"``) appended to its
     path, before its query string (:func:`~proxy.config.sections.with_path`)."""
     return with_path(URL(base_url), path)
+
+
+def safe_url(entry: UpstreamConfig, path: str = "/chat/completions") -> str:
+    """The upstream's URL for the logs: no query string (it may hold a key), no user info."""
+    return str(upstream_url(entry.base_url, path).with_query(None).with_user(None))
 
 
 @lru_cache(maxsize=64)

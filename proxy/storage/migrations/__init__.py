@@ -14,7 +14,8 @@ together migrate once. A database whose version is newer than :data:`LATEST`
 refuses to open (:class:`~proxy.errors.SchemaTooNew`), naming both versions.
 
 The steps: ``v001_tables`` (the tables, from the first layout), ``v002_update_indexes``,
-``v003_checks_and_call_key``, ``v004_turn_reasoning``, ``v005_turn_attempts``; ``ddl`` holds the DDL they share, ``legacy`` the first
+``v003_checks_and_call_key``, ``v004_turn_reasoning``, ``v005_turn_attempts``,
+``v006_turn_statuses_and_heard``, ``v007_turn_speech_gap``; ``ddl`` holds the DDL they share, ``legacy`` the first
 layout's reading.
 """
 
@@ -28,7 +29,10 @@ from typing import Any, TypeVar
 
 from ...errors import SchemaTooNew, SchemaTooOld
 from ..db import Conn
-from . import v001_tables, v002_update_indexes, v003_checks_and_call_key, v004_turn_reasoning, v005_turn_attempts
+from . import (
+    v001_tables, v002_update_indexes, v003_checks_and_call_key, v004_turn_reasoning, v005_turn_attempts,
+    v006_turn_statuses_and_heard, v007_turn_speech_gap,
+)
 from .ddl import tables
 
 __all__ = ["LATEST", "MIGRATIONS", "Migration", "check", "has_data", "migrate", "version_of"]
@@ -49,7 +53,10 @@ class Migration:
 
 
 MIGRATIONS = tuple(
-    Migration(m.VERSION, m.DESCRIPTION, m.apply) for m in (v001_tables, v002_update_indexes, v003_checks_and_call_key, v004_turn_reasoning, v005_turn_attempts)
+    Migration(m.VERSION, m.DESCRIPTION, m.apply) for m in (
+        v001_tables, v002_update_indexes, v003_checks_and_call_key, v004_turn_reasoning, v005_turn_attempts,
+        v006_turn_statuses_and_heard, v007_turn_speech_gap,
+    )
 )
 LATEST = MIGRATIONS[-1].version
 assert [m.version for m in MIGRATIONS] == list(range(1, LATEST + 1)), "migrations are numbered 1, 2, 3, ..."

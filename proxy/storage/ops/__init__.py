@@ -6,6 +6,7 @@
 ``queue``       end-function jobs and control-event deliveries: claims, leases,
                 outcomes, retries
 ``instances``   heartbeats, and recovering what stopped processes left
+``doors``       front doors: a socket closed (the end waits), what the caller heard
 ==============  ===============================================================
 
 Each function takes a :class:`~proxy.storage.db.Conn` inside a transaction the
@@ -30,6 +31,7 @@ from .calls import (
     put_record,
     queue_jobs,
 )
+from .doors import attach, detach, set_heard, turn_texts
 from .instances import heartbeat, processes, recover
 from .queue import (
     claim_deliveries,
@@ -49,10 +51,10 @@ from .queue import (
 from .reads import call_record, events_after, gauges, list_calls, read_call, tail
 
 __all__ = [
-    "DueEnd", "add_events", "begin_turn", "call_record", "claim_deliveries", "claim_jobs", "count_deliveries",
-    "due_ends", "end_call", "end_of", "events_after", "extend_leases", "find_call", "finish_delivery", "finish_job",
+    "DueEnd", "add_events", "attach", "begin_turn", "call_record", "claim_deliveries", "claim_jobs", "count_deliveries",
+    "detach", "due_ends", "end_call", "end_of", "events_after", "extend_leases", "find_call", "finish_delivery", "finish_job",
     "finish_turn", "gauges", "heartbeat", "job", "jobs_for_call", "list_calls", "list_deliveries", "list_jobs",
     "next_due", "patch_state", "processes", "purge", "put_record", "queue_jobs", "read_call", "recover", "retry_deliveries",
-    "retry_jobs", "tail",
+    "retry_jobs", "set_heard", "tail", "turn_texts",
 ]
 

@@ -86,13 +86,14 @@ def finish_turn(
     c.execute(
         "UPDATE turns SET status = :status, error = :error, raw_text = :raw_text, spoken_text = :spoken_text, "
         "reasoning_text = :reasoning_text, commands = :commands, tool_calls = :tool_calls, ttft_ms = :ttft_ms, duration_ms = :duration_ms, "
-        "attempts = :attempts, finished_at = :now WHERE request_id = :request_id",
+        "attempts = :attempts, heard_text = :heard_text, speech_gap_max_ms = :speech_gap_max_ms, finished_at = :now WHERE request_id = :request_id",
         {
             "status": outcome.status, "error": outcome.error, "raw_text": outcome.raw_text,
             "spoken_text": outcome.spoken_text, "reasoning_text": outcome.reasoning_text, "commands": dumps(_judged(c, commands)),
             "tool_calls": dumps([dict(t) for t in outcome.tool_calls]), "ttft_ms": outcome.ttft_ms,
             "duration_ms": outcome.duration_ms, "now": now, "request_id": request_id,
-            "attempts": dumps([dict(a) for a in outcome.attempts]),
+            "attempts": dumps([dict(a) for a in outcome.attempts]), "heard_text": outcome.heard_text,
+            "speech_gap_max_ms": outcome.speech_gap_max_ms,
         },
     )
     if state_tool_calls:
@@ -188,10 +189,11 @@ def end_call(
     """End the call once, in one transaction: mark it ended, merge ``state`` (top
     level), store its ``call.ended`` event (``ended``: the event without ``seq``)
     and one pending job per ``(step, kind, after)``. ``None`` when it had already
-    ended, or does not exist."""
+    ended, or does not exist, or (reason ``socket_closed``) its socket opened again."""
+    still_closed = " AND detached_at IS NOT NULL" if ended["reason"] == "socket_closed" else ""  # its socket came back: no end
     seq = c.value(
         "UPDATE calls SET status = :ended, end_reason = :reason, end_source = :source, ended_at = :now, "
-        f"updated_at = :now, last_seq = last_seq + 1 WHERE id = :key AND status = {_ACTIVE} RETURNING last_seq",
+        f"updated_at = :now, last_seq = last_seq + 1 WHERE id = :key AND status = {_ACTIVE}{still_closed} RETURNING last_seq",
         {"ended": CallStatus.ENDED, "reason": ended["reason"], "source": ended["source"], "now": now, "key": key},
     )
     if seq is None:
@@ -250,11 +252,12 @@ class DueEnd(NamedTuple):
 def due_ends(c: Conn, now: float, idle_timeout_s: float, after_hangup_s: float, limit: int = 500) -> list[DueEnd]:
     """Active calls with no turn in progress that should have ended: a call without
     an id whose reply is over (``response_finished``), a hangup older than
-    ``after_hangup_s`` (``agent_hangup``), no request for ``idle_timeout_s``
+    ``after_hangup_s`` (``agent_hangup``), a front door's socket closed longer than
+    ``after_hangup_s`` ago (``socket_closed``), no request for ``idle_timeout_s``
     (``idle_timeout``)."""
     rows = c.all(
-        f"SELECT id, anonymous, hangup_at, hangup_source, last_activity FROM calls WHERE status = {_ACTIVE} "
-        "AND (anonymous = 1 OR hangup_at IS NOT NULL OR last_activity < :idle_since) AND NOT EXISTS (SELECT 1 FROM "
+        f"SELECT id, anonymous, hangup_at, hangup_source, last_activity, detached_at, detached_source FROM calls WHERE status = {_ACTIVE} "
+        "AND (anonymous = 1 OR hangup_at IS NOT NULL OR detached_at IS NOT NULL OR last_activity < :idle_since) AND NOT EXISTS (SELECT 1 FROM "
         f"turns WHERE turns.call_key = calls.id AND turns.status = {lit(TurnStatus.IN_PROGRESS)}) "
         "ORDER BY last_activity LIMIT :limit",
         {"idle_since": now - idle_timeout_s, "limit": limit},
@@ -265,6 +268,8 @@ def due_ends(c: Conn, now: float, idle_timeout_s: float, after_hangup_s: float, 
             out.append(DueEnd(r["id"], "response_finished", "response_finished"))
         elif r["hangup_at"] is not None and r["last_activity"] < now - after_hangup_s:
             out.append(DueEnd(r["id"], "agent_hangup", r["hangup_source"] or "text_command"))
+        elif r["detached_at"] is not None and r["detached_at"] < now - after_hangup_s:
+            out.append(DueEnd(r["id"], "socket_closed", r["detached_source"] or "front_door"))
         elif r["last_activity"] < now - idle_timeout_s:
             out.append(DueEnd(r["id"], "idle_timeout", "idle_timeout"))
     return out

@@ -1,0 +1,62 @@
+"""A reply's record: the turn's :class:`~proxy.storage.TurnOutcome` as its state
+machine decided it, every attempt's entry (upstream, model, timings, outcome, error,
+usage, cost in USD), and the metrics counted once per turn."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from ...calls.model import TurnOutcome
+from ...core.reply import AttemptOutcome, TurnStatus
+from ...core.routing import cost_usd
+from ...errors import UpstreamFailure
+from ...metrics import TURNS, UPSTREAM_ATTEMPTS, UPSTREAM_COST, UPSTREAM_ERRORS, UPSTREAM_FIRST_TOKEN, UPSTREAM_TOKENS
+
+if TYPE_CHECKING:
+    from .reply import Reply
+
+__all__ = ["turn_outcome"]
+
+
+def turn_outcome(reply: Reply) -> TurnOutcome:
+    """The turn's outcome of an ended ``reply`` (times in ms)."""
+    m = reply.machine
+    status = m.status or TurnStatus.ERROR
+    if status in (TurnStatus.UPSTREAM_ERROR, TurnStatus.UPSTREAM_INCOMPLETE):
+        UPSTREAM_ERRORS.labels(m.failure or UpstreamFailure.STREAM_ERROR).inc()
+    TURNS.labels(reply.profile, status).inc()
+    segs = reply.segments or [reply.inspector]
+    return TurnOutcome(
+        status=status,
+        error=m.error,
+        raw_text="".join(s.raw_text for s in segs),
+        spoken_text="".join(s.spoken_text for s in segs),
+        reasoning_text="".join(s.reasoning_text for s in segs),
+        tool_calls=[t for s in segs for t in s.tool_calls],
+        ttft_ms=reply.ttft_ms,
+        duration_ms=round((time.perf_counter() - reply.started) * 1000, 3),
+        attempts=_attempts(reply),
+        heard_text=reply.heard,
+    )
+
+
+def _attempts(reply: Reply) -> list[dict[str, Any]]:
+    """Every attempt's record with the outcome the machine wrote; the metrics counted."""
+    out = []
+    for a in reply.race.attempts:
+        outcome = reply.machine.outcome(a.index)
+        if outcome is AttemptOutcome.FAILED and a.error is None:
+            a.error = reply.machine.error
+        usage = a.usage
+        cost = cost_usd(usage, reply.s.pool.price(a.name, a.model))
+        out.append(a.record(outcome, cost))
+        UPSTREAM_ATTEMPTS.labels(a.name, str(outcome)).inc()
+        if a.first_token_ms is not None:
+            UPSTREAM_FIRST_TOKEN.labels(a.name).observe(a.first_token_ms / 1000)
+        if usage is not None:
+            for kind, n in (("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens), ("cached", usage.cached_tokens)):
+                UPSTREAM_TOKENS.labels(a.name, kind).inc(n)
+        if cost is not None:
+            UPSTREAM_COST.labels(a.name).inc(cost)
+    return out

@@ -59,7 +59,7 @@ class TextFormatter(logging.Formatter):
         pairs = _context_pairs(record.getMessage())
         return line + "".join(f" {k}={v}" for k, v in pairs) if pairs else line
 
-_PHONE = re.compile(r"(?<![\w.:+-])\+?\d{7,15}(?![\w.:-])")
+_PHONE = re.compile(r"(?<![\w.:+-])\+?\d{7,15}(?![\w:-]|\.\d)")  # a sentence's full stop may follow
 
 
 def mask(value: str) -> str:

@@ -31,6 +31,8 @@ __all__ = [
     "LIMIT_HITS",
     "REQUESTS",
     "SPEECH_GAP",
+    "SIP_REST",
+    "SIP_WEBHOOKS",
     "STEP_TRIES",
     "STORAGE_WRITE",
     "THINKING_UNOPENED",
@@ -78,8 +80,16 @@ LIMIT_HITS = Counter(
 CONTROL_EVENTS = Counter("callgate_control_events_total", "Control events emitted, by type", ["type"])
 FRONT_DOOR_FRAMES = Counter(
     "callgate_front_door_frames_total",
-    "Front door frames ignored or refused, by door (retell, conversation_relay) and result (unknown, too_big, invalid_json, not_object, bad_field, protocol_error)",
+    "Front door frames ignored or refused, by door (retell, conversation_relay, openai_sip) and result (unknown, too_big, invalid_json, not_object, bad_field, protocol_error)",
     ["door", "result"],
+)
+SIP_WEBHOOKS = Counter(
+    "callgate_openai_sip_webhooks_total",
+    "OpenAI SIP webhook deliveries, by result (call: an incoming call of the configured API; duplicate: of those, its call claimed before; other_api; other_type; unreadable; bad_signature)",
+    ["result"],
+)
+SIP_REST = Counter(
+    "callgate_openai_sip_rest_total", "OpenAI SIP REST calls (accept, reject, hangup, refer), by verb and result (ok, gone, failed)", ["verb", "result"]
 )
 DELIVERIES = Counter(
     "callgate_deliveries_total", "Control-event webhook delivery tries, by outcome (done, retry, failed)", ["outcome"]

@@ -125,6 +125,10 @@ def test_demo_runs_and_exits_0() -> None:
     assert "caller hears: 不客气，祝您生活愉快！感谢您的来电，再见！" in out
     assert "imsagent" not in out.split("control events")[0]
     assert "3. call.ended" in out and "crm (webhook): done" in out
+    sip = out.split("call 2: a speech-to-speech call over SIP")[1]  # the second call: hung up after its goodbye played
+    assert sip.index("output_audio_buffer.stopped (r_bye)") < sip.index("callgate -> POST hangup")
+    assert sip.count("POST hangup") == 1 and "2. call.ended source=openai_sip agent_hangup" in sip
+    assert "summary (python): done" in sip and "cost:  0.017332 USD" in sip
 
 
 def test_the_working_directory_guard_sees_a_write_to_a_file_that_was_already_there(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import pytest
 from proxy.cli import main
 from proxy.errors import SchemaTooNew, SchemaTooOld
 from proxy.storage import CallStatus, DeliveryStatus, EventType, JobStatus, OpenMode, TurnStatus, ops, open_store
+from proxy.storage.statuses import SipApi, SipCallStatus, SipFunctionStatus, SipLatch
 from proxy.storage.db import Conn
 from proxy.storage.migrations import LATEST, MIGRATIONS, version_of
 from proxy.storage.migrations.ddl import statements
@@ -305,6 +306,8 @@ def test_the_schema_checks_exactly_the_enums_values(engine: Engine) -> None:
     for table, column, enum in (
         ("calls", "status", CallStatus), ("turns", "status", TurnStatus), ("jobs", "status", JobStatus),
         ("deliveries", "status", DeliveryStatus), ("deliveries", "type", EventType), ("events", "type", EventType),
+        ("sip_calls", "api", SipApi), ("sip_calls", "status", SipCallStatus), ("sip_calls", "hangup", SipLatch),
+        ("sip_calls", "refer", SipLatch), ("sip_function_calls", "status", SipFunctionStatus),
     ):
         assert _values(checks[table], column) == {e.value for e in enum}, (table, column)
 

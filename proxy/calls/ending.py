@@ -63,9 +63,10 @@ class Ending:
         return call.key in self._windows
 
     def act(self, call: Call, actions: tuple[Action, ...], reason: str = EndReason.AGENT_HANGUP, source: str | None = None,
-            state: Mapping[str, Any] | None = None) -> asyncio.Future[bool] | None:
+            state: Mapping[str, Any] | None = None, *, if_detached: bool = False) -> asyncio.Future[bool] | None:
         """Carry out ``actions`` for ``call``; an asked end is written with ``reason``
-        and ``source`` (the hangup's, by default) and returned as a future."""
+        and ``source`` (the hangup's, by default) and returned as a future
+        (``if_detached``: only while a front door's socket for it stays closed)."""
         ended = None
         for action in actions:
             if action is Action.CANCEL_WINDOW:
@@ -73,26 +74,27 @@ class Ending:
             elif action is Action.START_WINDOW:
                 self._start_window(call)
             else:
-                ended = self._write_end(call, reason, source or call.hangup_source or "text_command", state)
+                ended = self._write_end(call, reason, source or call.hangup_source or "text_command", state, if_detached)
         return ended
 
     async def end(self, call: Call, reason: str, source: str, state: Mapping[str, Any] | None = None,
-                  event: CallEvent = CallEvent.END_ASKED) -> bool:
+                  event: CallEvent = CallEvent.END_ASKED, *, if_detached: bool = False) -> bool:
         """End ``call`` once (``event``: ``END_ASKED`` or ``LIMITS_REACHED``):
         ``call.ended`` and the end function's jobs are committed before this returns
         ``True``; ``False`` when it had already ended (or another end of it is being
-        written: this waits for that one)."""
+        written: this waits for that one), or, ``if_detached``, a front door's socket
+        for it opened again (on any instance)."""
         if call.state is CallState.ENDED:
             return False
         running = self._ending.get(call.key)
-        ended = self.act(call, call.move(event), reason, source, state)
+        ended = self.act(call, call.move(event), reason, source, state, if_detached=if_detached)
         if ended is None:
             if running is not None:
                 await asyncio.shield(running)
             return False
         return await ended
 
-    async def end_key(self, key: str, reason: str, source: str) -> bool:
+    async def end_key(self, key: str, reason: str, source: str, *, if_detached: bool = False) -> bool:
         """End the call with record key ``key`` (the sweep; the call may not be in memory)."""
         call = self.cache.get(key, exact=True)
         if call is None:
@@ -100,7 +102,7 @@ class Ending:
             if row is None:
                 return False
             call = Call.from_record(row)
-        return await self.end(call, reason, source)
+        return await self.end(call, reason, source, if_detached=if_detached)
 
     def ended_elsewhere(self, key: str) -> None:
         """Another instance ended the call ``key``: this one forgets it."""
@@ -125,18 +127,20 @@ class Ending:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _write_end(self, call: Call, reason: str, source: str, state: Mapping[str, Any] | None) -> asyncio.Future[bool]:
-        fut = asyncio.ensure_future(self._commit_end(call, reason, source, state))
+    def _write_end(
+        self, call: Call, reason: str, source: str, state: Mapping[str, Any] | None, if_detached: bool = False,
+    ) -> asyncio.Future[bool]:
+        fut = asyncio.ensure_future(self._commit_end(call, reason, source, state, if_detached))
         self._ending[call.key] = fut
         fut.add_done_callback(lambda f: self._ending.pop(call.key, None) if self._ending.get(call.key) is f else None)
         return fut
 
-    async def _commit_end(self, call: Call, reason: str, source: str, state: Mapping[str, Any] | None) -> bool:
+    async def _commit_end(self, call: Call, reason: str, source: str, state: Mapping[str, Any] | None, if_detached: bool = False) -> bool:
         event = CallEndedEvent(call_id=call.call_id, generation=call.generation, source=source, reason=str(reason))  # type: ignore[arg-type]
         try:
             stored = await self.store.write(
                 ops.end_call, call.key, event.model_dump(mode="json"), state, self.steps, self.deliver, time.time(),
-                order_key=call.key,
+                if_detached=if_detached, order_key=call.key,
             )
         except BaseException:
             call.move(CallEvent.END_FAILED)

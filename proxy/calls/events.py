@@ -6,7 +6,8 @@ Kinds (``type``, :class:`~proxy.storage.statuses.EventType`): ``hangup``,
 ``call_id`` (the runtime's id), ``generation`` (1, or 2, 3, ... for a later call
 under an id whose call had ended), ``created_at`` (UTC, ISO 8601) and ``source``:
 ``text_command`` | ``tool_call`` | ``call_layer`` | ``idle_timeout`` |
-``response_finished`` | ``limits``. A ``command.rejected`` event's ``code`` is a
+``response_finished`` | ``limits`` | ``retell`` | ``conversation_relay`` | ``openai_sip``
+(a front door's own end of a call). A ``command.rejected`` event's ``code`` is a
 :class:`~proxy.core.commands.RejectReason`; its ``reason`` says it in words.
 
 ``closing_text`` is what the call layer must let finish playing before it acts (the
@@ -36,7 +37,9 @@ __all__ = [
     "event_for_command",
 ]
 
-Source = Literal["text_command", "tool_call", "call_layer", "idle_timeout", "response_finished", "limits", "retell", "conversation_relay"]
+Source = Literal[
+    "text_command", "tool_call", "call_layer", "idle_timeout", "response_finished", "limits", "retell", "conversation_relay", "openai_sip",
+]
 
 
 def _id() -> str:

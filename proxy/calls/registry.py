@@ -240,9 +240,9 @@ class CallRegistry:
         """RFC 7386 merge patch into the call's ``state``; ``None`` when it has ended."""
         return await self.ending.patch_state(call, patch)
 
-    async def end(self, call: Call, reason: str, source: str, state: Mapping[str, Any] | None = None) -> bool:
-        """End ``call`` once (:meth:`Ending.end`)."""
-        return await self.ending.end(call, reason, source, state)
+    async def end(self, call: Call, reason: str, source: str, state: Mapping[str, Any] | None = None, *, if_detached: bool = False) -> bool:
+        """End ``call`` once (:meth:`Ending.end`; ``if_detached``: only while a front door's socket for it stays closed)."""
+        return await self.ending.end(call, reason, source, state, if_detached=if_detached)
 
     async def end_key(self, key: str, reason: str, source: str) -> bool:
         """End the call with record key ``key``."""

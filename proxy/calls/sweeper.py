@@ -17,7 +17,7 @@ from ..storage import Store, ops
 from .cache import CallCache
 from .ending import Ending
 
-__all__ = ["Sweeper"]
+__all__ = ["Sweeper", "pid_running"]
 
 log = logging.getLogger("callgate.calls")
 
@@ -47,7 +47,7 @@ class Sweeper:
         gone: list[str] = []
         if self.store.local:
             me = (socket.gethostname(), os.getpid())
-            gone = [i for i, host, pid in await self.store.read(ops.processes) if host == me[0] and (pid == me[1] or not _running(pid))]
+            gone = [i for i, host, pid in await self.store.read(ops.processes) if host == me[0] and (pid == me[1] or not pid_running(pid))]
         found: dict[str, int] = await self.store.write(ops.recover, self.instance, now, now - 3 * self.sweep_s, gone)
         return found
 
@@ -72,7 +72,7 @@ class Sweeper:
             live = self.cache.get(end.key, exact=True)
             if live is not None and not self.cache.idle(live):
                 continue  # this process is still on it
-            ended += await self.ending.end_key(end.key, end.reason, end.source)
+            ended += await self.ending.end_key(end.key, end.reason, end.source, if_detached=end.if_detached)
         if self.retention_s is not None:
             purged = await self.store.write(ops.purge, now - self.retention_s)
             if purged:
@@ -90,8 +90,9 @@ class Sweeper:
                 log.exception("the sweep failed; the next one tries again")
 
 
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` runs on this machine (a zombie does not)."""
+def pid_running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (a zombie does not): what tells
+    a stopped process of a database on this machine (SQLite) at once."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             state = f.read().rsplit(b")", 1)[-1].split()[0]

@@ -5,7 +5,7 @@
                   control events, storage, log masking
 ``steps``         the end function and its steps
 ``pool``          the upstream pool (``upstreams:``) and ``routing:``
-``front_doors``   the WebSocket front doors (``front_doors:``)
+``front_doors``   the front doors (``front_doors:``): WebSocket platforms, OpenAI SIP
 ``telemetry``     OpenTelemetry traces over OTLP/HTTP (``telemetry:``)
 ================  ============================================================
 
@@ -32,7 +32,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from ..errors import ConfigError
-from .front_doors import FrontDoorConfig, FrontDoorsConfig
+from .front_doors import FrontDoorConfig, FrontDoorsConfig, OpenAISipConfig, SipPriceConfig
 from .pool import PoolEntry, PriceConfig, RoutingConfig
 from .sections import (
     BUILTIN_PROFILES,
@@ -74,6 +74,8 @@ __all__ = [
     "AuthConfig",
     "FrontDoorConfig",
     "FrontDoorsConfig",
+    "OpenAISipConfig",
+    "SipPriceConfig",
     "KeyConfig",
     "LimitsConfig",
     "Scope",
@@ -150,7 +152,7 @@ class Config(Model):
         for name, p in self.profiles.items():
             if p.extends is not None and p.extends not in known:
                 out.append(f"profiles.{name}.extends: {p.extends!r} is not a profile: {sorted(known)}")
-        for door in ("retell", "conversation_relay"):
+        for door in ("retell", "conversation_relay", "openai_sip"):
             fd = getattr(self.front_doors, door)
             if fd.profile is not None and fd.profile not in known:
                 out.append(f"front_doors.{door}.profile: {fd.profile!r} is not a profile: {sorted(known)}")

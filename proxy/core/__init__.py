@@ -14,6 +14,7 @@ clock-driven waiting or config lookups; plain data in, frozen events out.
 ``render``                one renderer per output mode (``passthrough`` changes nothing)
 ``inspector``             one reply: SSE events in, typed outputs out (each JSON decoded once)
 ``settings``              what the inspector is told; the error it raises
+``inspected``             what the inspector holds per choice and tells of choice 0 after
 ``outputs``               the inspector's outputs (forwarded, rewritten, speech, commands)
                           and the stages after it: SSE encoding, continuations
 ``reply``                 a reply's state machine: states, events, actions, one table; the
@@ -33,6 +34,8 @@ clock-driven waiting or config lookups; plain data in, frozen events out.
 ``conversation_relay``    ConversationRelay frames, its sans-IO connection, TwiML
 ``door``                  what every front door's connection says to its session, and back;
                           the transcript a platform does not keep
+``openai_sip/``           OpenAI's speech-to-speech SIP calls: webhook, accept, sideband
+                          events, the call's controller (a table), turns, cost
 ``backoff``               the wait before a retry
 ``ago``                   durations as operators type them (30m, 2h, 1d)
 ``ids``                   unique ids

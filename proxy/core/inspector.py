@@ -22,7 +22,6 @@ callgate asked for, the runtime did not) does not go out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import json_codec
@@ -33,6 +32,8 @@ from .deltas import REASONING_FIELDS, THINKING_PARTS, Rendered, part_text, patch
 from .function_map import FunctionMap, FunctionSpec
 from .outputs import CommandFound, Forward, Output, Rewrite, Speech, SpeechLog
 from .settings import InspectorSettings, InvalidChunk, OutputMode
+from .inspected import Choice as _Choice
+from .inspected import InspectorResults
 from .render import ChoiceOutput, renderer_for
 from .routing import Usage, usage_of
 from .sse import SSEEvent
@@ -40,13 +41,7 @@ from .sse import SSEEvent
 __all__ = ["InspectorSettings", "InvalidChunk", "OutputMode", "ReplyInspector"]
 
 
-@dataclass(slots=True)
-class _Choice:
-    analyzer: ChoiceAnalyzer
-    out: ChoiceOutput
-
-
-class ReplyInspector:
+class ReplyInspector(InspectorResults):
     """Inspects one reply; see the module docstring.
 
     ``policy``: the call domain's answer to "may this reply hang up?" (one hangup
@@ -76,6 +71,7 @@ class ReplyInspector:
         self.hide_usage = hide_usage
         self.usage: Usage | None = None
         self.last_chunk: Any = None  # the decoded JSON of the last event fed (None: it had none)
+        self.finish_reasons: list[str] = []  # every finish_reason the upstream sent, in order
         self.upstream_error: Any = None
         self.done = False
         self.saw_done = False
@@ -189,6 +185,7 @@ class ReplyInspector:
             except ValueError:
                 return body, []
         self.usage = usage_of(obj)
+        self._template = obj if isinstance(obj, dict) else None
         choices = obj.get("choices") if isinstance(obj, dict) else None
         if not isinstance(choices, list):
             return body, []
@@ -198,45 +195,6 @@ class ReplyInspector:
         if new_choices is None:
             return body, cmds
         return json_codec.dumps({**obj, "choices": new_choices}), cmds
-
-    # -- results -------------------------------------------------------------------
-
-    @property
-    def raw_text(self) -> str:
-        """Everything choice 0's content said so far, commands included (capped, for the record)."""
-        st = self._choices.get(0)
-        return st.analyzer.raw.text() if st else ""
-
-    @property
-    def spoken_text(self) -> str:
-        """What choice 0 sent the runtime as content so far: the speakable output (capped)."""
-        st = self._choices.get(0)
-        return st.out.spoken.text() if st else ""
-
-    @property
-    def reasoning_text(self) -> str:
-        """Choice 0's thinking so far: ``<think>`` blocks in its content (without the
-        tags) and its ``reasoning_content``/``reasoning`` deltas (capped)."""
-        st = self._choices.get(0)
-        return st.analyzer.reasoning.text() if st else ""
-
-    @property
-    def thinking_unopened(self) -> bool:
-        """Choice 0 had a ``</think>`` with no opening one, not ``thinking_open`` (count it)."""
-        st = self._choices.get(0)
-        return st.analyzer.thinking_unopened if st else False
-
-    @property
-    def chunk_id(self) -> str | None:
-        """The ``id`` the upstream's chunks carry (the last one's), or ``None``."""
-        return self._template.get("id") if self._template else None
-
-    @property
-    def tool_calls(self) -> list[dict[str, Any]]:
-        """Choice 0's tool calls as the upstream sent them, assembled per index
-        (``[{"id", "name", "arguments"}]``)."""
-        st = self._choices.get(0)
-        return st.analyzer.tool_calls() if st else []
 
     # -- internals -----------------------------------------------------------------
 
@@ -300,6 +258,7 @@ class ReplyInspector:
         """A choice got its ``finish_reason``; ``"error"`` (OpenRouter) is the
         upstream's error, with the chunk's ``error`` object when it has one."""
         self.saw_finish = True
+        self.finish_reasons.append(str(reason))
         if reason == "error" and self.upstream_error is None:
             self.upstream_error = choice.get("error") or {"message": 'the upstream ended the reply with finish_reason "error"'}
 

@@ -265,17 +265,21 @@ def retry_after_s(headers: dict[str, str], now_epoch: float) -> float | None:
     return None
 
 
-def usage_totals(attempts: list[dict[str, Any]]) -> tuple[dict[str, int] | None, float | None]:
+def usage_totals(attempts: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, float | None]:
     """``(usage, cost_usd)`` summed over attempt records (``{"usage": {...} | None,
-    "cost_usd": float | None}``) where known; ``None`` for a sum with nothing known."""
-    usage: dict[str, int] | None = None
+    "cost_usd": float | None}``) where known; ``None`` for a sum with nothing known.
+    ``usage`` always has ``prompt_tokens``, ``completion_tokens``, ``cached_tokens``;
+    any other number an attempt's usage has (a speech-to-speech call's audio tokens,
+    its ``seconds``) is summed beside them."""
+    usage: dict[str, Any] | None = None
     cost: float | None = None
     for a in attempts:
         u = a.get("usage")
         if isinstance(u, dict):
             usage = usage or {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
-            for k in usage:
-                usage[k] += int(u.get(k) or 0)
+            for k, v in u.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    usage[k] = round(usage.get(k, 0) + v, 3) if isinstance(v, float) else usage.get(k, 0) + v
         if isinstance(a.get("cost_usd"), (int, float)):
             cost = round((cost or 0.0) + a["cost_usd"], 9)
     return usage, cost

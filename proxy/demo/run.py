@@ -5,6 +5,8 @@ command, each split across chunks; callgate sits in front of it; the official
 ``openai`` client plays the agent runtime; a subscriber on the call's event stream
 plays the call layer; a small local "CRM" receives the end function's webhook.
 Prints what the caller hears, the control events and the end-function result.
+Then a second call, a speech-to-speech call over SIP (:mod:`.sip_demo`): hung up
+after its goodbye played, its end function run.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..endfn.conversation import Conversation
 from ..server.app import running
 from ..server.services import SERVICES
 from .scripted_upstream import ScriptedReply, ScriptedUpstream, serve_app
+from .sip_demo import run_sip_demo
 
 __all__ = ["CALL_ID", "SCRIPT", "TURNS", "crm_receiver", "demo_config", "main", "report", "run_demo", "summarize", "talk"]
 
@@ -146,13 +149,15 @@ def report(events: list[dict[str, Any]], steps: list[dict[str, Any]], crm: list[
 async def run_demo() -> int:
     """``make demo`` / ``callgate demo``: a scripted LLM, a CRM receiver and callgate on
     built-in defaults, two turns through the openai client, then the call's record
-    and the end function's webhook as printed; the exit code (0 when the events and
-    the CRM's record are what the script says)."""
+    and the end function's webhook as printed; then the SIP call (:mod:`.sip_demo`).
+    The exit code: 0 when both went as their scripts say."""
     upstream = ScriptedUpstream(SCRIPT)
     with tempfile.TemporaryDirectory(prefix="callgate-demo-") as db_dir:
         async with serve_app(upstream.app()) as up_url, crm_receiver() as (crm_url, crm):
             config = parse_config(demo_config(up_url, crm_url, {"path": f"{db_dir}/callgate.db"}))
-            return await _call(config, up_url, crm)
+            ok = await _call(config, up_url, crm) == 0
+            ok = await run_sip_demo(crm_url) and ok
+    return 0 if ok else 1
 
 
 async def _call(config: Config, up_url: str, crm: list[dict[str, Any]]) -> int:

@@ -36,7 +36,8 @@ class Conversation:
     the first call under an id), the same on every retry;
     ``sandbox``: ``True`` under ``callgate end-function test`` (skip your own side
     effects then); ``usage``: ``{prompt_tokens, completion_tokens, cached_tokens}``
-    over every upstream attempt of the call where known (``None``: none known);
+    over every upstream attempt of the call where known (``None``: none known; a
+    speech-to-speech call adds its audio and text token split and GPT-Live's ``seconds``);
     ``cost_usd``: what they cost at the configured prices (USD; ``None``: no price known);
     ``speech_gap_max_ms``: the call's longest dead air, the largest of its turns'
     ``speech_gap_max_ms`` (ms: the longest silence inside one reply's speech, after
@@ -59,7 +60,7 @@ class Conversation:
     idempotency_key: str = ""
     sandbox: bool = False
     generation: int = 1
-    usage: dict[str, int] | None = None
+    usage: dict[str, Any] | None = None
     cost_usd: float | None = None
     speech_gap_max_ms: float | None = None
 

@@ -6,6 +6,7 @@
 ``relay/``     ``POST /v1/chat/completions`` and ``GET /v1/models``: the request
                read once, the attempts raced across the pool, the reply, the stream
 ``doors/``     the WebSocket front doors: Retell's custom LLM, ConversationRelay
+``sip/``       the OpenAI SIP front door: speech-to-speech calls, their sideband
 ``call_api``   the call layer's API: events (SSE), end, state, the call record
 ``delivery``   control events to ``control.webhook.url``, durable and in order
 ``admin``      the operator page (``ui/``) and its API

@@ -10,7 +10,7 @@ a transaction the engine opens:
 ``records``     typed records: rows read by column name, values written, the call record
 ``db``          the connection surface the operations use (named parameters, rows by name)
 ``ops``         every operation: ``calls``, ``reads``, ``queue`` (jobs and deliveries),
-                ``instances``
+                ``instances``, ``sip`` (the OpenAI SIP door)
 ``migrations``  the numbered schema migrations and their runner
 ``schema``      what the tables hold
 ``sqlite``      the embedded engine: a writer thread, reader threads, WAL

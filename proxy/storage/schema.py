@@ -19,6 +19,10 @@ The same columns on SQLite and PostgreSQL; times are Unix seconds (``REAL`` /
 * ``deliveries``: one row per control event for the call layer's webhook.
 * ``jobs``: one row per end-function step of an ended call (``call_key``, ``step``).
 * ``instances``: the processes using the database and their heartbeats.
+* ``sip_calls``, ``sip_function_calls``: the OpenAI SIP front door's calls (one accept
+  each, the sideband's owner and lease, the hangup and refer latches) and their
+  function calls (each executed and answered once); a live one is ended by its front
+  door, never by the sweep.
 * ``schema_version``: one row per migration applied.
 
 Jobs and deliveries are one kind of queue (:mod:`~proxy.storage.ops.queue`): a

@@ -13,9 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import StrEnum
 
+from ..core.openai_sip.actions import LatchState as SipLatch
+from ..core.openai_sip.api import Api as SipApi
 from ..core.reply import TurnStatus  # decided by the reply's state machine; stored as is
 
-__all__ = ["TERMINAL", "CallStatus", "DeliveryStatus", "EventType", "JobStatus", "TurnStatus", "lit", "one_of"]
+__all__ = [
+    "TERMINAL", "CallStatus", "DeliveryStatus", "EventType", "JobStatus", "SipApi", "SipCallStatus", "SipFunctionStatus",
+    "SipLatch", "TurnStatus", "lit", "one_of",
+]
 
 
 class CallStatus(StrEnum):
@@ -51,6 +56,25 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"  # due at next_at (the first try, or a retry); claimed under a lease while sent
     DONE = "done"
     FAILED = "failed"  # a dead letter: refused, or not delivered while fresh
+
+
+class SipCallStatus(StrEnum):
+    """An OpenAI SIP call (``sip_calls``): from its webhook to its end. ``SipApi`` (the
+    API it is on) and ``SipLatch`` (its hangup and refer) are the sans-IO core's enums."""
+
+    ACCEPTING = "accepting"  # an instance claimed it; its accept (or reject) is under way
+    ACCEPTED = "accepted"  # accepted: its sideband has an owner, under a lease
+    REJECTED = "rejected"  # refused (allow_callers): rejected with reject_status
+    GONE = "gone"  # the accept answered 404: the caller had hung up
+    FAILED = "failed"  # the accept failed otherwise (logged, not tried again)
+    ENDED = "ended"  # the call ended
+
+
+class SipFunctionStatus(StrEnum):
+    """A function call of an OpenAI SIP call (``sip_function_calls``), keyed by its ``call_id``."""
+
+    RUNNING = "running"  # claimed by an instance: being executed
+    ANSWERED = "answered"  # its output was stored and sent
 
 
 TERMINAL = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.SKIPPED, JobStatus.BLOCKED})

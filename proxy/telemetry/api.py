@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["NOOP", "AttemptSpan", "AttrValue", "StepSpan", "Telemetry", "TurnEvent", "TurnSpan"]
+__all__ = ["NOOP", "NOOP_ATTEMPT", "NOOP_TURN", "AttemptSpan", "AttrValue", "StepSpan", "Telemetry", "TurnEvent", "TurnSpan"]
 
 AttrValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
 """A span attribute's value, as OpenTelemetry takes it."""
@@ -96,6 +96,10 @@ class TurnSpan:
     def trace_headers(self) -> dict[str, str]:
         """W3C ``traceparent``/``tracestate`` naming the turn span; ``{}`` when off."""
         return {}
+
+    def call(self, call_id: str, generation: int) -> None:
+        """The turn's call, once known (the turn span starts when the request was read,
+        before the call is found): ``session.id`` and ``callgate.call.generation``."""
 
     def event(self, name: str, attrs: Mapping[str, AttrValue] | None = None) -> None:
         """A span event: a :class:`TurnEvent` value (``stall``, ``hedge``,
@@ -192,3 +196,8 @@ _NOOP_TURN = TurnSpan()
 _NOOP_STEP = StepSpan()
 NOOP = Telemetry()
 """Tracing off: the one shared no-op."""
+
+NOOP_TURN = _NOOP_TURN
+"""The turn span of a reply that traces nothing (the default of the relay's parts)."""
+NOOP_ATTEMPT = _NOOP_ATTEMPT
+"""The attempt span of an attempt that traces nothing."""

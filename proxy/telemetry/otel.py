@@ -148,6 +148,11 @@ class _Turn(TurnSpan):
         """See :meth:`TurnSpan.trace_headers`."""
         return _headers(self._span)
 
+    def call(self, call_id: str, generation: int) -> None:
+        """See :meth:`TurnSpan.call`."""
+        if not self._ended:
+            self._span.set_attributes({"session.id": call_id, "callgate.call.generation": generation})
+
     def event(self, name: str, attrs: Mapping[str, AttrValue] | None = None) -> None:
         """See :meth:`TurnSpan.event`."""
         if not self._ended:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .. import sip
 from .conversation_relay import action, relay_socket
 from .retell import retell_socket
 from .sockets import DOORS, Doors
@@ -32,3 +33,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/retell/v1/llm-websocket/{call_id}", retell_socket)
     app.router.add_get("/conversation-relay/v1/ws", relay_socket)
     app.router.add_post("/conversation-relay/v1/action", action)
+    sip.add_routes(app)  # POST /openai-sip/v1/webhook: OpenAI's speech-to-speech SIP calls (proxy.server.sip)

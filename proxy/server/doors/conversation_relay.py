@@ -45,7 +45,8 @@ async def relay_socket(request: web.Request) -> web.WebSocketResponse:
     s = request.app[SERVICES]
     ws = await open_socket(request, s)
     conn = RelayConnection(s.config.server.max_body_bytes, s.config.limits.max_prompt_chars)
-    session = Session(request.app, ws, "conversation_relay", conn, transcript=True, owner=owner_of(request))
+    session = Session(request.app, ws, "conversation_relay", conn, transcript=True, owner=owner_of(request),
+                      traceparent=request.headers.get("traceparent"), tracestate=request.headers.get("tracestate"))
     await session.serve()
     return ws
 

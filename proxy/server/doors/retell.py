@@ -32,6 +32,7 @@ async def retell_socket(request: web.Request) -> web.WebSocketResponse:
     s = request.app[SERVICES]
     ws = await open_socket(request, s)
     conn = RetellConnection(request.match_info["call_id"], s.config.server.max_body_bytes)
-    session = Session(request.app, ws, "retell", conn, transcript=False, owner=owner_of(request))
+    session = Session(request.app, ws, "retell", conn, transcript=False, owner=owner_of(request),
+                      traceparent=request.headers.get("traceparent"), tracestate=request.headers.get("tracestate"))
     await session.serve(conn.attach())
     return ws

@@ -35,6 +35,7 @@ from ...core.door import (
 from ...core.reply import ReplyEvent
 from ...errors import CallgateError
 from ...metrics import FRONT_DOOR_FRAMES, LIMIT_HITS
+from ...telemetry import TurnEvent
 from ..relay.reply import Reply
 from ..services import SERVICES, Services
 from .sockets import DOORS, Doors, frames, refuse
@@ -62,12 +63,15 @@ class Session:
     """See the module docstring. ``door``: its name (``retell``,
     ``conversation_relay``: the config key, the metric label); ``transcript``: keep
     the conversation (a platform that sends none with its turns); ``owner``: the
-    socket's key's name."""
+    socket's key's name; ``traceparent`` / ``tracestate``: the platform's W3C trace
+    context on the upgrade request, which each turn's span continues."""
 
     def __init__(
         self, app: web.Application, ws: web.WebSocketResponse, door: str, conn: Connection, *, transcript: bool, owner: str | None,
+        traceparent: str | None = None, tracestate: str | None = None,
     ) -> None:
         self.app, self.ws, self.door, self.conn, self.owner = app, ws, door, conn, owner
+        self.traceparent, self.tracestate = traceparent, tracestate  # the platform's trace context (W3C), on the upgrade
         self.doors: Doors = app[DOORS]
         self.transcript = Transcript() if transcript else None
         self.call_id: str | None = None
@@ -172,6 +176,8 @@ class Session:
             if self.reply is not None:
                 self.reply.cancelled_by = why
                 self.reply.heard = heard
+                if why is ReplyEvent.BARGED_IN:
+                    self.reply.span.event(TurnEvent.BARGE_IN, {"callgate.heard_chars": len(heard) if heard is not None else -1})
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

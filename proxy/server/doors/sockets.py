@@ -91,7 +91,7 @@ class Doors:
         try:
             await s.registry.detach_door(call, source)
             await asyncio.sleep(s.config.end_function.after_hangup_s)
-            if not await s.registry.end(call, EndReason.SOCKET_CLOSED, source):
+            if not await s.registry.end(call, EndReason.SOCKET_CLOSED, source, if_detached=True):
                 log.info("front door call_id=%s not ended: its socket opened again (here or on another instance)", call_id)
         finally:
             if self.pending.get(call_id) is asyncio.current_task():

@@ -91,7 +91,10 @@ async def run_turn(session: Session, start: StartTurn) -> Reply:
         inject_tools(body, FunctionMap(profile.settings.function_map))
     started = time.perf_counter()
     machine = new_machine(s)
-    race = Race(s, machine, json_codec.dumps(body), body, CIMultiDict(), True, profile.upstreams, started)
+    span = s.telemetry.turn(
+        cfg.model, session.call_id, 0, profile.name, session.traceparent, session.tracestate, door=session.door, start_ns=time.time_ns(),
+    )
+    race = Race(s, machine, json_codec.dumps(body), body, CIMultiDict(), True, profile.upstreams, started, span)
     first = asyncio.ensure_future(race.first())
     first.add_done_callback(_retrieved)
     s.drain.enter()
@@ -101,11 +104,13 @@ async def run_turn(session: Session, start: StartTurn) -> Reply:
             session.call_id, stream=True, user_text=start.user_text, metadata=session.metadata or None, profile=profile.name,
             owner=session.owner, request_id=new_id("req_"),
         )
-    except BaseException:
+    except BaseException as e:
         first.cancel()
         await race.stop()
         s.drain.leave()
+        span.end("error", error=type(e).__name__)
         raise
+    span.call(call.call_id, call.generation)
     reply = Reply(s, profile, call, turn, started, race, machine, SpeechSink(session, start.turn), gone="the platform closed the socket")
     session.began(reply)
     try:

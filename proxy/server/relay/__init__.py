@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 
 import aiohttp
 from aiohttp import web
@@ -58,7 +59,11 @@ async def _chat_completions(request: web.Request, s: Services) -> web.StreamResp
     chat = req.chat
     logs.bind(call_id=chat.call_id)  # the runtime's id, when it sent one (a call of its own gets one below)
     machine = new_machine(s)
-    race = Race(s, machine, req.upstream, req.upstream_body, request.headers, chat.stream, req.profile.upstreams, req.started)
+    span = s.telemetry.turn(
+        chat.body.get("model") if isinstance(chat.body.get("model"), str) else None, chat.call_id, 0, req.profile.name,
+        request.headers.get("traceparent"), request.headers.get("tracestate"), request_id=_request_id(), start_ns=_start_ns(req.started),
+    )
+    race = Race(s, machine, req.upstream, req.upstream_body, request.headers, chat.stream, req.profile.upstreams, req.started, span)
     first = asyncio.ensure_future(race.first())
     first.add_done_callback(_retrieved)
     try:
@@ -66,11 +71,13 @@ async def _chat_completions(request: web.Request, s: Services) -> web.StreamResp
             chat.call_id, stream=chat.stream, user_text=chat.user_text, metadata=chat.metadata,
             profile=req.profile.name, owner=req.owner, request_id=_request_id(),
         )
-    except BaseException:
+    except BaseException as e:
         first.cancel()
         await race.stop()
+        span.end("error", error=type(e).__name__)
         raise
     logs.bind(call_id=call.call_id)
+    span.call(call.call_id, call.generation)
     sink = HttpSink(request, call.call_id)
     reply = Reply(s, req.profile, call, turn, req.started, race, machine, sink)
     try:
@@ -81,6 +88,11 @@ async def _chat_completions(request: web.Request, s: Services) -> web.StreamResp
         await race.stop()
         s.registry.finish_turn(call, turn, reply.outcome())
         logs.bind(ttft_ms=reply.ttft_ms, upstream=reply.current.name if reply.current else None)
+
+
+def _start_ns(started: float) -> int:
+    """``started`` (``perf_counter()``) as Unix ns, for a span's start."""
+    return time.time_ns() - int((time.perf_counter() - started) * 1e9)
 
 
 def _request_id() -> str | None:

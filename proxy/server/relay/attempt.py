@@ -41,6 +41,7 @@ from ...core.routing import Usage
 from ...core.sse import SSEDecodeError, SSEDecoder, SSEEvent
 from ...errors import UpstreamBadReply, UpstreamError, UpstreamFailure, UpstreamStatus, UpstreamTimeout, UpstreamUnreachable
 from ...metrics import LIMIT_HITS
+from ...telemetry import NOOP_ATTEMPT, AttemptSpan
 from ..services import Services
 from .upstream import open_upstream
 
@@ -106,6 +107,8 @@ class Attempt:
         self.max_held_bytes = max_held_bytes
         self.first_byte_at: float | None = None  # perf_counter()
         self.let_go = False  # no longer in flight at its upstream
+        self.span: AttemptSpan = NOOP_ATTEMPT  # its span (the race's turn span's child)
+        self.span_ended = False
 
     @property
     def name(self) -> str:
@@ -233,6 +236,17 @@ class Attempt:
         """Let its connection go: back to the pool when it was read to the end, closed otherwise."""
         if self.resp is not None:
             self.resp.release()
+
+    def end_span(self, outcome: AttemptOutcome) -> None:
+        """Its outcome was written: its span ends with it (the GenAI attributes as the
+        upstream reported them)."""
+        self.span_ended = True
+        ins, usage = self.inspector, self.usage
+        self.span.end(
+            str(outcome), response_model=ins.model if ins else None, response_id=ins.chunk_id if ins else None,
+            finish_reasons=ins.finish_reasons if ins else (), input_tokens=usage.prompt_tokens if usage else None,
+            output_tokens=usage.completion_tokens if usage else None, ttft_ms=self.first_token_ms, error=self.error,
+        )
 
     def record(self, outcome: AttemptOutcome | None, cost_usd: float | None) -> dict[str, Any]:
         """The turn's ``attempts`` entry."""

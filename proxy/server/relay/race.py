@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from multidict import CIMultiDict
+
 from ...config import PoolEntry
 from ...core.analyzer import HangupPolicy
 from ...core.inspector import InspectorSettings
@@ -36,6 +38,7 @@ from ...core.reply import ReplyAction, ReplyEvent, ReplyInput, ReplyMachine
 from ...core.routing import attempt_body, continuation_body, retry_after_s, retryable
 from ...errors import UpstreamError, UpstreamsBusy, UpstreamStatus
 from ...metrics import UPSTREAM_HEDGES
+from ...telemetry import NOOP_TURN, TurnEvent, TurnSpan
 from ..pool import UpstreamPool
 from ..services import Services
 from .attempt import Attempt, retry_after_of
@@ -68,9 +71,10 @@ class Race:
 
     def __init__(
         self, s: Services, machine: ReplyMachine, raw: bytes, body: dict[str, Any], headers: Any, stream: bool,
-        upstreams: tuple[str, ...], started: float,
+        upstreams: tuple[str, ...], started: float, span: TurnSpan = NOOP_TURN,
     ) -> None:
         self.s, self.machine, self.raw, self.body, self.headers, self.stream, self.started = s, machine, raw, body, headers, stream, started
+        self.span = span  # the turn's: each attempt's span is its child
         self.pool: UpstreamPool = s.pool
         self.names = self.pool.names_for(upstreams)
         self.attempts: list[Attempt] = []
@@ -104,8 +108,9 @@ class Race:
                     raise r.last or UpstreamsBusy("no upstream is left to try")
                 ended = await self._wait(r, hedge_s)
                 if ended is None:  # the hedge: nobody spoke within first_token_ms
-                    if self._start(r):
+                    if self._start(r, "hedge"):
                         UPSTREAM_HEDGES.inc()
+                        self.span.event(TurnEvent.HEDGE, {"callgate.upstream": self.attempts[-1].name})
                     continue
                 winner = self._settle(ended, r) if ended else None
                 if winner is not None:
@@ -113,7 +118,7 @@ class Race:
                 if not self._tasks and r.budget <= 0:
                     raise r.last or UpstreamsBusy("no upstream is left to try")
                 if ended and self._tasks and r.budget > 0:  # one failed while another runs: the next starts at once
-                    self._start(r)
+                    self._start(r, "fallback")
         finally:
             await self._stop_tasks()
 
@@ -148,8 +153,11 @@ class Race:
     def _untried(self, names: list[str], tried: set[str]) -> bool:
         return any(n not in tried for n in names)
 
-    def _start(self, r: _Round) -> bool:
-        """Start the next attempt (it counts against ``r.budget``); false when none is left."""
+    def _start(self, r: _Round, reason: str | None = None) -> bool:
+        """Start the next attempt (it counts against ``r.budget``; ``reason``: why, for its
+        span: ``hedge``, else ``first`` or ``fallback``; a continuation's are
+        ``continuation``); false when none is left."""
+        reason = reason or ("fallback" if r.tried else "first")
         try:
             entry = self.pool.pick(r.names, r.tried)
         except UpstreamsBusy:
@@ -162,10 +170,12 @@ class Race:
         # nothing could take over from it: adopted at its head, as a lone upstream always was
         commit = not self._tasks and not (r.budget > 1 and self._untried(r.names, r.tried))
         r.budget -= 1
-        self._launch(entry, r, commit)
+        if reason == "fallback" and r.tried - {entry.name}:
+            self.span.event(TurnEvent.FALLBACK, {"callgate.upstream": entry.name})
+        self._launch(entry, r, commit, "continuation" if r.continuation else reason)
         return True
 
-    def _launch(self, entry: PoolEntry, r: _Round, commit: bool) -> None:
+    def _launch(self, entry: PoolEntry, r: _Round, commit: bool, reason: str) -> None:
         body, model, added = attempt_body(
             r.raw, r.body, models=entry.models, drop=frozenset(entry.drop_fields), include_usage=entry.include_usage
         )
@@ -175,9 +185,16 @@ class Race:
             max_held_bytes=self.s.config.limits.max_held_bytes, after_transfer=r.transferred,
         )
         assert index == len(self.attempts)
+        attempt.span = self.span.attempt(entry.name, entry.base_url, model if isinstance(model, str) else None, number=index + 1, reason=reason)
         self.attempts.append(attempt)
         self.pool.health.begin(entry.name, self.pool.clock())
-        task = asyncio.ensure_future(attempt.run(self.s, self.headers, self.stream, self.ready, commit))
+        trace = attempt.span.trace_headers()  # the provider's trace joins this attempt's (tracing on)
+        headers = self.headers
+        if trace:
+            headers = CIMultiDict(self.headers)
+            for name, value in trace.items():
+                headers[name] = value  # replaces the runtime's own
+        task = asyncio.ensure_future(attempt.run(self.s, headers, self.stream, self.ready, commit))
         self._tasks[task] = attempt
 
     def _failed(self, attempt: Attempt, e: BaseException) -> BaseException:
@@ -210,7 +227,12 @@ class Race:
     def carry_out(self, actions: tuple[ReplyAction, ...], attempt: Attempt | None = None) -> None:
         """What the machine asked about attempts: close ``attempt`` (``CLOSE``), close
         every attempt that no longer runs for the reply (``CLOSE_OTHERS``: the losers,
-        or all at the reply's end), tell the pool of a fault (``FAULT``)."""
+        or all at the reply's end), tell the pool of a fault (``FAULT``). Each attempt
+        whose outcome the move wrote has its span ended with it."""
+        for a in self.attempts:
+            outcome = self.machine.outcome(a.index)
+            if outcome is not None and not a.span_ended:
+                a.end_span(outcome)
         for action in actions:
             if action is ReplyAction.CLOSE and attempt is not None:
                 self.let_go(attempt)

@@ -11,7 +11,7 @@ from ...calls.model import TurnOutcome
 from ...core.reply import AttemptOutcome, TurnStatus
 from ...core.routing import cost_usd
 from ...errors import UpstreamFailure
-from ...metrics import TURNS, UPSTREAM_ATTEMPTS, UPSTREAM_COST, UPSTREAM_ERRORS, UPSTREAM_FIRST_TOKEN, UPSTREAM_TOKENS
+from ...metrics import SPEECH_GAP, TURNS, UPSTREAM_ATTEMPTS, UPSTREAM_COST, UPSTREAM_ERRORS, UPSTREAM_FIRST_TOKEN, UPSTREAM_TOKENS
 
 if TYPE_CHECKING:
     from .reply import Reply
@@ -38,7 +38,17 @@ def turn_outcome(reply: Reply) -> TurnOutcome:
         duration_ms=round((time.perf_counter() - reply.started) * 1000, 3),
         attempts=_attempts(reply),
         heard_text=reply.heard,
+        speech_gap_max_ms=_gap(reply),
     )
+
+
+def _gap(reply: Reply) -> float | None:
+    """The turn's dead air (ms, rounded to 0.1), observed in ``callgate_speech_gap_seconds``."""
+    gap = reply.gaps.max_ms
+    if gap is None:
+        return None
+    SPEECH_GAP.labels(reply.profile).observe(gap / 1000)
+    return round(gap, 1)
 
 
 def _attempts(reply: Reply) -> list[dict[str, Any]]:

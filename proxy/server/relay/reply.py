@@ -33,12 +33,14 @@ from ...calls.model import Call, Turn, TurnOutcome
 from ...core import json_codec
 from ...core.commands import HANGUP, TRANSFER, AnyCommand, Command
 from ...core.inspector import InvalidChunk, ReplyInspector
-from ...core.outputs import DONE, CommandFound, Forward, Output, Rewrite, continued, finish
+from ...core.gaps import SpeechGaps
+from ...core.outputs import DONE, CommandFound, Forward, Output, Rewrite, Speech, continued, finish
 from ...core.profile import Profile
 from ...core.reply import ERROR_CODES, ReplyAction, ReplyEvent, ReplyInput, ReplyMachine, ReplyState, TurnStatus
 from ...core.sse import SSEDecodeError, SSEEvent
 from ...errors import UpstreamError, UpstreamFailure, openai_error_body
 from ...metrics import ADDED_TTFB, CHUNKS, UPSTREAM_STALLS, UPSTREAM_TTFB
+from ...telemetry import TurnEvent
 from ..services import Services
 from .attempt import Attempt
 from .race import Race
@@ -109,6 +111,8 @@ class Reply:
         self.gone = gone
         self.cancelled_by = ReplyEvent.CLIENT_GONE
         self.heard: str | None = None  # what the caller heard, when the platform said (a front door's barge-in)
+        self.span = race.span  # the turn's span (a no-op when traces are off)
+        self.gaps = SpeechGaps()  # dead air: the longest silence between two pieces of speech sent
         r = s.config.routing
         self.stall_s = r.stall_ms / 1000 if r.stall_ms else None
         race.bind(profile.settings, s.registry.hangup_policy(call))
@@ -254,8 +258,16 @@ class Reply:
         return out
 
     async def _emit(self, items: list[Output]) -> None:
-        """Outputs of the adopted attempt: commands acted on, the rest to the sink."""
-        cmds = [o.command for o in items if type(o) is CommandFound]
+        """Outputs of the adopted attempt: commands acted on, the rest to the sink; the
+        time speech went out (dead air)."""
+        cmds = None
+        for o in items:
+            kind = type(o)
+            if kind is Speech:
+                self.gaps.piece(time.monotonic())
+            elif kind is CommandFound:
+                cmds = [c.command for c in items if isinstance(c, CommandFound)]
+                break
         if cmds:
             self.commands(cmds)
         if self.current is not None and self.current.continuation:
@@ -269,6 +281,8 @@ class Reply:
         (the runtime got the error event)."""
         UPSTREAM_STALLS.inc()
         log.warning("upstream %s stalled mid-speech call_id=%s: continuing", stalled.name, self.call.call_id)
+        self.span.event(TurnEvent.STALL, {"callgate.upstream": stalled.name})
+        self.span.event(TurnEvent.CONTINUATION, {"callgate.heard_chars": len(self.spoken_text)})
         try:
             nxt = await self.race.continuation(stalled, self.spoken_text, self.transferred)
         except UpstreamError as e:
@@ -327,7 +341,13 @@ class Reply:
                 self._on(ReplyEvent.HANGUP_FOUND)
             if cmd.function == TRANSFER and isinstance(cmd, Command):
                 self.transferred = True
-        self.events += self.s.registry.add_commands(self.call, self.turn, cmds, self.spoken_text)
+        events = self.s.registry.add_commands(self.call, self.turn, cmds, self.spoken_text)
+        self.events += events
+        for e in events:
+            self.span.control_event(
+                e.type, event_id=e.id, function=getattr(e, "function", None) or e.type, source=e.source,
+                code=getattr(e, "code", None), args=getattr(e, "attrs", None),
+            )
 
     @property
     def spoken_text(self) -> str:
@@ -362,4 +382,7 @@ class Reply:
         a reply that escaped its walk unended is callgate's failure."""
         if not self.machine.ended:
             self._end(ReplyEvent.CALLGATE_FAILED, error=self.machine.error or "callgate failed mid-reply")
-        return turn_outcome(self)
+        outcome = turn_outcome(self)
+        self.span.content(user_text=self.turn.user_text, speech=outcome.spoken_text, tool_calls=outcome.tool_calls)
+        self.span.end(outcome.status, ttft_ms=outcome.ttft_ms, speech_gap_max_ms=outcome.speech_gap_max_ms, error=self.machine.failure)
+        return outcome

@@ -15,7 +15,7 @@ refuses to open (:class:`~proxy.errors.SchemaTooNew`), naming both versions.
 
 The steps: ``v001_tables`` (the tables, from the first layout), ``v002_update_indexes``,
 ``v003_checks_and_call_key``, ``v004_turn_reasoning``, ``v005_turn_attempts``,
-``v006_turn_statuses_and_heard``, ``v007_turn_speech_gap``; ``ddl`` holds the DDL they share, ``legacy`` the first
+``v006_turn_statuses_and_heard``, ``v007_turn_speech_gap``, ``v008_openai_sip``; ``ddl`` holds the DDL they share, ``legacy`` the first
 layout's reading.
 """
 
@@ -31,7 +31,7 @@ from ...errors import SchemaTooNew, SchemaTooOld
 from ..db import Conn
 from . import (
     v001_tables, v002_update_indexes, v003_checks_and_call_key, v004_turn_reasoning, v005_turn_attempts,
-    v006_turn_statuses_and_heard, v007_turn_speech_gap,
+    v006_turn_statuses_and_heard, v007_turn_speech_gap, v008_openai_sip,
 )
 from .ddl import tables
 
@@ -55,7 +55,7 @@ class Migration:
 MIGRATIONS = tuple(
     Migration(m.VERSION, m.DESCRIPTION, m.apply) for m in (
         v001_tables, v002_update_indexes, v003_checks_and_call_key, v004_turn_reasoning, v005_turn_attempts,
-        v006_turn_statuses_and_heard, v007_turn_speech_gap,
+        v006_turn_statuses_and_heard, v007_turn_speech_gap, v008_openai_sip,
     )
 )
 LATEST = MIGRATIONS[-1].version

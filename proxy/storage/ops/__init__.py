@@ -7,6 +7,7 @@
                 outcomes, retries
 ``instances``   heartbeats, and recovering what stopped processes left
 ``doors``       front doors: a socket closed (the end waits), what the caller heard
+``sip``         the OpenAI SIP front door: one accept, sideband leases, latches, function outputs
 ==============  ===============================================================
 
 Each function takes a :class:`~proxy.storage.db.Conn` inside a transaction the
@@ -49,6 +50,22 @@ from .queue import (
     retry_jobs,
 )
 from .reads import call_record, events_after, gauges, list_calls, read_call, tail
+from .sip import (
+    SipCallRecord,
+    accepted,
+    answer_function,
+    answered_functions,
+    claim_accept,
+    claim_functions,
+    finish_sip,
+    latch,
+    release,
+    renew,
+    settle_accept,
+    sip_call,
+    take_over,
+    turn_user_text,
+)
 
 __all__ = [
     "DueEnd", "add_events", "attach", "begin_turn", "call_record", "claim_deliveries", "claim_jobs", "count_deliveries",
@@ -56,5 +73,7 @@ __all__ = [
     "finish_turn", "gauges", "heartbeat", "job", "jobs_for_call", "list_calls", "list_deliveries", "list_jobs",
     "next_due", "patch_state", "processes", "purge", "put_record", "queue_jobs", "read_call", "recover", "retry_deliveries",
     "retry_jobs", "set_heard", "tail", "turn_texts",
+    "SipCallRecord", "accepted", "answer_function", "answered_functions", "claim_accept", "claim_functions", "finish_sip",
+    "latch", "release", "renew", "settle_accept", "sip_call", "take_over", "turn_user_text",
 ]
 

@@ -17,7 +17,7 @@ from ...core.merge import merge_patch
 from ..db import Conn
 from ..migrations.legacy import copy_record
 from ..records import CallRecord, CallStart, CommandRecord, NewEvent, TurnOutcome, TurnStart, dumps, loads
-from ..statuses import CallStatus, DeliveryStatus, EventType, JobStatus, TurnStatus, lit
+from ..statuses import CallStatus, DeliveryStatus, EventType, JobStatus, SipCallStatus, TurnStatus, lit
 
 __all__ = [
     "DueEnd", "add_events", "begin_turn", "due_ends", "end_call", "end_of", "find_call", "finish_turn", "patch_state",
@@ -185,12 +185,13 @@ def end_call(
     steps: Iterable[tuple[str, str, list[str]]],
     deliver: bool,
     now: float,
+    if_detached: bool = False,
 ) -> dict[str, Any] | None:
     """End the call once, in one transaction: mark it ended, merge ``state`` (top
     level), store its ``call.ended`` event (``ended``: the event without ``seq``)
     and one pending job per ``(step, kind, after)``. ``None`` when it had already
-    ended, or does not exist, or (reason ``socket_closed``) its socket opened again."""
-    still_closed = " AND detached_at IS NOT NULL" if ended["reason"] == "socket_closed" else ""  # its socket came back: no end
+    ended, or does not exist, or (``if_detached``) a front door's socket for it opened again."""
+    still_closed = " AND detached_at IS NOT NULL" if if_detached else ""  # a front door's socket came back: no end
     seq = c.value(
         "UPDATE calls SET status = :ended, end_reason = :reason, end_source = :source, ended_at = :now, "
         f"updated_at = :now, last_seq = last_seq + 1 WHERE id = :key AND status = {_ACTIVE}{still_closed} RETURNING last_seq",
@@ -242,11 +243,13 @@ def patch_state(c: Conn, key: str, patch: Mapping[str, Any], now: float) -> dict
 
 
 class DueEnd(NamedTuple):
-    """A call the sweep ends: its record key, end reason and event source."""
+    """A call the sweep ends: its record key, end reason and event source;
+    ``if_detached``: only while its front door's socket stays closed."""
 
     key: str
     reason: str
     source: str
+    if_detached: bool = False
 
 
 def due_ends(c: Conn, now: float, idle_timeout_s: float, after_hangup_s: float, limit: int = 500) -> list[DueEnd]:
@@ -254,11 +257,13 @@ def due_ends(c: Conn, now: float, idle_timeout_s: float, after_hangup_s: float, 
     an id whose reply is over (``response_finished``), a hangup older than
     ``after_hangup_s`` (``agent_hangup``), a front door's socket closed longer than
     ``after_hangup_s`` ago (``socket_closed``), no request for ``idle_timeout_s``
-    (``idle_timeout``)."""
+    (``idle_timeout``). A live OpenAI SIP call is never one: its front door ends it
+    (its sideband says when), and another instance takes it over if its owner dies."""
     rows = c.all(
         f"SELECT id, anonymous, hangup_at, hangup_source, last_activity, detached_at, detached_source FROM calls WHERE status = {_ACTIVE} "
         "AND (anonymous = 1 OR hangup_at IS NOT NULL OR detached_at IS NOT NULL OR last_activity < :idle_since) AND NOT EXISTS (SELECT 1 FROM "
-        f"turns WHERE turns.call_key = calls.id AND turns.status = {lit(TurnStatus.IN_PROGRESS)}) "
+        f"turns WHERE turns.call_key = calls.id AND turns.status = {lit(TurnStatus.IN_PROGRESS)}) AND NOT EXISTS "
+        f"(SELECT 1 FROM sip_calls s WHERE s.call_key = calls.id AND s.status = {lit(SipCallStatus.ACCEPTED)}) "
         "ORDER BY last_activity LIMIT :limit",
         {"idle_since": now - idle_timeout_s, "limit": limit},
     )
@@ -269,7 +274,7 @@ def due_ends(c: Conn, now: float, idle_timeout_s: float, after_hangup_s: float, 
         elif r["hangup_at"] is not None and r["last_activity"] < now - after_hangup_s:
             out.append(DueEnd(r["id"], "agent_hangup", r["hangup_source"] or "text_command"))
         elif r["detached_at"] is not None and r["detached_at"] < now - after_hangup_s:
-            out.append(DueEnd(r["id"], "socket_closed", r["detached_source"] or "front_door"))
+            out.append(DueEnd(r["id"], "socket_closed", r["detached_source"] or "front_door", True))
         elif r["last_activity"] < now - idle_timeout_s:
             out.append(DueEnd(r["id"], "idle_timeout", "idle_timeout"))
     return out
@@ -290,8 +295,14 @@ def purge(c: Conn, before: float, limit: int = 500) -> int:
     keys = [r["id"] for r in rows]
     if keys:
         p = {"keys": c.array(keys)}
-        for table, column in (("turns", "call_key"), ("events", "call_key"), ("deliveries", "call_key"), ("jobs", "call_key"), ("calls", "id")):
+        c.execute(f"DELETE FROM sip_function_calls WHERE sip_call IN (SELECT id FROM sip_calls WHERE call_key {c.any('keys')})", p)
+        for table, column in (
+            ("turns", "call_key"), ("events", "call_key"), ("deliveries", "call_key"), ("jobs", "call_key"), ("sip_calls", "call_key"),
+            ("calls", "id"),
+        ):
             c.execute(f"DELETE FROM {table} WHERE {column} {c.any('keys')}", p)
+    never = (SipCallStatus.REJECTED, SipCallStatus.GONE, SipCallStatus.FAILED)  # SIP calls never accepted: no calls row
+    c.execute(f"DELETE FROM sip_calls WHERE call_key IS NULL AND updated_at < :before AND status IN ({', '.join(lit(s) for s in never)})", {"before": before})
     return len(keys)
 
 

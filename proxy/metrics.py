@@ -35,6 +35,7 @@ __all__ = [
     "SIP_WEBHOOKS",
     "STEP_TRIES",
     "STORAGE_WRITE",
+    "THINKING_UNOPENED",
     "TURNS",
     "UPSTREAM_ATTEMPTS",
     "UPSTREAM_COST",
@@ -45,6 +46,7 @@ __all__ = [
     "UPSTREAM_TOKENS",
     "UPSTREAM_TTFB",
     "end_reason_label",
+    "model_label",
 ]
 
 # Where a first byte can land: sub-millisecond (callgate's own share) to seconds (a model).
@@ -127,6 +129,13 @@ SPEECH_GAP = Histogram(
     buckets=_SLOW,
 )
 
+THINKING_UNOPENED = Counter(
+    "callgate_thinking_unopened_total",
+    "Replies with a thinking closing tag (</think>) and no opening one, from an upstream not marked as opening thinking "
+    "in the prompt (its thinking_open_models), by upstream name and the model sent upstream",
+    ["upstream", "model"],
+)
+
 _END_REASON = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _END_REASONS_MAX = 50
 _end_reasons: set[str] = set()
@@ -141,4 +150,21 @@ def end_reason_label(reason: str) -> str:
     if _END_REASON.match(reason) and len(_end_reasons) < _END_REASONS_MAX:
         _end_reasons.add(reason)
         return reason
+    return "other"
+
+
+_MODEL = re.compile(r"^[\w.:/@+-]{1,100}$")
+_MODELS_MAX = 50
+_models: set[str] = set()
+
+
+def model_label(model: str) -> str:
+    """A model name as a bounded label value (``THINKING_UNOPENED``): a runtime may
+    send any model, so past 50 distinct ones, and for anything that does not look
+    like a model name, the label is ``other``."""
+    if model in _models:
+        return model
+    if _MODEL.match(model) and len(_models) < _MODELS_MAX:
+        _models.add(model)
+        return model
     return "other"

@@ -29,10 +29,14 @@ livekit       tool_calls  header ``X-LiveKit-Room-ID``; ``end_call`` (``EndCallT
 pipecat       tool_calls  ``X-Call-Id`` only; ``end_call``, ``transfer_call`` (the app's own)
 ============  ==========  ===================================================================
 
-Thinking (``<think>`` blocks in content, ``reasoning_content``/``reasoning`` deltas)
-is never scanned for commands; ``openai`` forwards it, the voice runtimes' profiles
-remove it (``thinking: remove``): a runtime that speaks what it gets would read it
-aloud.
+Thinking (``<think>``, ``<thinking>``, ``<reasoning>``, ``<thought>`` blocks in
+content, ``reasoning_content``/``reasoning`` deltas, thinking parts) is never
+scanned for commands; ``openai`` forwards it, the voice runtimes' profiles remove it
+(``thinking: remove``): a runtime that speaks what it gets would read it aloud. For
+the same reason the voice runtimes' profiles watch every form of tool call written
+as text (``text_tool_calls``, :data:`~proxy.core.text_tools.FORMS`); ``openai`` none
+(it changes nothing a plain OpenAI client did not ask for). ``end_call_phrases`` is
+empty everywhere unless configured.
 
 Every profile reads the top-level ``call_id`` sources first (default: header
 ``X-Call-Id``), and the headers ``X-Caller-Number`` / ``X-Callee-Number`` for the
@@ -46,6 +50,8 @@ from typing import Any
 from .config import BUILTIN_PROFILES, CallIdSource, Config, ProfileConfig
 from .core.inspector import InspectorSettings
 from .core.profile import Profile, Source
+from .core.text_tools import FORMS
+from .core.thinking import DEFAULT_THINK_TAGS
 from .errors import ConfigError
 
 __all__ = ["BUILTIN", "resolve_profiles"]
@@ -90,6 +96,7 @@ BUILTIN: dict[str, dict[str, Any]] = {
         "metadata": _meta(["body:extendData.callerNumber"], ["body:extendData.calleeNumber"], ["body:extendData.instanceId"]),
         "output": "text",
         "thinking": "remove",
+        "text_tool_calls": list(FORMS),
         "function_map": [{"Function": "hangup", "MatchFunction": "hangup"}, {"Function": "transfer", "MatchFunction": "transfer_call"}],
     },
     "vapi": {
@@ -99,6 +106,7 @@ BUILTIN: dict[str, dict[str, Any]] = {
         "metadata": _meta(["body:customer.number", "body:call.customer.number"], ["body:phoneNumber.number"], ["body:call.id"]),
         "output": "tool_calls",
         "thinking": "remove",
+        "text_tool_calls": list(FORMS),
         "function_map": [
             {"Function": "hangup", "MatchFunction": "endCall", "arguments": {}},
             {
@@ -120,6 +128,7 @@ BUILTIN: dict[str, dict[str, Any]] = {
         ),
         "output": "tool_calls",
         "thinking": "remove",
+        "text_tool_calls": list(FORMS),
         "function_map": [
             {
                 "Function": "hangup",
@@ -145,6 +154,7 @@ BUILTIN: dict[str, dict[str, Any]] = {
         "metadata": _meta([], [], ["header:X-LiveKit-Room-ID"]),
         "output": "tool_calls",
         "thinking": "remove",
+        "text_tool_calls": list(FORMS),
         "function_map": [
             {"Function": "hangup", "MatchFunction": "end_call", "arguments": {}},
             {"Function": "transfer", "MatchFunction": "transfer_call"},
@@ -156,6 +166,7 @@ BUILTIN: dict[str, dict[str, Any]] = {
         "metadata": _meta([], [], []),
         "output": "tool_calls",
         "thinking": "remove",
+        "text_tool_calls": list(FORMS),
         "function_map": [{"Function": "hangup", "MatchFunction": "end_call"}, {"Function": "transfer", "MatchFunction": "transfer_call"}],
     },
 }
@@ -209,6 +220,8 @@ def _fields(p: Profile) -> dict[str, Any]:
         "speak_closing": p.settings.speak_closing,
         "thinking": p.settings.thinking,
         "think_tags": list(p.settings.think_tags),
+        "text_tool_calls": list(p.settings.text_tool_calls),
+        "end_call_phrases": list(p.settings.end_call_phrases),
     }
 
 
@@ -239,7 +252,9 @@ def _build(config: Config, name: str, p: ProfileConfig) -> Profile:
         max_recorded_chars=config.storage.max_turn_chars,
         spoken_rejections=config.limits.spoken_rejections_per_reply,
         thinking=p.thinking or "forward",
-        think_tags=tuple(p.think_tags if p.think_tags is not None else ("think",)),
+        think_tags=tuple(p.think_tags if p.think_tags is not None else DEFAULT_THINK_TAGS),
+        text_tool_calls=tuple(p.text_tool_calls or ()),
+        end_call_phrases=tuple(p.end_call_phrases or ()),
     )
     top = _pairs(config.call_id)
     return Profile(

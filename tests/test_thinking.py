@@ -89,3 +89,66 @@ def test_any_split_gives_the_same_answer(text: str, cuts: list[int]) -> None:
 def test_nothing_is_lost_or_invented(text: str) -> None:
     got = run(list(text))
     assert "".join(i.raw if isinstance(i, Thinking) else i for i in got) == text
+
+
+def run_opened(pieces: list[str], opened: bool) -> tuple[list[str | Thinking], int]:
+    sp = ThinkSplitter(opened=opened)
+    out: list[str | Thinking] = []
+    for p in pieces:
+        out += sp.feed(p)
+    return out + sp.close(), sp.unopened
+
+
+R1 = "Okay, the caller wants to end the call.\nI'll say goodbye.\n</think>\n\nGoodbye, and thanks for calling!"
+
+
+def test_the_default_tags_are_the_four_shapes_models_write() -> None:
+    for tag in ("think", "thinking", "reasoning", "thought", "THINKING"):
+        got = run([f"Hi <{tag}>plan</{tag}>there"], tags=("think", "thinking", "reasoning", "thought"))
+        assert (speech(got), thinking(got)) == ("Hi there", "plan")
+    sp = ThinkSplitter()
+    assert speech(sp.feed("a <thought>b</thought> c") + sp.close()) == "a  c"
+
+
+def test_a_reply_opened_in_the_prompt_is_thinking_until_the_closing_tag() -> None:
+    for pieces in ([R1], list(R1)):
+        got, unopened = run_opened(pieces, opened=True)
+        assert speech(got) == "\n\nGoodbye, and thanks for calling!"
+        assert thinking(got) == "Okay, the caller wants to end the call.\nI'll say goodbye.\n"
+        assert unopened == 0
+
+
+def test_a_closing_tag_with_no_opening_is_counted_and_not_spoken() -> None:
+    got, unopened = run_opened([R1], opened=False)
+    assert speech(got) == R1.replace("</think>", "")  # what came before it was spoken: the upstream must be marked
+    assert unopened == 1
+    got, unopened = run_opened(["a</thi", "nk>b</think>c"], opened=False)
+    assert (speech(got), unopened) == ("abc", 2)
+
+
+def test_a_reasoning_field_first_means_the_content_is_speech() -> None:
+    sp = ThinkSplitter(opened=True)
+    sp.sent_apart()
+    assert sp.feed("Hello!") == ["Hello!"] and not sp.thinking
+    sp = ThinkSplitter(opened=True)
+    sp.feed("thinking")
+    sp.sent_apart()  # too late: the content already began inside thinking
+    assert sp.thinking
+
+
+def test_opens_thinking_matches_the_model_sent_upstream() -> None:
+    from proxy.core.thinking import opens_thinking
+
+    assert opens_thinking("DeepSeek-R1-Distill-Qwen-32B", ["deepseek-r1*"])
+    assert opens_thinking("qwen3-30b-a3b-thinking-2507", ["qwen3-*-thinking*"])
+    assert not opens_thinking("deepseek-v3", ["deepseek-r1*"])
+    assert not opens_thinking("anything", [])
+
+
+@given(TEXT, st.lists(st.integers(min_value=0, max_value=200), max_size=8), st.booleans())
+def test_opened_or_not_any_split_gives_the_same_answer(text: str, cuts: list[int], opened: bool) -> None:
+    whole = run_opened([text], opened)
+    assert run_opened(split_at(text, cuts), opened)[1] == whole[1] == run_opened(list(text), opened)[1]
+    join = lambda items: ("".join(i for i in items if isinstance(i, str)), thinking(items))  # noqa: E731
+    assert join(run_opened(split_at(text, cuts), opened)[0]) == join(whole[0]) == join(run_opened(list(text), opened)[0])
+    assert "".join(i.raw if isinstance(i, Thinking) else i for i in whole[0]) == text

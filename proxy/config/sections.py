@@ -20,6 +20,7 @@ from yarl import URL
 
 from ..core.function_map import FunctionSpec
 from ..core.inspector import InspectorSettings
+from ..core.text_tools import FormName
 
 __all__ = [
     "BUILTIN_PROFILES", "AuthConfig", "CallIdSource", "CommandsConfig", "ControlConfig", "ControlWebhookConfig",
@@ -141,6 +142,7 @@ class UpstreamConfig(Model):
     include_usage: bool = Field(
         True, description="add stream_options.include_usage to streams whose runtime did not ask (that usage chunk is not forwarded)"
     )
+    thinking_open_models: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list, description="models (deepseek-r1*) whose template opens <think>")
 
     @field_validator("base_url")
     @classmethod
@@ -278,7 +280,9 @@ class ProfileConfig(Model):
         "reasoning deltas, thinking parts): forward or remove; never scanned for commands either way "
         "(default: forward on openai, remove on the voice runtimes' profiles; passthrough always forwards)",
     )
-    think_tags: list[str] | None = Field(None, description="tag names whose <name>…</name> in content is thinking (default: [think])")
+    think_tags: list[str] | None = Field(None, description="tags whose <name>…</name> in content is thinking (default: think, thinking, reasoning, thought)")
+    text_tool_calls: list[FormName] | None = Field(None, description="tool-call forms written as text that are tool calls (default: voice profiles all)")
+    end_call_phrases: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(None, description="goodbye phrases that hang up")
     upstreams: list[str] | None = Field(None, min_length=1, description="this profile's upstreams, in order (default: routing.order)")
 
 

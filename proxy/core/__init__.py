@@ -7,6 +7,8 @@ clock-driven waiting or config lookups; plain data in, frozen events out.
 ``commands``              the normalized control command, validation, renderings
 ``tool_calls``            streamed tool-call assembly, every provider's delta shape
 ``thinking``              ``<think>…</think>`` in content told apart from speech
+``text_tools``            tool calls written as text (vLLM's forms), one module per form
+``phrases``               goodbye phrases: does a reply's speech end with one
 ``function_map``          the FunctionMap: LLM function names <-> built-in functions
 ``analyzer``              per-choice analysis: text, commands, tool calls (no JSON)
 ``render``                one renderer per output mode (``passthrough`` changes nothing)

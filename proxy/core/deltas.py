@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .analyzer import Finding, Thinking
+from .analyzer import Finding, Found, Silenced, TextToolCall
 
 __all__ = [
     "REASONING_FIELDS", "THINKING_PARTS", "Rendered", "part_text", "patched", "separated",
@@ -79,12 +79,21 @@ def separated(chunk: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**text_chunk, "choices": first}, {**chunk, "choices": second}]
 
 
-def without_thinking(content: str, findings: list[Finding]) -> str:
-    """``content`` less its thinking (passthrough sends it all; the record keeps speech)."""
+def without_thinking(findings: list[Finding]) -> str:
+    """What passthrough sent of these findings, less its thinking (the record keeps
+    speech): speech, text after a hangup, commands and calls as written. Read from the
+    findings, not the content: a finding may hold text of an earlier piece."""
+    out: list[str] = []
     for f in findings:
-        if isinstance(f, Thinking) and f.raw:
-            content = content.replace(f.raw, "", 1)
-    return content
+        if type(f) is str:
+            out.append(f)
+        elif isinstance(f, Silenced):
+            out.append(f.text)
+        elif isinstance(f, TextToolCall):
+            out.append(f.raw)
+        elif isinstance(f, Found) and f.command.source in ("text_command", "text_tool_call"):
+            out.append(f.command.raw)
+    return "".join(out)
 
 
 def part_text(value: Any) -> str:

@@ -128,26 +128,31 @@ class FunctionMap:
         """The entry callgate renders ``function`` with."""
         return self._by_function.get(function) or FunctionSpec(function, function)
 
-    def command(self, call: ToolCall, transfer_allow: Iterable[str] = ()) -> AnyCommand | None:
+    def command(
+        self, call: ToolCall, transfer_allow: Iterable[str] = (), *, source: str = "tool_call", raw: str | None = None
+    ) -> AnyCommand | None:
         """The control command a finished tool call stands for, or ``None`` when its
         name is not mapped. Arguments that are not a JSON object: a hangup still
-        hangs up, a transfer is rejected."""
+        hangs up, a transfer is rejected. ``source``: ``tool_call``, or
+        ``text_tool_call`` for a call written as text; ``raw``: what the command
+        says was written (default: the arguments)."""
         spec = self._by_match.get(call.name)
         if spec is None:
             return None
-        raw = call.arguments
+        args = call.arguments
+        raw = args if raw is None else raw
         try:
-            parsed = json.loads(raw) if raw.strip() else {}
+            parsed = json.loads(args) if args.strip() else {}
         except ValueError:
             parsed = None
         if not isinstance(parsed, dict):
             if spec.function != HANGUP:
-                return RejectedCommand(spec.function, {}, "tool_call", raw, RejectReason.BAD_ARGUMENTS, tool_call_id=call.id)
+                return RejectedCommand(spec.function, {}, source, raw, RejectReason.BAD_ARGUMENTS, tool_call_id=call.id)
             parsed = {}
         cmd = validate(
             spec.function,
             spec.read(parsed),
-            source="tool_call",
+            source=source,
             raw=raw,
             transfer_allow=tuple(transfer_allow),
             tool_call_id=call.id,

@@ -47,6 +47,14 @@ class InspectorResults:
         return st.analyzer.reasoning.text() if st else ""
 
     @property
+    def thinking_unopened(self) -> bool:
+        """Choice 0 had a thinking closing tag (``</think>``) with no opening one while
+        not ``thinking_open``: its upstream's model opens thinking in the prompt (the
+        speech before the tag was thinking, already sent); the server counts it."""
+        st = self._choices.get(0)
+        return st.analyzer.thinking_unopened if st else False
+
+    @property
     def chunk_id(self) -> str | None:
         """The ``id`` the upstream's chunks carry (the last one's), or ``None``."""
         return self._template.get("id") if self._template else None

@@ -204,17 +204,7 @@ class ReplyInspector(InspectorResults):
         st = self._choices.get(index)
         if st is None:
             s = self.settings
-            analyzer = ChoiceAnalyzer(
-                index,
-                tags=self._tags,
-                fmap=self._fmap,
-                policy=self._policy,
-                max_command_chars=s.max_command_chars,
-                transfer_allow=s.transfer_allow,
-                max_recorded_chars=s.max_recorded_chars,
-                spoken_rejections=s.spoken_rejections,
-                think_tags=s.think_tags,
-            )
+            analyzer = ChoiceAnalyzer.for_settings(index, s, tags=self._tags, fmap=self._fmap, policy=self._policy)
             spoken = SpeechLog(s.max_recorded_chars, self._said) if index == 0 else CappedText(s.max_recorded_chars)
             out = ChoiceOutput(message=self._message, spoken=spoken)
             if index == 0 and self._transferred:
@@ -280,9 +270,9 @@ class ReplyInspector(InspectorResults):
         tools = None
         content: Rendered = None
         entries = delta.get("tool_calls")
-        if entries and type(entries) is list:
-            tools = self._tool_entries(st, entries)
         text = delta.get("content")
+        if entries and type(entries) is list:  # beside content: re-encoded, so each goes in a chunk of its own
+            tools = self._tool_entries(st, entries, beside=bool(text) and self._renderer.separate_tools)
         if text and type(text) is str:
             content = self._content(st, text, cmds)
         elif text and type(text) is list:
@@ -328,15 +318,16 @@ class ReplyInspector(InspectorResults):
             return None
         self._collect(st, findings, cmds)
         if self._renderer.changes_nothing:
-            st.out.spoken.append(without_thinking(content, findings))
+            st.out.spoken.append(without_thinking(findings))
             return None
         text, tools = self._renderer.render(findings, st.out)
         if text == content and not tools:
             return None  # a `<` that was no command changes nothing
         return text, tools
 
-    def _tool_entries(self, st: _Choice, entries: list[Any]) -> list[Any] | None:
-        """The model's tool-call entries to send, or ``None`` when they go as they came."""
+    def _tool_entries(self, st: _Choice, entries: list[Any], *, beside: bool = False) -> list[Any] | None:
+        """The model's tool-call entries to send, or ``None`` when they go as they came
+        (``beside``: never, the chunk is rewritten)."""
         kept: list[Any] = []
         changed = False
         for entry in entries:
@@ -348,12 +339,15 @@ class ReplyInspector(InspectorResults):
                 changed = True
             if sent is not None:
                 kept.append(sent)
-        return kept if changed else None
+        return kept if changed or beside else None
 
     def _finish(self, st: _Choice, cmds: list[AnyCommand]) -> Rendered:
-        """The choice ended: what was held, and the mapped tool calls' commands."""
-        findings = st.analyzer.close()
+        """The choice ended: what was held, the mapped tool calls' commands, a goodbye
+        phrase unless the stream was cut (no ``[DONE]``, no ``finish_reason``)."""
+        findings = st.analyzer.close(ended=not self.done or self.saw_done or self._message)
         self._collect(st, findings, cmds)
+        if self._renderer.changes_nothing:
+            st.out.spoken.append(without_thinking(findings))
         if not findings or self._renderer.changes_nothing:
             return None
         text, tools = self._renderer.render(findings, st.out)

@@ -94,7 +94,7 @@ class CommandParser:
     back at once (chars, default 1024).
     """
 
-    __slots__ = ("_tags", "_lower_tags", "_max", "_mode", "_buf", "_tag", "_quote", "_eq")
+    __slots__ = ("_tags", "_lower_tags", "_max", "_mode", "_buf", "_tag", "_quote", "_eq", "quiet")
 
     def __init__(self, tags: Iterable[str], max_command_chars: int = 1024) -> None:
         self._tags = {t.lower(): t for t in tags}
@@ -107,6 +107,7 @@ class CommandParser:
         self._tag = ""
         self._quote: str | None = None
         self._eq = False
+        self.quiet = True  # nothing held: text without "<" comes back as it is
 
     @property
     def held(self) -> str:
@@ -119,6 +120,7 @@ class CommandParser:
             return [text] if text else []
         out: list[ParserEvent] = []
         self._run(text, out)
+        self.quiet = self._mode == _OUTSIDE
         return out
 
     def close(self) -> list[ParserEvent]:
@@ -127,6 +129,7 @@ class CommandParser:
         closing tag ``</imsagent_`` is dropped; a mere prefix (``<ims``) is text."""
         mode, buf, tag = self._mode, self._buf, self._tag
         self._reset()
+        self.quiet = True
         if mode == _NAME:
             name = buf[1:].lower()
             if name in self._tags:

@@ -85,6 +85,9 @@ class Profile:
             "output": s.output,
             "speak_closing": s.speak_closing,
             "thinking": s.thinking,
+            "think_tags": list(s.think_tags),
+            "text_tool_calls": list(s.text_tool_calls),
+            "end_call_phrases": list(s.end_call_phrases),
             "function_map": [_describe_spec(e) for e in s.function_map],
         }
 

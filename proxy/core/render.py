@@ -20,16 +20,21 @@ profile's ``thinking`` says, in every mode but ``passthrough`` (which forwards i
 In every mode but ``passthrough``: :class:`~proxy.core.analyzer.Silenced` text is
 dropped, a rejected command's ``err_msg`` is spoken in its place, and a
 ``finish_reason`` of ``"tool_calls"`` becomes ``"stop"`` when every tool call was a
-mapped one that was removed.
+mapped one that was removed. A tool call written as text that the FunctionMap does
+not map (:class:`~proxy.core.analyzer.TextToolCall`) becomes a real tool call (and
+the ``finish_reason`` ``"tool_calls"``); content and tool calls never share a delta.
+A goodbye phrase's hangup (source ``phrase``) is rendered without its ``endword``:
+the phrase was spoken already.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .analyzer import Finding, Found, Thinking, ToolEntry
+from .analyzer import Finding, Found, TextToolCall, Thinking, ToolEntry
 from .capped import CappedText
 from .commands import Command, render_text, render_tool_call
 from .function_map import FunctionMap
@@ -75,8 +80,9 @@ class Renderer:
 
     changes_nothing = False
     # Content and a tool call never share a delta: the text goes out first in a
-    # chunk of its own (Pipecat skips a delta's content when it has tool calls).
-    separate_tools = False
+    # chunk of its own (Pipecat skips a delta's content when it has tool calls;
+    # livekit/agents-js#1339 speaks it beside the call).
+    separate_tools = True
 
     def __init__(self, fmap: FunctionMap, tags: Mapping[str, str], speak_closing: bool, forward_thinking: bool = True) -> None:
         self.fmap = fmap
@@ -97,6 +103,8 @@ class Renderer:
             elif isinstance(f, Thinking):
                 if self.forward_thinking:
                     parts.append(f.raw)
+            elif isinstance(f, TextToolCall):
+                tools.append(self.text_tool(f, out))
             elif isinstance(f, Found):
                 cmd = f.command
                 if not isinstance(cmd, Command):
@@ -104,6 +112,8 @@ class Renderer:
                         parts.append(cmd.closing)  # a rejected command: its err_msg, if any
                         speech.append(cmd.closing)
                     continue
+                if cmd.source == "phrase":  # its endword was spoken already
+                    cmd = dataclasses.replace(cmd, args={k: v for k, v in cmd.args.items() if k != "endword"})
                 text, tool = self.command(cmd, out)
                 parts.append(text)
                 speech.append(text)
@@ -115,6 +125,15 @@ class Renderer:
     def command(self, cmd: Command, out: ChoiceOutput) -> tuple[str, dict[str, Any] | None]:
         """What a valid command becomes: ``(text, tool call or None)``."""
         raise NotImplementedError
+
+    @staticmethod
+    def text_tool(f: TextToolCall, out: ChoiceOutput) -> dict[str, Any]:
+        """An unmapped tool call written as text, as an OpenAI tool call entry at the
+        choice's next free index (none in a non-streamed message)."""
+        out.rendered_tools = True
+        entry: dict[str, Any] = {} if out.message else {"index": out.new_tool_index()}
+        entry.update(id=f.id, type="function", function={"name": f.name, "arguments": f.arguments})
+        return entry
 
     def tool_entry(self, te: ToolEntry, out: ChoiceOutput) -> Mapping[str, Any] | None:
         """The model's own tool-call entry as it goes on, or ``None`` (held back: a
@@ -161,8 +180,6 @@ class ToolCalls(Renderer):
     """The command as an OpenAI tool call named by the FunctionMap, in the runtime's
     argument shape when the entry gives one."""
 
-    separate_tools = True
-
     def command(self, cmd: Command, out: ChoiceOutput) -> tuple[str, dict[str, Any] | None]:
         """``("", tool call entry)``: the FunctionMap's Function for ``cmd.function``, at
         the choice's next free tool-call index (none in a non-streamed message)."""
@@ -176,6 +193,7 @@ class Passthrough(Renderer):
     """Changes nothing: the inspector forwards every chunk as it came."""
 
     changes_nothing = True
+    separate_tools = False
 
     def render(self, findings: list[Finding], out: ChoiceOutput) -> tuple[str, list[dict[str, Any]]]:
         """Never called: a passthrough inspector forwards chunks without rendering."""

@@ -8,6 +8,7 @@ from typing import Literal
 
 from .commands import HANGUP, TRANSFER
 from .function_map import FunctionSpec
+from .thinking import DEFAULT_THINK_TAGS
 
 __all__ = ["InspectorSettings", "InvalidChunk", "OutputMode"]
 
@@ -33,7 +34,12 @@ class InspectorSettings:
     max_recorded_chars: int = 1 << 30  # raw_text/spoken_text keep this much (chars); the stream is never cut
     spoken_rejections: int = 1  # the err_msg of at most this many rejected commands per reply is spoken
     thinking: Literal["forward", "remove"] = "forward"  # what the runtime gets of thinking (not in passthrough)
-    think_tags: tuple[str, ...] = ("think",)  # <name>…</name> in content is thinking
+    think_tags: tuple[str, ...] = DEFAULT_THINK_TAGS  # <name>…</name> in content is thinking
+    text_tool_calls: tuple[str, ...] = ()  # tool-call forms written as text that are tool calls (text_tools.FORMS)
+    end_call_phrases: tuple[str, ...] = ()  # a reply with no command ending with one hangs up (source "phrase")
+    # The reply starts inside thinking: its upstream model's chat template opened it in
+    # the prompt (the pool entry's thinking_open_models; the relay sets it per attempt).
+    thinking_open: bool = False
 
     @property
     def tags(self) -> dict[str, str]:

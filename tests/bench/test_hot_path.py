@@ -13,6 +13,7 @@ from typing import Any
 from proxy.core.inspector import InspectorSettings, ReplyInspector
 from proxy.core.outputs import encode
 from proxy.core.sse import SSEDecoder
+from proxy.core.text_tools import FORMS
 
 
 def chunk(content: str) -> bytes:
@@ -40,6 +41,15 @@ def relay_one(decoder: SSEDecoder, inspector: ReplyInspector, data: bytes) -> by
 
 def test_chunk_without_angle_bracket(benchmark: Any) -> None:
     decoder, inspector = SSEDecoder(), ReplyInspector(InspectorSettings())
+    out = benchmark(relay_one, decoder, inspector, PLAIN)
+    assert out == PLAIN  # forwarded as received
+
+
+def test_chunk_without_angle_bracket_voice_profile(benchmark: Any) -> None:
+    """The same plain chunk under a voice profile's settings: every text tool-call
+    form watched, four think tags, thinking removed, tool_calls output (issue 29)."""
+    settings = InspectorSettings(output="tool_calls", thinking="remove", text_tool_calls=FORMS)
+    decoder, inspector = SSEDecoder(), ReplyInspector(settings)
     out = benchmark(relay_one, decoder, inspector, PLAIN)
     assert out == PLAIN  # forwarded as received
 

@@ -68,7 +68,7 @@ ADDED_TTFB = Histogram(
 CHUNKS = Counter("callgate_chunks_relayed_total", "SSE events (chat completion chunks) read from the upstream and relayed", ["profile"])
 COMMANDS = Counter(
     "callgate_commands_total",
-    "Control commands found in replies, by function, source (text_command, tool_call), outcome (accepted, rejected) and reason (a RejectReason code)",
+    "Control commands found in replies, by function, source (text_command, tool_call, text_tool_call, phrase), outcome (accepted, rejected) and reason (a RejectReason code)",
     ["function", "source", "outcome", "reason"],
 )
 TURNS = Counter("callgate_turns_total", "Turns (replies) ended, by profile and status (a TurnStatus value)", ["profile", "status"])

@@ -87,6 +87,15 @@ async def pool(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         yield start
 
 
+async def say_profile(p: Pool, profile: str, call_id: str = "c1", text: str = "hi") -> str:
+    """One streamed turn through ``/{profile}/v1`` with the openai client; what the runtime heard."""
+    async with p.client() as c:
+        stream = await c.with_options(base_url=f"{p.url}/{profile}/v1").chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": text}], stream=True, extra_headers={"X-Call-Id": call_id},
+        )
+        return "".join([x.choices[0].delta.content or "" async for x in stream if x.choices])
+
+
 def outcomes(record: dict[str, Any], turn: int = -1) -> list[tuple[str, str]]:
     return [(a["upstream"], a["outcome"]) for a in record["turns"][turn]["attempts"]]
 

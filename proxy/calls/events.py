@@ -5,7 +5,8 @@ Kinds (``type``, :class:`~proxy.storage.statuses.EventType`): ``hangup``,
 + 24 hex, unique), ``seq`` (1, 2, ... within the call; the SSE ``id:``),
 ``call_id`` (the runtime's id), ``generation`` (1, or 2, 3, ... for a later call
 under an id whose call had ended), ``created_at`` (UTC, ISO 8601) and ``source``:
-``text_command`` | ``tool_call`` | ``call_layer`` | ``idle_timeout`` |
+``text_command`` | ``tool_call`` | ``text_tool_call`` (a tool call written as text) |
+``phrase`` (a goodbye phrase) | ``call_layer`` | ``idle_timeout`` |
 ``response_finished`` | ``limits`` | ``retell`` | ``conversation_relay`` | ``openai_sip``
 (a front door's own end of a call). A ``command.rejected`` event's ``code`` is a
 :class:`~proxy.core.commands.RejectReason`; its ``reason`` says it in words.
@@ -38,7 +39,8 @@ __all__ = [
 ]
 
 Source = Literal[
-    "text_command", "tool_call", "call_layer", "idle_timeout", "response_finished", "limits", "retell", "conversation_relay", "openai_sip",
+    "text_command", "tool_call", "text_tool_call", "phrase", "call_layer", "idle_timeout", "response_finished", "limits", "retell",
+    "conversation_relay", "openai_sip",
 ]
 
 

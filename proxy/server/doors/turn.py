@@ -30,6 +30,7 @@ from ...core.door import StartTurn
 from ...core.function_map import FunctionMap
 from ...core.ids import new_id
 from ...core.outputs import Output, Speech
+from ...core.text_tools import FORMS
 from ...errors import UpstreamError
 from ...prompts import inject_prompt, inject_tools, instructions
 from ..relay.attempt import Attempt
@@ -76,7 +77,10 @@ async def run_turn(session: Session, start: StartTurn) -> Reply:
     s = session.services
     cfg = session.config(s)
     profile = door_profile(s, cfg)
-    profile = dataclasses.replace(profile, settings=dataclasses.replace(profile.settings, output="strip", thinking="remove"))
+    text_forms = profile.settings.text_tool_calls or FORMS  # a platform speaks a tool call written as text: never
+    profile = dataclasses.replace(
+        profile, settings=dataclasses.replace(profile.settings, output="strip", thinking="remove", text_tool_calls=text_forms),
+    )
     if start.messages is not None:
         head = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
         messages = head + [{"role": r, "content": c} for r, c in start.messages]

@@ -24,6 +24,7 @@ its ``failure`` code; a stream that ends or errors before speaking is one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -40,7 +41,8 @@ from ...core.reply import AttemptOutcome
 from ...core.routing import Usage
 from ...core.sse import SSEDecodeError, SSEDecoder, SSEEvent
 from ...errors import UpstreamBadReply, UpstreamError, UpstreamFailure, UpstreamStatus, UpstreamTimeout, UpstreamUnreachable
-from ...metrics import LIMIT_HITS
+from ...core.thinking import opens_thinking
+from ...metrics import LIMIT_HITS, THINKING_UNOPENED, model_label
 from ...telemetry import NOOP_ATTEMPT, AttemptSpan
 from ..services import Services
 from .upstream import open_upstream
@@ -48,6 +50,7 @@ from .upstream import open_upstream
 __all__ = ["Attempt", "DeferredPolicy", "retry_after_of"]
 
 log = logging.getLogger("callgate.relay")
+_TOLD: set[tuple[str, str]] = set()  # (upstream, model) told to set thinking_open_models
 
 
 class DeferredPolicy:
@@ -138,6 +141,9 @@ class Attempt:
             await self._until_speakable()
 
     def _inspector(self, settings: InspectorSettings, policy: HangupPolicy) -> ReplyInspector:
+        opens = opens_thinking(self.model if isinstance(self.model, str) else "", self.entry.thinking_open_models)
+        if opens != settings.thinking_open:  # the model's chat template opens <think> in the prompt
+            settings = dataclasses.replace(settings, thinking_open=opens)
         ins = ReplyInspector(settings, policy=policy, hide_usage=self.hide_usage)
         if self.after_transfer:
             ins.after_transfer()
@@ -236,6 +242,21 @@ class Attempt:
         """Let its connection go: back to the pool when it was read to the end, closed otherwise."""
         if self.resp is not None:
             self.resp.release()
+
+    def thinking_unopened(self) -> bool:
+        """A ``</think>`` came with no opening from an upstream not marked as opening
+        thinking in the prompt (``thinking_open_models``): counted once per reply, and
+        logged once per upstream and model with what to set."""
+        ins = self.inspector
+        if ins is None or not ins.thinking_unopened or ins.settings.thinking_open:
+            return False
+        model = self.model if isinstance(self.model, str) else ""
+        THINKING_UNOPENED.labels(upstream=self.name, model=model_label(model)).inc()
+        if (self.name, model) not in _TOLD:
+            _TOLD.add((self.name, model))
+            log.warning("upstream %s model %s closed thinking it never opened: add %r to its thinking_open_models",
+                        self.name, model, model or "*")
+        return True
 
     def end_span(self, outcome: AttemptOutcome) -> None:
         """Its outcome was written: its span ends with it (the GenAI attributes as the

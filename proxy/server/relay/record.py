@@ -54,6 +54,8 @@ def _gap(reply: Reply) -> float | None:
 def _attempts(reply: Reply) -> list[dict[str, Any]]:
     """Every attempt's record with the outcome the machine wrote; the metrics counted."""
     out = []
+    if reply.current is not None:
+        reply.current.thinking_unopened()
     for a in reply.race.attempts:
         outcome = reply.machine.outcome(a.index)
         if outcome is AttemptOutcome.FAILED and a.error is None:

@@ -5,8 +5,8 @@
                start and stop of the shared services
 ``relay/``     ``POST /v1/chat/completions`` and ``GET /v1/models``: the request
                read once, the attempts raced across the pool, the reply, the stream
-``doors/``     the WebSocket front doors: Retell's custom LLM, ConversationRelay
-``sip/``       the OpenAI SIP front door: speech-to-speech calls, their sideband
+``doors/``     the front doors: Retell's custom LLM and ConversationRelay (one session
+               over their WebSockets), OpenAI's SIP calls (a webhook and a sideband)
 ``call_api``   the call layer's API: events (SSE), end, state, the call record
 ``delivery``   control events to ``control.webhook.url``, durable and in order
 ``admin``      the operator page (``ui/``) and its API

@@ -1,6 +1,6 @@
 """OpenAI's speech-to-speech calls over SIP (GPT-Live and the Realtime API), sans-IO:
 the third front door's protocol, decided here and carried out by
-:mod:`proxy.server.sip`.
+:mod:`proxy.server.doors.openai_sip`.
 
 Source: ``shared/reference/realtime-sip.md`` (OpenAI's voice-sip, realtime-sip and
 server-controls guides, the live/realtime API reference, openai-python's types), cited

@@ -21,9 +21,9 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import WSMsgType
 
-from ...config import OpenAISipConfig
-from ...core.openai_sip import events
-from ...core.openai_sip.api import Api, sideband_url
+from ....config import OpenAISipConfig
+from ....core.openai_sip import events
+from ....core.openai_sip.api import Api, sideband_url
 
 __all__ = ["Link"]
 

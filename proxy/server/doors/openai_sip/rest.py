@@ -16,9 +16,9 @@ from typing import Any
 
 import aiohttp
 
-from ...config import OpenAISipConfig
-from ...core.openai_sip.api import Api, Verb, rest_url
-from ...metrics import SIP_REST
+from ....config import OpenAISipConfig
+from ....core.openai_sip.api import Api, Verb, rest_url
+from ....metrics import SIP_REST
 
 __all__ = ["OpenAIRest", "RestResult"]
 

@@ -30,19 +30,19 @@ from typing import Any
 
 from aiohttp import web
 
-from ...calls.model import Call
-from ...calls.sweeper import pid_running
-from ...config import OpenAISipConfig
-from ...core.function_map import FunctionMap
-from ...core.openai_sip import accept as acc
-from ...core.openai_sip.actions import Resume
-from ...core.openai_sip.api import Api, Verb
-from ...core.openai_sip.webhook import IncomingCall, caller_allowed
-from ...metrics import SIP_WEBHOOKS
-from ...prompts import tool_definitions
-from ...storage import ops
-from ...storage.statuses import SipCallStatus
-from ..services import SERVICES, Services
+from ....calls.model import Call
+from ....calls.sweeper import pid_running
+from ....config import OpenAISipConfig
+from ....core.function_map import FunctionMap
+from ....core.openai_sip import accept as acc
+from ....core.openai_sip.actions import Resume
+from ....core.openai_sip.api import Api, Verb
+from ....core.openai_sip.webhook import IncomingCall, caller_allowed
+from ....metrics import SIP_WEBHOOKS
+from ....prompts import tool_definitions
+from ....storage import ops
+from ....storage.statuses import SipCallStatus
+from ...services import SERVICES, Services
 from .rest import OpenAIRest
 from .session import Session
 
@@ -52,7 +52,7 @@ log = logging.getLogger("callgate.sip")
 
 
 class SipDoor:
-    """See the module docstring; made by :func:`proxy.server.sip.add_routes`, started
+    """See the module docstring; made by :func:`proxy.server.doors.openai_sip.add_routes`, started
     with the app."""
 
     def __init__(self) -> None:

@@ -18,11 +18,11 @@ import logging
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from ...core.openai_sip.webhook import IncomingCall, WebhookError, read_webhook
-from ...errors import NotFound, Unauthorized
-from ...metrics import SIP_WEBHOOKS
-from ..bodies import read_body
-from ..services import SERVICES
+from ....core.openai_sip.webhook import IncomingCall, WebhookError, read_webhook
+from ....errors import NotFound, Unauthorized
+from ....metrics import SIP_WEBHOOKS
+from ...bodies import read_body
+from ...services import SERVICES
 from .door import SIP_DOOR
 
 __all__ = ["webhook"]

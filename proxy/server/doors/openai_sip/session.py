@@ -30,20 +30,20 @@ import logging
 import time
 from typing import Any
 
-from ...calls.model import Call, Turn, TurnOutcome, TurnStatus
-from ...config import OpenAISipConfig
-from ...core.function_map import FunctionMap
-from ...core.ids import new_id
-from ...core.openai_sip import actions as a
-from ...core.openai_sip import client, events
-from ...core.openai_sip.api import Api, Verb
-from ...core.openai_sip.controller import Controller
-from ...core.profile import Profile
-from ...errors import CallgateError
-from ...metrics import FRONT_DOOR_FRAMES
-from ...storage import ops
-from ...storage.statuses import SipLatch
-from ..services import Services
+from ....calls.model import Call, Turn, TurnOutcome, TurnStatus
+from ....config import OpenAISipConfig
+from ....core.function_map import FunctionMap
+from ....core.ids import new_id
+from ....core.openai_sip import actions as a
+from ....core.openai_sip import client, events
+from ....core.openai_sip.api import Api, Verb
+from ....core.openai_sip.controller import Controller
+from ....core.profile import Profile
+from ....errors import CallgateError
+from ....metrics import FRONT_DOOR_FRAMES
+from ....storage import ops
+from ....storage.statuses import SipLatch
+from ...services import Services
 from .link import Link
 from .rest import OpenAIRest
 from .tools import run_tool

@@ -16,9 +16,9 @@ import logging
 
 import aiohttp
 
-from ...config import OpenAISipConfig
-from ...core.openai_sip.client import error_output
-from ...core.openai_sip.events import FunctionCall
+from ....config import OpenAISipConfig
+from ....core.openai_sip.client import error_output
+from ....core.openai_sip.events import FunctionCall
 
 __all__ = ["run_tool"]
 

@@ -299,3 +299,16 @@ async def test_a_live_sip_call_is_never_ended_by_the_sweep_and_its_rows_go_with_
     await store.write(ops.end_call, "rtc_s", ended("e1", "rtc_s", "agent_hangup"), None, [], False, NOW)
     assert await store.write(ops.purge, NOW + 1) == 1
     assert await store.read(ops.sip_call, "rtc_s") is None
+
+
+async def test_a_sip_accept_claimed_by_an_instance_that_stopped_is_taken_over_once(store: Store) -> None:
+    from proxy.storage.statuses import SipApi
+
+    for me in ("alive", "me", "other"):
+        await store.write(ops.heartbeat, me, "h", 1, NOW)
+    await store.write(ops.heartbeat, "dead", "h", 2, NOW - 100)
+    assert await store.write(ops.claim_accept, "rtc_dead", SipApi.REALTIME, "+1425", "+1800", "dead", NOW - 50)
+    assert await store.write(ops.claim_accept, "rtc_alive", SipApi.REALTIME, "+1", "+2", "alive", NOW - 50)
+    taken = await store.write(ops.take_over_accepts, "me", NOW, NOW - 10)
+    assert [(r.id, r.owner, r.caller) for r in taken] == [("rtc_dead", "me", "+1425")]  # alive's claim stays its own
+    assert await store.write(ops.take_over_accepts, "other", NOW, NOW - 10) == []  # one instance takes it

@@ -64,6 +64,7 @@ from .sip import (
     settle_accept,
     sip_call,
     take_over,
+    take_over_accepts,
     turn_user_text,
 )
 
@@ -74,6 +75,6 @@ __all__ = [
     "next_due", "patch_state", "processes", "purge", "put_record", "queue_jobs", "read_call", "recover", "retry_deliveries",
     "retry_jobs", "set_heard", "tail", "turn_texts",
     "SipCallRecord", "accepted", "answer_function", "answered_functions", "claim_accept", "claim_functions", "finish_sip",
-    "latch", "release", "renew", "settle_accept", "sip_call", "take_over", "turn_user_text",
+    "latch", "release", "renew", "settle_accept", "sip_call", "take_over", "take_over_accepts", "turn_user_text",
 ]
 

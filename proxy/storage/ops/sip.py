@@ -26,7 +26,7 @@ from ..statuses import CallStatus, SipApi, SipCallStatus, SipFunctionStatus, Sip
 
 __all__ = [
     "SipCallRecord", "accepted", "answer_function", "answered_functions", "claim_accept", "claim_functions", "finish_sip",
-    "latch", "release", "renew", "settle_accept", "sip_call", "take_over", "turn_user_text",
+    "latch", "release", "renew", "settle_accept", "sip_call", "take_over", "take_over_accepts", "turn_user_text",
 ]
 
 _ACCEPTED = lit(SipCallStatus.ACCEPTED)
@@ -138,6 +138,25 @@ def take_over(c: Conn, me: str, now: float, lease_until: float, gone: Iterable[s
             {**p, "id": r["id"]},
         ).rowcount
         if moved:
+            found = sip_call(c, r["id"])
+            if found is not None:
+                taken.append(found)
+    return taken
+
+
+def take_over_accepts(c: Conn, me: str, now: float, dead_before: float, gone: Iterable[str] = (), limit: int = 20) -> list[SipCallRecord]:
+    """Calls claimed for an accept by an instance that stopped before it settled them
+    (its process is ``gone``, or its heartbeat is older than ``dead_before``): made
+    ``me``'s to accept (each row moved only if it still is so: one instance takes one)."""
+    p = {"me": me, "now": now, "dead_before": dead_before, "gone": c.array([g for g in gone if g != me]), "limit": limit}
+    dead = (
+        f"status = {lit(SipCallStatus.ACCEPTING)} AND owner <> :me AND (owner {c.any('gone')} OR owner NOT IN "
+        "(SELECT id FROM instances WHERE heartbeat_at >= :dead_before))"
+    )
+    rows = c.all(f"SELECT id FROM sip_calls WHERE {dead} ORDER BY created_at LIMIT :limit{c.skip_locked}", p)
+    taken = []
+    for r in rows:
+        if c.execute(f"UPDATE sip_calls SET owner = :me, updated_at = :now WHERE id = :id AND {dead}", {**p, "id": r["id"]}).rowcount:
             found = sip_call(c, r["id"])
             if found is not None:
                 taken.append(found)

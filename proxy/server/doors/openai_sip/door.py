@@ -14,6 +14,12 @@ leases, and the calls it takes over.
   to be another's stops here, without ending), and calls whose owner's lease ran out,
   or whose owner's process is gone (SQLite: at once), are taken over: a session
   resumes from the database (latches, answered function calls) and attaches again.
+* A call claimed for its accept by an instance that stopped before it settled it
+  (kill -9 between the claim and the accept's answer) is claimed again by the next
+  instance's look (its process gone, or its heartbeat three sweeps old) and accepted
+  then: the caller may still be ringing. That accept may be the call's second (the
+  first may have reached OpenAI): how OpenAI answers one is unconfirmed, and a 4xx
+  settles the call as ``failed`` (logged), as for any failed accept.
 * At shutdown the sessions stop and their leases end at once, so another instance
   takes the calls over at its next look.
 """
@@ -103,12 +109,18 @@ class SipDoor:
             log.error("openai sip accept failed", exc_info=task.exception())
 
     async def _accept(self, call: IncomingCall) -> None:
-        assert self.s is not None and self.rest is not None
-        s, cfg, me = self.s, self.cfg, self.s.registry.instance
-        if not await s.store.write(ops.claim_accept, call.call_id, call.api, call.caller, call.callee, me, time.time()):
+        assert self.s is not None
+        if not await self.s.store.write(ops.claim_accept, call.call_id, call.api, call.caller, call.callee, self.s.registry.instance, time.time()):
             SIP_WEBHOOKS.labels("duplicate").inc()
             log.info("openai sip webhook for a call claimed before call_id=%s event=%s", call.call_id, call.event_id)
             return
+        await self._claimed(call.call_id, call.api, call.caller, call.callee, call.metadata())
+
+    async def _claimed(self, call_id: str, api: Api, caller: str, callee: str, metadata: dict[str, Any]) -> None:
+        """The call is this instance's to accept (or reject): once."""
+        assert self.s is not None and self.rest is not None
+        s, cfg, me = self.s, self.cfg, self.s.registry.instance
+        call = _Incoming(call_id, api, caller, callee, metadata)
         if not caller_allowed(call.caller, cfg.allow_callers):
             result = await self.rest.post(call.api, call.call_id, Verb.REJECT, acc.reject_body(cfg.reject_status))
             await s.store.write(ops.settle_accept, call.call_id, SipCallStatus.REJECTED, result.status, time.time())
@@ -120,7 +132,7 @@ class SipDoor:
         now = time.time()
         if result.ok:
             start = Call(call.call_id, profile=profile.name).start()
-            await s.store.write(ops.accepted, call.call_id, start, call.metadata(), me, now + cfg.lease_s, result.status, now)
+            await s.store.write(ops.accepted, call.call_id, start, call.metadata, me, now + cfg.lease_s, result.status, now)
             log.info("openai sip call accepted call_id=%s api=%s", call.call_id, call.api)
             self._serve(call.call_id, call.api, None)
         else:
@@ -165,10 +177,20 @@ class SipDoor:
             if call_id not in mine and not task.done():
                 log.warning("openai sip call taken over by another instance call_id=%s", call_id)
                 task.cancel()
-        for row in await store.write(ops.take_over, me, now, now + lease, await self._gone()):
+        gone = await self._gone()
+        for row in await store.write(ops.take_over, me, now, now + lease, gone):
             answered = await store.read(ops.answered_functions, row.id)
             log.warning("openai sip call taken over call_id=%s from=%s hangup=%s refer=%s", row.id, row.owner, row.hangup, row.refer)
             self._serve(row.id, row.api, Resume(row.hangup, row.refer, answered, row.refer_target))
+        dead_before = now - 3 * self.s.config.end_function.sweep_s
+        for row in await store.write(ops.take_over_accepts, me, now, dead_before, gone):
+            # its claimer stopped before it settled the accept: the caller may still be ringing
+            log.warning("openai sip accept taken over call_id=%s (its instance stopped mid-accept)", row.id)
+            metadata = {k: v for k, v in (("caller_number", row.caller), ("callee_number", row.callee)) if v}
+            metadata.update(runtime_call_id=row.id, openai_api=str(row.api))
+            task = asyncio.ensure_future(self._claimed(row.id, row.api, row.caller, row.callee, metadata))
+            self.accepting.add(task)
+            task.add_done_callback(self._accepted)
 
     async def _gone(self) -> list[str]:
         """Instances on this machine whose process no longer runs (a store of one machine only)."""
@@ -178,6 +200,15 @@ class SipDoor:
         host = socket.gethostname()
         rows: list[Any] = await self.s.store.read(ops.processes)
         return [i for i, h, pid in rows if h == host and pid != os.getpid() and not pid_running(pid)]
+
+
+class _Incoming:
+    """What the accept needs of a call: from its webhook, or from its row (a takeover)."""
+
+    __slots__ = ("call_id", "api", "caller", "callee", "metadata")
+
+    def __init__(self, call_id: str, api: Api, caller: str, callee: str, metadata: dict[str, Any]) -> None:
+        self.call_id, self.api, self.caller, self.callee, self.metadata = call_id, api, caller, callee, metadata
 
 
 SIP_DOOR: web.AppKey[SipDoor] = web.AppKey("callgate_sip_door", SipDoor)

@@ -405,3 +405,19 @@ async def test_an_open_socket_follows_a_reload(door: Any, tmp_path: Any) -> None
         await _relay_turn(ws, "two")
     assert s.up.requests[0].body["messages"][0] == {"role": "system", "content": "Be brief."}
     assert s.up.requests[1].body["messages"][0] == {"role": "system", "content": "Be kind."}
+
+
+async def test_a_front_door_turn_is_a_span_continuing_the_platforms_trace(door: Any, otlp: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 30: a span per turn on the socket, continuing the trace context the
+    platform sent on its upgrade request."""
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    s = await door(telemetry={"otlp_endpoint": otlp.url})
+    trace, parent = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    url = f"{s.url}/retell/v1/llm-websocket/rt-span?key={KEY}"
+    async with s.http.ws_connect(url, headers={"traceparent": f"00-{trace}-{parent}-01"}) as ws:
+        await ws.receive_json()
+        assert (await _retell_turn(ws, 1, [{"role": "user", "content": "hello"}]))[0] == "Sure, one moment."
+    await otlp.wait(lambda r: any(sp.kind == "SERVER" for sp in r.spans))
+    [turn] = [sp for sp in otlp.spans if sp.kind == "SERVER"]
+    assert (turn.trace_id, turn.parent_span_id) == (trace, parent)
+    assert (turn.attributes["callgate.door"], turn.attributes["session.id"], turn.attributes["callgate.turn.status"]) == ("retell", "rt-span", "ok")

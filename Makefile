@@ -28,7 +28,9 @@ test: $(VENV)/.installed
 # end-of-call / database benchmark, the upstream-faults run (FAULTS_ARGS, e.g. --calls 50)
 # the front doors' time to the first token next to the HTTP path, the database's writes per
 # turn (tests/bench/writes.py), and callgate beside nginx, LiteLLM and Portkey in one run
-# (tests/bench/versus.py; VERSUS_ARGS, e.g. --quick or --targets direct,nginx,callgate).
+# (tests/bench/versus.py; VERSUS_ARGS, e.g. --quick or --targets direct,nginx,callgate), and
+# what traces cost a reply, the OTLP receiver up and down for 10 s (tests/bench/traces.py;
+# TRACES_ARGS, e.g. --streams 20 --seconds 10).
 bench: $(VENV)/.installed
 	$(BIN)/python -m pytest -q tests/bench/test_hot_path.py --benchmark-enable --benchmark-only \
 		--benchmark-columns=min,median,mean,max,rounds --benchmark-sort=name
@@ -39,6 +41,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m tests.bench.front_doors
 	$(BIN)/python -m tests.bench.writes
 	$(BIN)/python -m tests.bench.versus $(VERSUS_ARGS)
+	$(BIN)/python -m tests.bench.traces $(TRACES_ARGS)
 
 # The peers of the side-by-side run (tests/bench/versus.py), outside the repository in
 # $(BENCH_PEERS) (default ~/.cache/callgate-bench-peers): LiteLLM's proxy in a virtualenv of

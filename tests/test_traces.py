@@ -9,6 +9,8 @@ as configured; each turn records its dead air."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -141,3 +143,20 @@ async def test_dead_air_is_recorded_per_turn(pool: Any) -> None:  # noqa: F811
     await say(p, traceparent=None)
     turn = (await p.record())["turns"][0]
     assert 80 <= turn["speech_gap_max_ms"] < 5000  # the longest of the two gaps between pieces
+
+
+def _shape(tree: str) -> str:
+    """A printed tree without what changes from run to run: durations, times, event ids, a new trace's id."""
+    tree = re.sub(r"\d+\.\d+", "#", tree)
+    tree = re.sub(r"evt_[0-9a-f]+", "evt_#", tree)
+    return re.sub(r"trace (?!" + TRACE + r")[0-9a-f]{32}", "trace #", tree)
+
+
+async def test_the_trace_in_the_operations_doc_is_what_a_served_call_prints(otlp: OtlpReceiver, tmp_path: Any) -> None:
+    from .example_trace import example_trace
+
+    printed = await example_trace(otlp, str(tmp_path / "cg.db"))
+    doc = (Path(__file__).parents[1] / "docs" / "operations.md").read_text(encoding="utf-8")
+    [block] = [b for b in re.findall(r"```text\n(.*?)\n```", doc, re.S) if b.startswith(f"trace {TRACE}")]
+    assert _shape(printed) == _shape(block)
+    assert "callgate.attempt.outcome=lost" in printed and "event hangup" in printed and "end_function crm" in printed

@@ -3,7 +3,7 @@ of :mod:`proxy.telemetry.api`. Imported only when traces are on.
 
 One ``TracerProvider`` of its own per server (never the global one), a
 ``BatchSpanProcessor`` with a bounded queue (``telemetry.max_queue_size``; when full
-the newest spans are dropped) and the OTLP/HTTP protobuf exporter, which runs in the
+the oldest waiting spans are dropped) and the OTLP/HTTP protobuf exporter, which runs in the
 processor's own thread: ending a span appends it to a deque and returns, so a reply
 never waits for the collector, whether it is slow or gone. The sampler is
 ``ParentBased(TraceIdRatioBased(telemetry.sample_ratio))``: a runtime's

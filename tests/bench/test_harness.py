@@ -53,3 +53,48 @@ def test_the_side_by_side_tables_print_added_time_and_ratios(capsys: pytest.Capt
     out = capsys.readouterr().out
     assert "   +7.00" in out and "  4.0 " in out  # added first-token p99 over direct; CPU per chunk 4x nginx's
     assert "nginx                         100" in out and "callgate 1 process       below the lowest level" in out
+
+
+def test_the_traces_receiver_counts_spans_across_a_restart_on_one_port(tmp_path: Path) -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.trace import SpanKind
+
+    from .traces import Receiver
+
+    receiver = Receiver(tmp_path, "on")
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{receiver.url}/v1/traces", timeout=5)))
+    tracer = provider.get_tracer("harness")
+    try:
+        for turns in (2, 1):  # up, then stopped and started again on the same port
+            receiver.start()
+            for _ in range(turns):
+                with tracer.start_as_current_span("chat bench", kind=SpanKind.SERVER):
+                    tracer.start_span("chat bench", kind=SpanKind.CLIENT).end()
+            receiver.stop()
+    finally:
+        receiver.stop()
+        provider.shutdown()
+    assert {k: len(v) for k, v in receiver.ids.items()} == {"SERVER": 3, "CLIENT": 3} and receiver.requests == 6
+
+
+def test_the_traces_table_adds_over_traces_off_and_judges_the_down_window(capsys: pytest.CaptureFixture[str]) -> None:
+    from .traces import Way, figures, print_table, verdict, window
+
+    assert window([[10, 5], [20, 9], [30, 1], [40, 7]], 20, 30) == [1, 9]
+
+    def way(name: str, extra_us: int, spans: int | None) -> Way:
+        lat = [1000 + extra_us] * 100
+        load = {"latency_us": lat, "ttft_us": lat, "chunk_timeline_us": [[t, v] for t, v in enumerate(lat)],
+                "ttft_timeline_us": [], "requests": 10, "replies_complete": 10, "errors": 0, "chunks_seen": 100, "t0_us": 0}
+        return Way(name, load, (0.0, 1.0), cpu_s=0.01, spans=spans, spans_expected=20)
+
+    print_table([way("off", 0, None), way("on", 200, 20), way("down", 1500, 14)], 10)
+    out = capsys.readouterr().out
+    assert "   +1.50" in out and "14/20" in out and "    6 " in out and "  100.0" in out  # added p99, spans, lost, µs per chunk
+    assert "0 replies lost; p99 over traces off: per chunk +1.50 ms (window +1.50)" in out and "does NOT hold" in out
+    # two identical callgates 2 ms apart: +1.5 ms is below what this machine can tell
+    ways = [way("off", 0, None), way("off2", 2000, None), way("down", 1500, 14)]
+    assert "not measurable here: within the noise floor (off2 vs off: up to 2.00 ms)" in verdict(ways[2], {w.name: figures(w) for w in ways})

@@ -63,10 +63,11 @@ class Ending:
         return call.key in self._windows
 
     def act(self, call: Call, actions: tuple[Action, ...], reason: str = EndReason.AGENT_HANGUP, source: str | None = None,
-            state: Mapping[str, Any] | None = None, *, if_detached: bool = False) -> asyncio.Future[bool] | None:
+            state: Mapping[str, Any] | None = None, *, if_detached: bool = False, grouped: bool = False) -> asyncio.Future[bool] | None:
         """Carry out ``actions`` for ``call``; an asked end is written with ``reason``
         and ``source`` (the hangup's, by default) and returned as a future
-        (``if_detached``: only while a front door's socket for it stays closed)."""
+        (``if_detached``: only while a front door's socket for it stays closed;
+        ``grouped``: see :meth:`end`)."""
         ended = None
         for action in actions:
             if action is Action.CANCEL_WINDOW:
@@ -74,20 +75,22 @@ class Ending:
             elif action is Action.START_WINDOW:
                 self._start_window(call)
             else:
-                ended = self._write_end(call, reason, source or call.hangup_source or "text_command", state, if_detached)
+                ended = self._write_end(call, reason, source or call.hangup_source or "text_command", state, if_detached, grouped)
         return ended
 
     async def end(self, call: Call, reason: str, source: str, state: Mapping[str, Any] | None = None,
-                  event: CallEvent = CallEvent.END_ASKED, *, if_detached: bool = False) -> bool:
+                  event: CallEvent = CallEvent.END_ASKED, *, if_detached: bool = False, grouped: bool = False) -> bool:
         """End ``call`` once (``event``: ``END_ASKED`` or ``LIMITS_REACHED``):
         ``call.ended`` and the end function's jobs are committed before this returns
         ``True``; ``False`` when it had already ended (or another end of it is being
         written: this waits for that one), or, ``if_detached``, a front door's socket
-        for it opened again (on any instance)."""
+        for it opened again (on any instance). ``grouped``: nobody is waiting for this
+        end (a call without an id, after its reply): it shares a group commit with the
+        writes queued around it rather than waking the writer at once."""
         if call.state is CallState.ENDED:
             return False
         running = self._ending.get(call.key)
-        ended = self.act(call, call.move(event), reason, source, state, if_detached=if_detached)
+        ended = self.act(call, call.move(event), reason, source, state, if_detached=if_detached, grouped=grouped)
         if ended is None:
             if running is not None:
                 await asyncio.shield(running)
@@ -128,17 +131,20 @@ class Ending:
     # -- internals -------------------------------------------------------------------------
 
     def _write_end(
-        self, call: Call, reason: str, source: str, state: Mapping[str, Any] | None, if_detached: bool = False,
+        self, call: Call, reason: str, source: str, state: Mapping[str, Any] | None, if_detached: bool = False, grouped: bool = False,
     ) -> asyncio.Future[bool]:
-        fut = asyncio.ensure_future(self._commit_end(call, reason, source, state, if_detached))
+        fut = asyncio.ensure_future(self._commit_end(call, reason, source, state, if_detached, grouped))
         self._ending[call.key] = fut
         fut.add_done_callback(lambda f: self._ending.pop(call.key, None) if self._ending.get(call.key) is f else None)
         return fut
 
-    async def _commit_end(self, call: Call, reason: str, source: str, state: Mapping[str, Any] | None, if_detached: bool = False) -> bool:
+    async def _commit_end(
+        self, call: Call, reason: str, source: str, state: Mapping[str, Any] | None, if_detached: bool = False, grouped: bool = False,
+    ) -> bool:
         event = CallEndedEvent(call_id=call.call_id, generation=call.generation, source=source, reason=str(reason))  # type: ignore[arg-type]
+        write = self.store.submit if grouped else self.store.write  # both resolve after the commit
         try:
-            stored = await self.store.write(
+            stored = await write(
                 ops.end_call, call.key, event.model_dump(mode="json"), state, self.steps, self.deliver, time.time(),
                 if_detached=if_detached, order_key=call.key,
             )
@@ -154,7 +160,7 @@ class Ending:
         CALLS_ENDED.labels(end_reason_label(str(reason))).inc()
         CONTROL_EVENTS.labels("call.ended").inc()
         self.followers.published(call.key, [stored])
-        if self.on_end is not None:
+        if self.on_end is not None and self.steps:  # jobs were queued: the end function looks for them
             self.on_end()
         return True
 

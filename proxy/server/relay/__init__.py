@@ -8,7 +8,8 @@
 ``reply``         one reply in flight, walked once: the race's winner, its outputs to a
                   sink, continuations, what its state machine decides
 ``record``        the turn's outcome and each attempt's entry, as the machine decided
-``stream``        the HTTP sink: the SSE encoder stage, or one whole body
+``pump``          the adopted attempt's reads, forwarded from the connection's callback
+``stream``        where a reply goes; the HTTP sink: the SSE encoder stage, or one whole body
 ================  ===========================================================
 
 A request is read and checked (400/413/404), the first attempt and the call's

@@ -161,10 +161,25 @@ async def test_a_stall_after_speech_is_seen_while_pumping(stack: Any) -> None:
         [ScriptedReply(content=["One. ", "Two. ", "Three. ", "Four."], interval_s=0.01, stall=Stall(after=3, seconds=FOREVER))],
         routing={"stall_ms": 200, "on_stall": "error"},
     )
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         async with http.post(f"{s.url}/v1/chat/completions", json=BODY, headers={"X-Call-Id": "stall-1"}) as r:
             got = await r.read()
     assert _contents(got) == ["One. ", "Two. ", "Three. "] and got.endswith(b"data: [DONE]\n\n")
     s.upstream.release()
     turn = (await s.record("stall-1"))["turns"][0]
     assert turn["status"] == "upstream_error" and "silent" in turn["error"]
+
+
+async def test_an_upstream_silent_past_its_read_timeout_while_pumping_is_a_broken_reply(stack: Any) -> None:
+    """Speech, more reads, then silence past ``upstream.timeout_s`` (no ``stall_ms``):
+    the watchdog raises aiohttp's read timeout; the runtime gets the error event."""
+    s = await stack([ScriptedReply(content=["One. ", "Two. ", "Three. ", "Four."], interval_s=0.01, stall=Stall(after=3))],
+                    upstream={"timeout_s": 0.3})
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        async with http.post(f"{s.url}/v1/chat/completions", json=BODY, headers={"X-Call-Id": "quiet-1"}) as r:
+            got = await r.read()
+    s.upstream.release()
+    assert _contents(got) == ["One. ", "Two. ", "Three. "] and got.endswith(b"data: [DONE]\n\n")
+    assert b'"code":"upstream_stream_error"' in got.replace(b" ", b"")
+    turn = (await s.record("quiet-1"))["turns"][0]
+    assert turn["status"] == "upstream_error" and "0.3" in turn["error"] and "Timeout on reading" in turn["attempts"][0]["error"]

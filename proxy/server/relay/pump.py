@@ -15,8 +15,8 @@ stream, an error (the reader's, or what ``forward`` raised, re-raised in the tas
 or a timer:
 
 * ``stall_s`` without a read once ``spoke()`` is true: :class:`Stalled`;
-* the upstream's ``sock_read`` timeout (aiohttp's own timer puts its error on the
-  reader; the watchdog looks for it once ``read_timeout_s`` passed without a read).
+* ``read_timeout_s`` without a read: the upstream's ``sock_read`` timeout, raised as
+  aiohttp raises it (its own timer, moved at every read, is off while pumping).
 
 One timer serves both, moved lazily: a read only notes its time, the timer looks
 at it when it fires. ``forward`` runs in the reply task's context (its log fields).
@@ -37,11 +37,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiohttp
+from aiohttp.client_proto import ResponseHandler
 
 __all__ = ["Pump", "Stalled", "write_now"]
-
-_RECHECK_S = 0.05  # how soon the watchdog looks again when aiohttp's read timeout is due but not yet seen
-
 
 class Stalled(Exception):
     """No read came for ``stall_s`` after speech began."""
@@ -91,22 +89,30 @@ class Pump:
         self._waiter: asyncio.Future[bytes] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._context = contextvars.copy_context()
+        self._consumed = 0  # the reader's total_bytes read out of it (more came when it grows past this)
         conn = resp.connection
         self._transport = conn.transport if conn is not None else None
         self._inner: asyncio.BaseProtocol | None = None
-        if self._transport is not None and not self.content.is_eof():
+        self._aiohttp_timeout: float | None = None
+        self._proto: ResponseHandler | None = None
+        if conn is not None and self._transport is not None and not self.content.is_eof():
             self._inner = self._transport.get_protocol()
             self._transport.set_protocol(_Stand(self._inner, self))
+            self._proto = conn.protocol
+            if self._proto is not None:  # the watchdog times reads from now: no timer moved per read
+                self._aiohttp_timeout, self._proto.read_timeout = self._proto.read_timeout, None
 
     async def read(self) -> bytes:
         """The next bytes the task must handle (``b""``: the end of the body); raises
         what reading raised, what ``forward`` raised, :class:`Stalled`."""
-        data = self.content.read_nowait(-1)  # what came while the task was busy (raises the reader's error)
+        data = self._read_now()  # what came while the task was busy (raises the reader's error)
         if data or self.content.at_eof():
             self.last = self.loop.time()
             return data
         if self._inner is None:  # not pumped: the reader's own wait
-            return await self._plain()
+            data = await self._plain()
+            self._consumed = self.content.total_bytes
+            return data
         self._waiter = self.loop.create_future()
         due = self._due()
         if self._timer is None or self._timer.when() > due:  # speech began since it was set: the stall timer is sooner
@@ -117,6 +123,15 @@ class Pump:
             return await self._waiter
         finally:
             self._waiter = None
+
+    def _read_now(self) -> bytes:
+        """What the reader holds (``read_nowait``, which reads what it held when called:
+        what aiohttp parses into it meanwhile stays for the next call)."""
+        content = self.content
+        before = content.total_bytes
+        data = content.read_nowait(-1)
+        self._consumed = before if data else content.total_bytes
+        return data
 
     async def _plain(self) -> bytes:
         if self.stall_s is None or not self.spoke():
@@ -137,24 +152,23 @@ class Pump:
         self._context.run(self._take, waiter)
 
     def _take(self, waiter: asyncio.Future[bytes]) -> None:
-        while True:  # reading may let aiohttp parse more into the reader (its flow control resumes): to the last byte
-            try:
-                data = self.content.read_nowait(-1)
-            except Exception as e:
-                waiter.set_exception(e)
-                return
-            if not data:
-                break
-            self.last = self.loop.time()
-            try:
-                taken = self.forward(data)
-            except Exception as e:
-                waiter.set_exception(e)
-                return
-            if not taken:
-                waiter.set_result(data)
-                return
-        if self.content.at_eof():
+        content = self.content
+        try:
+            while content.total_bytes > self._consumed:  # aiohttp may parse more into the reader as it is read: to the last byte
+                data = self._read_now()
+                if not data:
+                    break
+                self.last = self.loop.time()
+                if not self.forward(data):
+                    waiter.set_result(data)
+                    return
+        except Exception as e:
+            waiter.set_exception(e)
+            return
+        error = content.exception()
+        if error is not None:
+            waiter.set_exception(error)
+        elif content.at_eof():
             waiter.set_result(b"")
 
     # -- the watchdog ----------------------------------------------------------------
@@ -180,8 +194,8 @@ class Pump:
         now = self.loop.time()
         if self.stall_s is not None and self.spoke() and now - self.last >= self.stall_s:
             waiter.set_exception(Stalled())
-        elif now - self.last >= self.read_timeout_s:
-            self._arm(now + _RECHECK_S)  # aiohttp's timer puts the error on the reader (it rounds up): soon
+        elif now - self.last >= self.read_timeout_s:  # as aiohttp's own read timeout says it
+            waiter.set_exception(aiohttp.SocketTimeoutError("Timeout on reading data from socket"))
         else:
             self._arm(self._due())
 
@@ -192,6 +206,8 @@ class Pump:
         self._inner = None
         if transport is not None and inner is not None and isinstance(transport.get_protocol(), _Stand):
             transport.set_protocol(inner)
+            if self._proto is not None:
+                self._proto.read_timeout = self._aiohttp_timeout
 
     def stop(self) -> None:
         """The reply is done with this attempt: the connection's protocol is aiohttp's again."""

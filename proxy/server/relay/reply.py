@@ -200,10 +200,7 @@ class Reply:
         callback once speech began and while the sink can write at once (:mod:`.pump`),
         else here."""
         assert attempt.resp is not None
-        pump = Pump(
-            attempt.resp, lambda data: self._forward(attempt, data), stall_s=self.stall_s, spoke=lambda: self.machine.spoke,
-            read_timeout_s=attempt.entry.timeout_s,
-        )
+        pump = Pump(attempt.resp, self._forward, stall_s=self.stall_s, spoke=self._spoke, read_timeout_s=attempt.entry.timeout_s)
         try:
             while data := await pump.read():
                 items, bad = self._take(attempt, data)
@@ -219,10 +216,15 @@ class Reply:
         if items:
             await self._emit(items)
 
-    def _forward(self, attempt: Attempt, data: bytes) -> bool:
-        """One read taken whole in the connection's callback; ``False`` (nothing done)
-        before speech began or while the sink cannot write at once: the task takes it."""
-        if not self.machine.spoke or not self.sink.ready():
+    def _spoke(self) -> bool:
+        return self.machine.spoke
+
+    def _forward(self, data: bytes) -> bool:
+        """One read of the adopted attempt taken whole in the connection's callback;
+        ``False`` (nothing done) before speech began or while the sink cannot write at
+        once: the task takes it."""
+        attempt = self.current
+        if attempt is None or not self.machine.spoke or not self.sink.ready():
             return False
         items, bad = self._take(attempt, data)
         if items:

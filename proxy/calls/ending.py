@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..core.lifecycle import Action, CallEvent, CallState
-from ..metrics import CALLS_ENDED, CONTROL_EVENTS, end_reason_label
+from ..metrics import CALLS_ENDED, CONTROL_EVENTS, end_reason_label, labelled
 from ..storage import Store, ops
 from .cache import CallCache
 from .events import CallEndedEvent
@@ -157,8 +157,8 @@ class Ending:
             return False
         call.move(CallEvent.END_WRITTEN)
         log.info("call ended call_id=%s generation=%d reason=%s source=%s", call.call_id, call.generation, reason, source)
-        CALLS_ENDED.labels(end_reason_label(str(reason))).inc()
-        CONTROL_EVENTS.labels("call.ended").inc()
+        labelled(CALLS_ENDED, end_reason_label(str(reason))).inc()
+        labelled(CONTROL_EVENTS, "call.ended").inc()
         self.followers.published(call.key, [stored])
         if self.on_end is not None and self.steps:  # jobs were queued: the end function looks for them
             self.on_end()

@@ -22,7 +22,7 @@ from ..core.commands import AnyCommand, Command, RejectReason
 from ..core.ids import new_id, secret_id
 from ..core.lifecycle import CallEvent
 from ..errors import TooManyTurns
-from ..metrics import COMMANDS, CONTROL_EVENTS
+from ..metrics import COMMANDS, CONTROL_EVENTS, labelled
 from ..storage import CommandRecord, NewEvent, Store, TurnStart, ops
 from .cache import CallCache
 from .ending import Ending
@@ -139,7 +139,7 @@ class Turns:
             return
         call.events += len(events)
         for e in events:
-            CONTROL_EVENTS.labels(e.type).inc()
+            labelled(CONTROL_EVENTS, e.type).inc()
         stored = [NewEvent(e.model_dump(mode="json"), _instead(e)) for e in events]
         fut = self.store.submit(ops.add_events, call.key, stored, self.deliver, time.time(), order_key=call.key)
         self.followers.after(call.key, fut)

@@ -39,7 +39,7 @@ from ...core.profile import Profile
 from ...core.reply import ERROR_CODES, ReplyAction, ReplyEvent, ReplyInput, ReplyMachine, ReplyState, TurnStatus
 from ...core.sse import SSEDecodeError, SSEEvent
 from ...errors import UpstreamError, UpstreamFailure, openai_error_body
-from ...metrics import ADDED_TTFB, CHUNKS, UPSTREAM_STALLS, UPSTREAM_TTFB
+from ...metrics import ADDED_TTFB, CHUNKS, UPSTREAM_STALLS, UPSTREAM_TTFB, labelled
 from ...telemetry import TurnEvent
 from ..services import Services
 from .attempt import Attempt
@@ -89,7 +89,7 @@ class Reply:
         self.ttft_ms: float | None = None
         self.upstream_first = 0.0  # perf_counter() at the upstream's first byte
         self.client_first = False  # the client got its first byte
-        self.chunks = CHUNKS.labels(profile.name)
+        self.chunks = labelled(CHUNKS, profile.name)
         self.relayed = 0  # SSE events read from the adopted attempt, not yet counted in the metric
         self.gone = gone
         self.cancelled_by = ReplyEvent.CLIENT_GONE
@@ -375,13 +375,13 @@ class Reply:
         if self.ttft_ms is None:
             self.upstream_first = at or time.perf_counter()
             self.ttft_ms = round((self.upstream_first - self.started) * 1000, 3)
-            UPSTREAM_TTFB.labels(self.profile).observe(self.upstream_first - self.started)
+            labelled(UPSTREAM_TTFB, self.profile).observe(self.upstream_first - self.started)
 
     def sent(self) -> None:
         """The client got bytes: the first time, what callgate added is measured."""
         if not self.client_first:
             self.client_first = True
-            ADDED_TTFB.labels(self.profile).observe(time.perf_counter() - self.upstream_first)
+            labelled(ADDED_TTFB, self.profile).observe(time.perf_counter() - self.upstream_first)
 
     def outcome(self) -> TurnOutcome:
         """The turn's outcome, as the machine decided it (:func:`~.record.turn_outcome`);

@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import socket
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +22,7 @@ from aiohttp import web
 from proxy import logs
 from proxy.demo.scripted_upstream import FOREVER, ScriptedReply, ScriptedUpstream, Stall, serve_app
 from proxy.server.relay import stream
+from proxy.server.relay.pump import Pump
 from proxy.server.services import SERVICES
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
@@ -183,3 +187,76 @@ async def test_an_upstream_silent_past_its_read_timeout_while_pumping_is_a_broke
     assert b'"code":"upstream_stream_error"' in got.replace(b" ", b"")
     turn = (await s.record("quiet-1"))["turns"][0]
     assert turn["status"] == "upstream_error" and "0.3" in turn["error"] and "Timeout on reading" in turn["attempts"][0]["error"]
+
+
+def _self_signed(folder: Any) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, made by the ``openssl`` CLI."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return cert, key
+
+
+async def _pump_over_tls(cert: str, key: str) -> None:
+    events = [b"data: " + json.dumps({"n": i, "pad": "x" * (i % 7) * 100}).encode() + b"\n\n" for i in range(60)]
+    peers: list[Any] = []
+
+    async def sse(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername"))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for event in events:
+            await resp.write(event)
+            await asyncio.sleep(0.001)
+        await resp.write_eof()
+        return resp
+
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    app = web.Application()
+    app.router.add_get("/sse", sse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+    await site.start()
+    port = runner.addresses[0][1]
+    client_ctx = ssl.create_default_context(cafile=cert)
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ctx)) as http:
+            for _ in range(2):
+                got: list[bytes] = []
+                forwarded: list[bytes] = []
+
+                def forward(data: bytes) -> bool:
+                    got.append(data)
+                    forwarded.append(data)
+                    return True
+
+                async with http.get(f"https://127.0.0.1:{port}/sse") as resp:
+                    pump = Pump(resp, forward, stall_s=None, spoke=lambda: True, read_timeout_s=5)
+                    try:
+                        while data := await pump.read():
+                            got.append(data)
+                    finally:
+                        pump.stop()
+                assert b"".join(got) == b"".join(events) and forwarded  # most reads taken in the TLS layer's callback
+            pooled = [proto for conns in http.connector._conns.values() for proto, _ in conns]  # type: ignore[union-attr]
+            assert pooled and all(p.transport.get_protocol() is p for p in pooled)
+        assert len(peers) == 2 and len(set(peers)) == 1
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_pump_reads_a_tls_connection_and_gives_it_back(loop: str, tmp_path: Any) -> None:
+    """Over TLS the pump stands in for the TLS layer's application protocol, on
+    either event loop; the body arrives whole and the connection is pooled again."""
+    cert, key = _self_signed(tmp_path)
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        uvloop.run(_pump_over_tls(cert, key))
+    else:
+        asyncio.run(_pump_over_tls(cert, key))

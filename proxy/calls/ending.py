@@ -67,7 +67,8 @@ class Ending:
         """Carry out ``actions`` for ``call``; an asked end is written with ``reason``
         and ``source`` (the hangup's, by default) and returned as a future
         (``if_detached``: only while a front door's socket for it stays closed;
-        ``grouped``: see :meth:`end`)."""
+        ``grouped``: nobody waits for it, so it shares a group commit with the writes
+        queued around it rather than waking the writer at once)."""
         ended = None
         for action in actions:
             if action is Action.CANCEL_WINDOW:
@@ -79,23 +80,30 @@ class Ending:
         return ended
 
     async def end(self, call: Call, reason: str, source: str, state: Mapping[str, Any] | None = None,
-                  event: CallEvent = CallEvent.END_ASKED, *, if_detached: bool = False, grouped: bool = False) -> bool:
+                  event: CallEvent = CallEvent.END_ASKED, *, if_detached: bool = False) -> bool:
         """End ``call`` once (``event``: ``END_ASKED`` or ``LIMITS_REACHED``):
         ``call.ended`` and the end function's jobs are committed before this returns
         ``True``; ``False`` when it had already ended (or another end of it is being
         written: this waits for that one), or, ``if_detached``, a front door's socket
-        for it opened again (on any instance). ``grouped``: nobody is waiting for this
-        end (a call without an id, after its reply): it shares a group commit with the
-        writes queued around it rather than waking the writer at once."""
+        for it opened again (on any instance)."""
         if call.state is CallState.ENDED:
             return False
         running = self._ending.get(call.key)
-        ended = self.act(call, call.move(event), reason, source, state, if_detached=if_detached, grouped=grouped)
+        ended = self.act(call, call.move(event), reason, source, state, if_detached=if_detached)
         if ended is None:
             if running is not None:
                 await asyncio.shield(running)
             return False
         return await ended
+
+    def end_soon(self, call: Call, reason: str, source: str) -> None:
+        """End ``call`` (as :meth:`end`, ``grouped``) without waiting: the write is kept
+        by the background tasks, its failure logged (a call without an id, after its reply)."""
+        if call.state is CallState.ENDED:
+            return
+        ended = self.act(call, call.move(CallEvent.END_ASKED), reason, source, grouped=True)
+        if ended is not None:
+            self.background.keep(ended)
 
     async def end_key(self, key: str, reason: str, source: str, *, if_detached: bool = False) -> bool:
         """End the call with record key ``key`` (the sweep; the call may not be in memory)."""

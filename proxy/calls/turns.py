@@ -132,7 +132,7 @@ class Turns:
         if call.events > self.limits.max_events_per_call:
             self.ending.background.spawn(self.ending.end(call, EndReason.LIMITS_EXCEEDED, "limits", event=CallEvent.LIMITS_REACHED))
         elif call.anonymous:
-            self.ending.background.spawn(self.ending.end(call, EndReason.RESPONSE_FINISHED, "response_finished", grouped=True))
+            self.ending.end_soon(call, EndReason.RESPONSE_FINISHED, "response_finished")
 
     def _store(self, call: Call, events: list[Any]) -> None:
         if not events:

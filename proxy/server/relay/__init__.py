@@ -64,6 +64,7 @@ async def _chat_completions(request: web.Request, s: Services) -> web.StreamResp
         request.headers.get("traceparent"), request.headers.get("tracestate"), request_id=_request_id(), start_ns=_start_ns(req.started),
     )
     race = Race(s, machine, req.upstream, req.upstream_body, request.headers, chat.stream, req.profile.upstreams, req.started, span)
+    race.begin()  # the first attempt's request goes out while the call is looked up
     first = asyncio.ensure_future(race.first())
     first.add_done_callback(_retrieved)
     try:

@@ -206,6 +206,11 @@ class ChoiceAnalyzer:
             text_tool_calls=s.text_tool_calls, thinking_open=s.thinking_open, end_call_phrases=s.end_call_phrases,
         )
 
+    def quiet(self) -> bool:
+        """Whether nothing is held (no thinking, no command begun, no hangup yet): only
+        then can a piece be plain speech (:meth:`take_plain`)."""
+        return self._think.quiet and self.parser.quiet and not self.hung_up
+
     def take_plain(self, text: str) -> bool:
         """The hot path of :meth:`feed`: when ``text`` is plain speech that
         every stage would give back as it is, it is taken (recorded, heard) and this is

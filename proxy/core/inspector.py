@@ -171,11 +171,11 @@ class ReplyInspector(InspectorResults):
         """The common chunk, the short way: one choice 0 whose delta is plain speech and
         nothing else (no finish, usage or error) comes back as the general way gives it;
         ``None`` (nothing changed) for any other chunk."""
-        choices = obj.get("choices")
-        if type(choices) is not list or len(choices) != 1 or obj.get("usage") is not None or obj.get("error") is not None:
-            return None
-        choice, st = choices[0], self._choices.get(0)
-        if type(choice) is not dict or st is None or choice.get("finish_reason") is not None or self._said:
+        choices, st = obj.get("choices"), self._choices.get(0)
+        if st is None or not st.analyzer.quiet() or type(choices) is not list or len(choices) != 1:
+            return None  # choice 0 is in the middle of something: the general way
+        choice = choices[0]
+        if type(choice) is not dict or obj.get("usage") is not None or obj.get("error") is not None or choice.get("finish_reason") is not None or self._said:
             return None
         index, delta = choice.get("index", 0), choice.get("delta")
         if (index != 0 and isinstance(index, int)) or type(delta) is not dict or len(delta) != 1:

@@ -16,7 +16,9 @@ one scrape of any worker sums them all.
 
 from __future__ import annotations
 
+import functools
 import re
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -46,6 +48,7 @@ __all__ = [
     "UPSTREAM_TOKENS",
     "UPSTREAM_TTFB",
     "end_reason_label",
+    "labelled",
     "model_label",
 ]
 
@@ -168,3 +171,12 @@ def model_label(model: str) -> str:
         _models.add(model)
         return model
     return "other"
+
+
+@functools.lru_cache(maxsize=4096)
+def labelled(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, kept: the child of a label set is the same object
+    every time, and ``labels()`` (a lock, a tuple of strings, a dict) cost a few µs
+    per request on the relay's path. Label values are bounded (see the module
+    docstring), so the cache is too."""
+    return metric.labels(*values)

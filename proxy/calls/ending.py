@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..core.lifecycle import Action, CallEvent, CallState
-from ..metrics import CALLS_ENDED, CONTROL_EVENTS, end_reason_label
+from ..metrics import CALLS_ENDED, CONTROL_EVENTS, end_reason_label, labelled
 from ..storage import Store, ops
 from .cache import CallCache
 from .events import CallEndedEvent
@@ -63,10 +63,12 @@ class Ending:
         return call.key in self._windows
 
     def act(self, call: Call, actions: tuple[Action, ...], reason: str = EndReason.AGENT_HANGUP, source: str | None = None,
-            state: Mapping[str, Any] | None = None, *, if_detached: bool = False) -> asyncio.Future[bool] | None:
+            state: Mapping[str, Any] | None = None, *, if_detached: bool = False, grouped: bool = False) -> asyncio.Future[bool] | None:
         """Carry out ``actions`` for ``call``; an asked end is written with ``reason``
         and ``source`` (the hangup's, by default) and returned as a future
-        (``if_detached``: only while a front door's socket for it stays closed)."""
+        (``if_detached``: only while a front door's socket for it stays closed;
+        ``grouped``: nobody waits for it, so it shares a group commit with the writes
+        queued around it rather than waking the writer at once)."""
         ended = None
         for action in actions:
             if action is Action.CANCEL_WINDOW:
@@ -74,7 +76,7 @@ class Ending:
             elif action is Action.START_WINDOW:
                 self._start_window(call)
             else:
-                ended = self._write_end(call, reason, source or call.hangup_source or "text_command", state, if_detached)
+                ended = self._write_end(call, reason, source or call.hangup_source or "text_command", state, if_detached, grouped)
         return ended
 
     async def end(self, call: Call, reason: str, source: str, state: Mapping[str, Any] | None = None,
@@ -93,6 +95,15 @@ class Ending:
                 await asyncio.shield(running)
             return False
         return await ended
+
+    def end_soon(self, call: Call, reason: str, source: str) -> None:
+        """End ``call`` (as :meth:`end`, ``grouped``) without waiting: the write is kept
+        by the background tasks, its failure logged (a call without an id, after its reply)."""
+        if call.state is CallState.ENDED:
+            return
+        ended = self.act(call, call.move(CallEvent.END_ASKED), reason, source, grouped=True)
+        if ended is not None:
+            self.background.keep(ended)
 
     async def end_key(self, key: str, reason: str, source: str, *, if_detached: bool = False) -> bool:
         """End the call with record key ``key`` (the sweep; the call may not be in memory)."""
@@ -128,17 +139,20 @@ class Ending:
     # -- internals -------------------------------------------------------------------------
 
     def _write_end(
-        self, call: Call, reason: str, source: str, state: Mapping[str, Any] | None, if_detached: bool = False,
+        self, call: Call, reason: str, source: str, state: Mapping[str, Any] | None, if_detached: bool = False, grouped: bool = False,
     ) -> asyncio.Future[bool]:
-        fut = asyncio.ensure_future(self._commit_end(call, reason, source, state, if_detached))
+        fut = asyncio.ensure_future(self._commit_end(call, reason, source, state, if_detached, grouped))
         self._ending[call.key] = fut
         fut.add_done_callback(lambda f: self._ending.pop(call.key, None) if self._ending.get(call.key) is f else None)
         return fut
 
-    async def _commit_end(self, call: Call, reason: str, source: str, state: Mapping[str, Any] | None, if_detached: bool = False) -> bool:
+    async def _commit_end(
+        self, call: Call, reason: str, source: str, state: Mapping[str, Any] | None, if_detached: bool = False, grouped: bool = False,
+    ) -> bool:
         event = CallEndedEvent(call_id=call.call_id, generation=call.generation, source=source, reason=str(reason))  # type: ignore[arg-type]
+        write = self.store.submit if grouped else self.store.write  # both resolve after the commit
         try:
-            stored = await self.store.write(
+            stored = await write(
                 ops.end_call, call.key, event.model_dump(mode="json"), state, self.steps, self.deliver, time.time(),
                 if_detached=if_detached, order_key=call.key,
             )
@@ -151,10 +165,10 @@ class Ending:
             return False
         call.move(CallEvent.END_WRITTEN)
         log.info("call ended call_id=%s generation=%d reason=%s source=%s", call.call_id, call.generation, reason, source)
-        CALLS_ENDED.labels(end_reason_label(str(reason))).inc()
-        CONTROL_EVENTS.labels("call.ended").inc()
+        labelled(CALLS_ENDED, end_reason_label(str(reason))).inc()
+        labelled(CONTROL_EVENTS, "call.ended").inc()
         self.followers.published(call.key, [stored])
-        if self.on_end is not None:
+        if self.on_end is not None and self.steps:  # jobs were queued: the end function looks for them
             self.on_end()
         return True
 

@@ -17,7 +17,7 @@ class Background:
     """Tasks the call domain started and nobody awaits."""
 
     def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -25,11 +25,15 @@ class Background:
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` in the background, kept until done."""
         task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+        self.keep(task)
         return task
 
-    def _done(self, task: asyncio.Task[Any]) -> None:
+    def keep(self, fut: asyncio.Future[Any]) -> None:
+        """Keep a future already under way (a task, usually) until done, as :meth:`spawn` does."""
+        self._tasks.add(fut)
+        fut.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("call lifecycle task failed: %r", task.exception())

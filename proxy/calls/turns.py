@@ -22,7 +22,7 @@ from ..core.commands import AnyCommand, Command, RejectReason
 from ..core.ids import new_id, secret_id
 from ..core.lifecycle import CallEvent
 from ..errors import TooManyTurns
-from ..metrics import COMMANDS, CONTROL_EVENTS
+from ..metrics import COMMANDS, CONTROL_EVENTS, labelled
 from ..storage import CommandRecord, NewEvent, Store, TurnStart, ops
 from .cache import CallCache
 from .ending import Ending
@@ -132,14 +132,14 @@ class Turns:
         if call.events > self.limits.max_events_per_call:
             self.ending.background.spawn(self.ending.end(call, EndReason.LIMITS_EXCEEDED, "limits", event=CallEvent.LIMITS_REACHED))
         elif call.anonymous:
-            self.ending.background.spawn(self.ending.end(call, EndReason.RESPONSE_FINISHED, "response_finished"))
+            self.ending.end_soon(call, EndReason.RESPONSE_FINISHED, "response_finished")
 
     def _store(self, call: Call, events: list[Any]) -> None:
         if not events:
             return
         call.events += len(events)
         for e in events:
-            CONTROL_EVENTS.labels(e.type).inc()
+            labelled(CONTROL_EVENTS, e.type).inc()
         stored = [NewEvent(e.model_dump(mode="json"), _instead(e)) for e in events]
         fut = self.store.submit(ops.add_events, call.key, stored, self.deliver, time.time(), order_key=call.key)
         self.followers.after(call.key, fut)

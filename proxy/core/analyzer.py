@@ -206,15 +206,29 @@ class ChoiceAnalyzer:
             text_tool_calls=s.text_tool_calls, thinking_open=s.thinking_open, end_call_phrases=s.end_call_phrases,
         )
 
-    def feed(self, text: str) -> list[Finding] | None:
-        """A piece of ``delta.content``; ``None`` when it is plain speech that goes
-        on exactly as it came (the hot path)."""
-        self.raw.append(text)
+    def quiet(self) -> bool:
+        """Whether nothing is held (no thinking, no command begun, no hangup yet): only
+        then can a piece be plain speech (:meth:`take_plain`)."""
+        return self._think.quiet and self.parser.quiet and not self.hung_up
+
+    def take_plain(self, text: str) -> bool:
+        """The hot path of :meth:`feed`: when ``text`` is plain speech that
+        every stage would give back as it is, it is taken (recorded, heard) and this is
+        ``True``; else ``False``, and nothing changed."""
         texts = self._texts
         if "<" not in text and self._think.quiet and self.parser.quiet and not self.hung_up and (texts is None or texts.plain(text)):
-            if self._phrases is not None:  # the hot path: every stage would give it back as it is
+            self.raw.append(text)
+            if self._phrases is not None:
                 self._phrases.hear(text)
+            return True
+        return False
+
+    def feed(self, text: str) -> list[Finding] | None:
+        """A piece of ``delta.content``; ``None`` when it is plain speech that goes
+        on exactly as it came (the hot path, :meth:`take_plain`)."""
+        if self.take_plain(text):
             return None
+        self.raw.append(text)
         pieces = self._think.feed(text)
         if len(pieces) == 1 and pieces[0] is text:
             if self._texts is not None:

@@ -109,6 +109,9 @@ class ReplyInspector(InspectorResults):
         self.last_chunk = obj
         if type(obj) is not dict:
             return [Forward(event, obj)]
+        spoken = self._plain(event, obj)
+        if spoken is not None:
+            return spoken
         choices = obj.get("choices")
         if obj.get("usage") is not None:
             usage = usage_of(obj)
@@ -162,6 +165,28 @@ class ReplyInspector(InspectorResults):
         if last is not None:
             out.append(last)
         self._hand_on(out, cmds)
+        return out
+
+    def _plain(self, event: SSEEvent, obj: dict[str, Any]) -> list[Output] | None:
+        """The common chunk, the short way: one choice 0 whose delta is plain speech and
+        nothing else (no finish, usage or error) comes back as the general way gives it;
+        ``None`` (nothing changed) for any other chunk."""
+        choices, st = obj.get("choices"), self._choices.get(0)
+        if st is None or not st.analyzer.quiet() or type(choices) is not list or len(choices) != 1:
+            return None  # choice 0 is in the middle of something: the general way
+        choice = choices[0]
+        if type(choice) is not dict or obj.get("usage") is not None or obj.get("error") is not None or choice.get("finish_reason") is not None or self._said:
+            return None
+        index, delta = choice.get("index", 0), choice.get("delta")
+        if (index != 0 and isinstance(index, int)) or type(delta) is not dict or len(delta) != 1:
+            return None
+        text = delta.get("content")
+        if type(text) is not str or not text or not st.analyzer.take_plain(text):
+            return None
+        self._template = obj
+        st.out.spoken.append(text)
+        out: list[Output] = [Forward(event, obj)]
+        self._hand_on(out, [])
         return out
 
     def _hand_on(self, out: list[Output], cmds: list[AnyCommand]) -> None:

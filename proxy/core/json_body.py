@@ -13,9 +13,10 @@ Errors are :class:`BadBody` (``param``: where; ``code``: ``invalid_request`` or
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
+
+from . import json_codec
 
 __all__ = ["BadBody", "check_depth", "json_object"]
 
@@ -40,7 +41,7 @@ def json_object(raw: bytes, max_depth: int = 64) -> dict[str, Any]:
     """``raw`` as a JSON object nested at most ``max_depth`` deep; :class:`BadBody`
     otherwise, naming the path that goes too deep."""
     try:
-        body = json.loads(raw)
+        body = json_codec.loads(raw)  # orjson when installed (the standard library for what it refuses)
     except RecursionError:
         raise BadBody(f"request body is nested deeper than {max_depth}", code="json_too_deep") from None
     except ValueError as e:
@@ -82,9 +83,25 @@ def _scrubbed(value: Any) -> Any:
     return value
 
 
+_FAST_DEPTH = 200  # up to this max_depth, a recursive walk without paths decides first (far from Python's recursion limit)
+
+
+def _deeper(value: Any, depth: int, max_depth: int) -> bool:
+    """Whether a container in ``value`` (at ``depth``) is deeper than ``max_depth``."""
+    if depth > max_depth:
+        return True
+    for v in value.values() if isinstance(value, dict) else value:
+        if isinstance(v, (dict, list)) and _deeper(v, depth + 1, max_depth):
+            return True
+    return False
+
+
 def _too_deep(value: Any, max_depth: int) -> str | None:
     """The path of the first value deeper than ``max_depth``, or ``None`` (iterative:
-    no recursion however deep the value)."""
+    no recursion however deep the value; a quick walk without paths first, when
+    ``max_depth`` is small enough for it)."""
+    if max_depth <= _FAST_DEPTH and isinstance(value, (dict, list)) and not _deeper(value, 1, max_depth):
+        return None
     stack: list[tuple[Any, int, str]] = [(value, 1, "")]
     while stack:
         item, depth, path = stack.pop()

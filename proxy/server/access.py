@@ -47,8 +47,7 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         status = e.status
         raise
     finally:
-        s = request.app[SERVICES]
-        if s.config.log_access:
+        if request.app[SERVICES].config.log_access and log.isEnabledFor(logging.INFO):  # no line built for nobody
             _line(request, ctx, status, size, round((time.perf_counter() - started) * 1000, 3))
 
 

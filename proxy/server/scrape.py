@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from ..metrics import REQUESTS
+from ..metrics import REQUESTS, labelled
 from ..storage import ops
 from .auth import requires
 from .services import SERVICES, Services
@@ -63,7 +63,7 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
         raise
     finally:
         route, profile = labels(request)
-        REQUESTS.labels(route, profile, str(status)).inc()
+        labelled(REQUESTS, route, profile, str(status)).inc()
 
 
 class _Database:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..metrics import STORAGE_WRITE
+from ..metrics import STORAGE_WRITE, labelled
 from .db import Conn
 
 __all__ = ["Item", "WriteQueue", "run_batch", "settle"]
@@ -99,7 +99,7 @@ def transaction(raw: sqlite3.Connection, conn: Conn, items: list[Item]) -> list[
             except Exception as e:
                 raise OpFailed() from e
         raw.execute("COMMIT")
-        STORAGE_WRITE.labels("sqlite").observe(time.perf_counter() - began)
+        labelled(STORAGE_WRITE, "sqlite").observe(time.perf_counter() - began)
         return results
     except BaseException:
         with contextlib.suppress(sqlite3.Error):

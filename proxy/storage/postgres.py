@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import StoreUnavailable
-from ..metrics import STORAGE_WRITE
+from ..metrics import STORAGE_WRITE, labelled
 from . import migrations
 from .db import Conn
 
@@ -105,7 +105,7 @@ class PostgresStore:
         """A write: the transaction's time, connection checkout to commit, is measured."""
         began = time.perf_counter()
         result = self._run(op, args)
-        STORAGE_WRITE.labels("postgres").observe(time.perf_counter() - began)
+        labelled(STORAGE_WRITE, "postgres").observe(time.perf_counter() - began)
         return result
 
     # -- the async interface -------------------------------------------------------------------

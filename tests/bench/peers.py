@@ -3,7 +3,9 @@
 A target is a proxy in front of the benchmark upstream (or none: ``direct``), run as
 processes of its own: nginx (``proxy_buffering off``, one worker), ``callgate serve``
 (``--workers 1`` and ``--workers auto``), LiteLLM's proxy (PyPI ``litellm[proxy]``) and
-Portkey's gateway (npm ``@portkey-ai/gateway``, on Node). The peers live outside the
+Portkey's gateway (npm ``@portkey-ai/gateway``, on Node); and, when named, the floor
+of callgate's stack (:mod:`tests.bench.floor`: ``aiohttp``, a bare aiohttp relay, and
+``aiohttp+inspect``, the same with callgate's sans-IO stages on each read). The peers live outside the
 repository, in ``$BENCH_PEERS`` (default ``~/.cache/callgate-bench-peers``): LiteLLM
 in a virtualenv of its own (never callgate's), Portkey in a ``node_modules``. A peer
 that is not installed is skipped with a line saying how to install it.
@@ -37,6 +39,7 @@ PORTKEY = PEERS / "portkey" / "node_modules" / "@portkey-ai" / "gateway" / "buil
 # Portkey's rows then show only errors, which is what the table says.
 PORTKEY_PACKAGE = {"dependencies": {"@portkey-ai/gateway": "^1.15.2"}, "overrides": {"@hono/node-server": "1.14.2"}}
 KINDS = ("direct", "nginx", "callgate", "callgate-auto", "litellm", "portkey")
+FLOORS = ("aiohttp", "aiohttp+inspect")  # the least an aiohttp relay costs (tests/bench/floor.py); asked for by name
 
 
 @dataclass
@@ -81,6 +84,11 @@ class Target:
             workers = "1" if self.kind == "callgate" else "auto"
             self.proc = subprocess.Popen([PY, "-m", "proxy.cli", "serve", "--config", str(cfg), "--port", str(self.port),
                                           "--workers", workers], stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT)
+        elif self.kind in FLOORS:
+            self.port = free_port()
+            inspect = ["--inspect"] if self.kind == "aiohttp+inspect" else []
+            self.proc = subprocess.Popen([PY, "-m", "tests.bench.floor", "--upstream", up, "--port", str(self.port), *inspect],
+                                         stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT)
         elif self.kind == "litellm":
             cfg = self.tmp / "litellm.yaml"
             cfg.write_text(

@@ -98,6 +98,24 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / TICK
 
 
+def side_cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds of every thread of ``pids`` but each process's first one (its event
+    loop): for callgate, the SQLite writer and reader threads (the database's share)."""
+    total = 0
+    for p in pids:
+        try:
+            tids = [t for t in os.listdir(f"/proc/{p}/task") if t != str(p)]
+        except OSError:
+            continue
+        for t in tids:
+            try:
+                fields = Path(f"/proc/{p}/task/{t}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except OSError:
+                pass
+    return total / TICK
+
+
 def memory_kib(pids: list[int], key: str) -> int:
     total = 0
     for p in pids:

@@ -15,7 +15,8 @@ turn:
 Every request is real-sized (a 4 KB system prompt, 6 tools, 20 turns of history;
 ``--small-body`` for a one-line one). Per target and level: time to first token and
 per-chunk latency p50/p99 and what the target adds over direct at the same level,
-errors, CPU µs per request (from the requests run) and per chunk (the rest of the
+errors, CPU µs per request (from the requests run; ``db``: callgate's database share
+of it, the CPU of its SQLite writer and reader threads) and per chunk (the rest of the
 run's CPU over its chunks), CPU s per call-minute, RSS (summed peak, MiB), from
 ``/proc/<pid>`` of every process of the target (workers and children included). The
 load generator and the upstream share the machine: their CPU is printed beside it.
@@ -39,7 +40,7 @@ from typing import Any
 
 from .capacity import CHUNK_BUDGET_MS, TTFT_BUDGET_MS
 from .peers import KINDS, Target
-from .run import PY, ROOT, cpu_seconds, memory_kib, pct, wait_for_line
+from .run import PY, ROOT, cpu_seconds, memory_kib, pct, side_cpu_seconds, wait_for_line
 
 
 def _children_cpu() -> float:
@@ -51,6 +52,7 @@ def measure(target: Target, upstream: int, gen: list[str]) -> dict[str, Any]:
     """Run one load generator command against ``target``; its JSON result with the
     CPU seconds of the target, the generator and the upstream, and the target's RSS."""
     cpu0, up0, gen0 = target.cpu(), cpu_seconds([upstream]), _children_cpu()
+    side0 = side_cpu_seconds(target.pids())
     url = f"http://127.0.0.1:{target.port}/v1/chat/completions"
     headers = [a for k, v in target.headers.items() for a in ("--header", f"{k}={v}")]
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
@@ -60,6 +62,7 @@ def measure(target: Target, upstream: int, gen: list[str]) -> dict[str, Any]:
             raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
         r: dict[str, Any] = json.loads(Path(out.name).read_text())
     r["cpu_s"] = target.cpu() - cpu0 if target.proc else None
+    r["side_s"] = side_cpu_seconds(target.pids()) - side0 if target.proc else None
     r["gen_cpu_s"], r["up_cpu_s"] = _children_cpu() - gen0, cpu_seconds([upstream]) - up0
     r["rss_mib"] = memory_kib(target.pids(), "VmHWM") / 1024 if target.proc else None
     return r
@@ -73,14 +76,16 @@ def run_target(target: Target, upstream: int, args: argparse.Namespace) -> list[
     calib = measure(target, upstream, ["tests.bench.loadgen", "--streams", "50", "--chunks", "1", "--interval-ms", "1",
                                        "--requests", str(args.calib_requests), *body])
     per_request = calib["cpu_s"] / calib["requests"] if calib["cpu_s"] is not None and calib["requests"] else None
+    # callgate's database share of it: its SQLite writer and reader threads (every thread but the event loop's)
+    db = calib["side_s"] / calib["requests"] if target.kind.startswith("callgate") and calib["side_s"] is not None and calib["requests"] else None
     for streams in args.streams:
         r = measure(target, upstream, ["tests.bench.loadgen", "--streams", str(streams), "--chunks", "50", "--interval-ms", "20",
                                        "--requests", "2", "--command", *body])
-        rows.append(_row("sync", streams, target, r, r["ttft_us"], r["latency_us"], r["requests"], r["chunks_seen"], per_request))
+        rows.append(_row("sync", streams, target, r, r["ttft_us"], r["latency_us"], r["requests"], r["chunks_seen"], per_request, db))
     for calls in args.calls:
         r = measure(target, upstream, ["tests.bench.callgen", "--calls", str(calls), "--seconds", str(args.seconds), "--turns", "4",
                                        "--ttft-ms", "250", "--chunks", "40", "--interval-ms", "30", "--pause-s", "3.5", *body])
-        row = _row("calls", calls, target, r, r["ttft_us"], r["chunk_us"], r["turns"], len(r["chunk_us"]), per_request)
+        row = _row("calls", calls, target, r, r["ttft_us"], r["chunk_us"], r["turns"], len(r["chunk_us"]), per_request, db)
         row["call_minutes"] = r["call_seconds"] / 60
         rows.append(row)
         if target.kind != "direct" and (r["errors"] or pct(r["chunk_us"], 0.99) > 1000):  # far past any budget
@@ -89,13 +94,14 @@ def run_target(target: Target, upstream: int, args: argparse.Namespace) -> list[
 
 
 def _row(part: str, level: int, target: Target, r: dict[str, Any], ttft: list[int], chunk: list[int], requests: int, chunks: int,
-         per_request: float | None) -> dict[str, Any]:
+         per_request: float | None, db: float | None = None) -> dict[str, Any]:
     cpu = r["cpu_s"]
     per_chunk = (cpu - per_request * requests) / chunks if cpu is not None and per_request is not None and chunks else None
     return {
         "part": part, "level": level, "target": target.label, "errors": r["errors"], "requests": requests, "chunks": chunks,
         "ttft50": pct(ttft, 0.5), "ttft99": pct(ttft, 0.99), "chunk50": pct(chunk, 0.5), "chunk99": pct(chunk, 0.99),
         "cpu_s": cpu, "us_request": per_request * 1e6 if per_request is not None else None,
+        "us_request_db": db * 1e6 if db is not None else None,
         "us_chunk": per_chunk * 1e6 if per_chunk is not None else None, "rss_mib": r["rss_mib"],
         "gen_cpu_s": r["gen_cpu_s"], "up_cpu_s": r["up_cpu_s"],
     }
@@ -160,7 +166,7 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
                         ("calls", "calls in flight (4 turns, first token 250 ms, 40 chunks 30 ms apart)")):
         print(f"\n{title}; ms, CPU µs; gen/up: the load generator's and the upstream's CPU s\n")
         head = (f"{'level':>6} {'target':<24} {'ttft50':>7} {'ttft99':>7} {'+ttft50':>8} {'+ttft99':>8} {'chunk50':>7} {'chunk99':>7} "
-                f"{'+chk50':>7} {'+chk99':>7} {'err':>4} {'µs/req':>7} {'µs/chunk':>8} {'/ngx':>5} {'s/call-min':>10} {'rssMiB':>7} "
+                f"{'+chk50':>7} {'+chk99':>7} {'err':>4} {'µs/req':>7} {'db':>5} {'µs/chunk':>8} {'/ngx':>5} {'s/call-min':>10} {'rssMiB':>7} "
                 f"{'gen':>6} {'up':>6}")
         print(head)
         print("-" * len(head))
@@ -172,7 +178,8 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
             per_min = r["cpu_s"] / r["call_minutes"] if r.get("call_minutes") and r["cpu_s"] is not None else None
             print(f"{r['level']:>6} {r['target']:<24} {r['ttft50']:7.2f} {r['ttft99']:7.2f} {_f(add('ttft50'), '8.2f', True)} "
                   f"{_f(add('ttft99'), '8.2f', True)} {r['chunk50']:7.2f} {r['chunk99']:7.2f} {_f(add('chunk50'), '7.2f', True)} "
-                  f"{_f(add('chunk99'), '7.2f', True)} {r['errors']:>4} {_f(r['us_request'], '7.0f')} {_f(r['us_chunk'], '8.1f')} "
+                  f"{_f(add('chunk99'), '7.2f', True)} {r['errors']:>4} {_f(r['us_request'], '7.0f')} {_f(r.get('us_request_db'), '5.0f')} "
+                  f"{_f(r['us_chunk'], '8.1f')} "
                   f"{_f(ratio, '5.1f')} {_f(per_min, '10.3f')} {_f(r['rss_mib'], '7.1f')} {r['gen_cpu_s']:6.1f} {r['up_cpu_s']:6.1f}")
     print(f"\ncapacity: most calls in flight with added first-token p99 < {TTFT_BUDGET_MS:g} ms, added chunk p99 < "
           f"{CHUNK_BUDGET_MS:g} ms and no errors (same run)")

@@ -63,6 +63,14 @@ class SpeechSink:
             if isinstance(item, Speech) and item.text:
                 await self.session.speak(self.turn, item.text)
 
+    def ready(self) -> bool:
+        """Never: speech goes out as the socket's awaited frames (:meth:`send`)."""
+        return False
+
+    def send_now(self, items: list[Output]) -> None:
+        """Never called (:meth:`ready` is false)."""
+        raise NotImplementedError("a front door's speech is sent with send()")
+
     async def whole(self, attempt: Attempt, body: bytes) -> None:
         """Never: a front door's request streams."""
 

@@ -8,7 +8,8 @@
 ``reply``         one reply in flight, walked once: the race's winner, its outputs to a
                   sink, continuations, what its state machine decides
 ``record``        the turn's outcome and each attempt's entry, as the machine decided
-``stream``        the HTTP sink: the SSE encoder stage, or one whole body
+``pump``          the adopted attempt's reads, forwarded from the connection's callback
+``stream``        where a reply goes; the HTTP sink: the SSE encoder stage, or one whole body
 ================  ===========================================================
 
 A request is read and checked (400/413/404), the first attempt and the call's
@@ -23,7 +24,6 @@ answer to a streaming request -> 502; every upstream full -> 503.
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
 
 import aiohttp
@@ -46,7 +46,7 @@ __all__ = ["ChatRequest", "chat_completions", "models"]
 @requires("relay")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """``POST /v1/chat/completions`` (and ``/<profile>/v1/...``); see the module docstring."""
-    s = copy.copy(request.app[SERVICES])  # this reply keeps the config it began with (a reload)
+    s = _snapshot(request.app[SERVICES])  # this reply keeps the config it began with (a reload)
     s.drain.enter()
     try:
         return await _chat_completions(request, s)
@@ -64,6 +64,7 @@ async def _chat_completions(request: web.Request, s: Services) -> web.StreamResp
         request.headers.get("traceparent"), request.headers.get("tracestate"), request_id=_request_id(), start_ns=_start_ns(req.started),
     )
     race = Race(s, machine, req.upstream, req.upstream_body, request.headers, chat.stream, req.profile.upstreams, req.started, span)
+    race.begin()  # the first attempt's request goes out while the call is looked up
     first = asyncio.ensure_future(race.first())
     first.add_done_callback(_retrieved)
     try:
@@ -88,6 +89,13 @@ async def _chat_completions(request: web.Request, s: Services) -> web.StreamResp
         await race.stop()
         s.registry.finish_turn(call, turn, reply.outcome())
         logs.bind(ttft_ms=reply.ttft_ms, upstream=reply.current.name if reply.current else None)
+
+
+def _snapshot(s: Services) -> Services:
+    """A shallow copy of ``s`` (``copy.copy``'s result, without its pickling protocol)."""
+    new = object.__new__(Services)
+    new.__dict__.update(s.__dict__)
+    return new
 
 
 def _start_ns(started: float) -> int:

@@ -80,6 +80,18 @@ class Race:
         self.attempts: list[Attempt] = []
         self.ready: asyncio.Future[tuple[InspectorSettings, HangupPolicy]] = asyncio.get_running_loop().create_future()
         self._tasks: dict[asyncio.Task[None], Attempt] = {}
+        self._first: _Round | None = None  # the first round, when begin() started it
+        self._early: UpstreamsBusy | None = None  # begin() found no upstream to try
+
+    def begin(self) -> None:
+        """Start the first attempt now, from the caller's task: its request goes out a
+        turn of the event loop sooner than from :meth:`first`'s task (which takes the
+        race on from there). An upstream-less pool is :meth:`first`'s to raise."""
+        r = self._first = _Round(self.raw, self.body, self.names, False, self.pool.routing.max_attempts)
+        try:
+            self._start(r)
+        except UpstreamsBusy as e:
+            self._early = e
 
     def bind(self, settings: InspectorSettings, policy: HangupPolicy) -> None:
         """The call is known: attempts may read (their inspectors need its hangup policy)."""
@@ -88,7 +100,9 @@ class Race:
 
     async def first(self) -> Attempt:
         """The winning attempt of the reply (see the module docstring)."""
-        return await self._run(_Round(self.raw, self.body, self.names, False, self.pool.routing.max_attempts))
+        if self._early is not None:
+            raise self._early
+        return await self._run(self._first or _Round(self.raw, self.body, self.names, False, self.pool.routing.max_attempts))
 
     async def continuation(self, after: Attempt, heard: str, transferred: bool = False) -> Attempt:
         """The attempt that continues a reply stalled at ``after``, the runtime having

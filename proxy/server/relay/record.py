@@ -11,7 +11,7 @@ from ...calls.model import TurnOutcome
 from ...core.reply import AttemptOutcome, TurnStatus
 from ...core.routing import cost_usd
 from ...errors import UpstreamFailure
-from ...metrics import SPEECH_GAP, TURNS, UPSTREAM_ATTEMPTS, UPSTREAM_COST, UPSTREAM_ERRORS, UPSTREAM_FIRST_TOKEN, UPSTREAM_TOKENS
+from ...metrics import SPEECH_GAP, TURNS, UPSTREAM_ATTEMPTS, UPSTREAM_COST, UPSTREAM_ERRORS, UPSTREAM_FIRST_TOKEN, UPSTREAM_TOKENS, labelled
 
 if TYPE_CHECKING:
     from .reply import Reply
@@ -24,8 +24,8 @@ def turn_outcome(reply: Reply) -> TurnOutcome:
     m = reply.machine
     status = m.status or TurnStatus.ERROR
     if status in (TurnStatus.UPSTREAM_ERROR, TurnStatus.UPSTREAM_INCOMPLETE):
-        UPSTREAM_ERRORS.labels(m.failure or UpstreamFailure.STREAM_ERROR).inc()
-    TURNS.labels(reply.profile, status).inc()
+        labelled(UPSTREAM_ERRORS, m.failure or UpstreamFailure.STREAM_ERROR).inc()
+    labelled(TURNS, reply.profile, status).inc()
     segs = reply.segments or [reply.inspector]
     return TurnOutcome(
         status=status,
@@ -47,7 +47,7 @@ def _gap(reply: Reply) -> float | None:
     gap = reply.gaps.max_ms
     if gap is None:
         return None
-    SPEECH_GAP.labels(reply.profile).observe(gap / 1000)
+    labelled(SPEECH_GAP, reply.profile).observe(gap / 1000)
     return round(gap, 1)
 
 
@@ -63,12 +63,12 @@ def _attempts(reply: Reply) -> list[dict[str, Any]]:
         usage = a.usage
         cost = cost_usd(usage, reply.s.pool.price(a.name, a.model))
         out.append(a.record(outcome, cost))
-        UPSTREAM_ATTEMPTS.labels(a.name, str(outcome)).inc()
+        labelled(UPSTREAM_ATTEMPTS, a.name, str(outcome)).inc()
         if a.first_token_ms is not None:
-            UPSTREAM_FIRST_TOKEN.labels(a.name).observe(a.first_token_ms / 1000)
+            labelled(UPSTREAM_FIRST_TOKEN, a.name).observe(a.first_token_ms / 1000)
         if usage is not None:
             for kind, n in (("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens), ("cached", usage.cached_tokens)):
-                UPSTREAM_TOKENS.labels(a.name, kind).inc(n)
+                labelled(UPSTREAM_TOKENS, a.name, kind).inc(n)
         if cost is not None:
-            UPSTREAM_COST.labels(a.name).inc(cost)
+            labelled(UPSTREAM_COST, a.name).inc(cost)
     return out

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 
@@ -39,12 +39,14 @@ from ...core.profile import Profile
 from ...core.reply import ERROR_CODES, ReplyAction, ReplyEvent, ReplyInput, ReplyMachine, ReplyState, TurnStatus
 from ...core.sse import SSEDecodeError, SSEEvent
 from ...errors import UpstreamError, UpstreamFailure, openai_error_body
-from ...metrics import ADDED_TTFB, CHUNKS, UPSTREAM_STALLS, UPSTREAM_TTFB
+from ...metrics import ADDED_TTFB, CHUNKS, UPSTREAM_STALLS, UPSTREAM_TTFB, labelled
 from ...telemetry import TurnEvent
 from ..services import Services
 from .attempt import Attempt
+from .pump import Pump, Stalled
 from .race import Race
 from .record import turn_outcome
+from .stream import Sink
 
 __all__ = ["Reply", "Sink", "new_machine"]
 
@@ -60,30 +62,10 @@ _MESSAGES = {
 }
 
 
-class Sink(Protocol):
-    """Where a reply goes: the runtime's HTTP response, or a front door's platform."""
-
-    async def open(self, attempt: Attempt) -> None:
-        """The reply adopted its first attempt (its response's head is known)."""
-
-    async def send(self, items: list[Output]) -> None:
-        """Send ``items``; raises :class:`ConnectionError` when the other side is gone."""
-
-    async def whole(self, attempt: Attempt, body: bytes) -> None:
-        """A non-streamed reply's inspected body."""
-
-    async def close(self) -> None:
-        """The reply is over (the HTTP response's end)."""
-
-
 def new_machine(s: Services) -> ReplyMachine:
     """A reply's state machine under ``routing:``."""
     r = s.config.routing
     return ReplyMachine(stall_ms=r.stall_ms or 0, continue_on_stall=r.on_stall == "continue", max_continuations=r.max_attempts)
-
-
-class _Stalled(Exception):
-    """The adopted attempt's speech went silent ``routing.stall_ms``."""
 
 
 class Reply:
@@ -107,7 +89,8 @@ class Reply:
         self.ttft_ms: float | None = None
         self.upstream_first = 0.0  # perf_counter() at the upstream's first byte
         self.client_first = False  # the client got its first byte
-        self.chunks = CHUNKS.labels(profile.name)
+        self.chunks = labelled(CHUNKS, profile.name)
+        self.relayed = 0  # SSE events read from the adopted attempt, not yet counted in the metric
         self.gone = gone
         self.cancelled_by = ReplyEvent.CLIENT_GONE
         self.heard: str | None = None  # what the caller heard, when the platform said (a front door's barge-in)
@@ -188,7 +171,7 @@ class Reply:
         """The adopted attempt read to its end; how it ended: ``(event, failure, error)``."""
         try:
             await self._read_all(attempt)
-        except _Stalled:
+        except Stalled:
             attempt.error = "stalled"
             return ReplyEvent.STALLED, UpstreamFailure.STALLED, f"the upstream's speech went silent for {self.s.config.routing.stall_ms} ms"
         except _UPSTREAM_FAILURES as e:
@@ -213,53 +196,72 @@ class Reply:
         return ReplyEvent.CUT, UpstreamFailure.INCOMPLETE, "the upstream's stream ended with no finish_reason and no [DONE]"
 
     async def _read_all(self, attempt: Attempt) -> None:
-        """Upstream reads in, outputs out, one send per read."""
-        decoder, feed, machine = attempt.decoder, self.inspector.feed, self.machine
-        while data := await self._read(attempt):
-            if self.ttft_ms is None:
-                attempt.first_byte()
-                self.first_byte(attempt.first_byte_at)
-            events = decoder.feed(data)
-            self.chunks.inc(len(events))
-            items = feed(events[0]) if len(events) == 1 else await self._feed_all(events)
-            if not machine.spoke and attempt.speakable():
-                attempt.spoke()
-                self.race.spoke(attempt)
-                self._on(ReplyEvent.SPOKE)
-            if items:
-                await self._emit(items)
-        items = [o for e in decoder.close() for o in feed(e)]
+        """Upstream reads in, outputs out, one send per read: taken in the connection's
+        callback once speech began and while the sink can write at once (:mod:`.pump`),
+        else here."""
+        assert attempt.resp is not None
+        pump = Pump(attempt.resp, self._forward, stall_s=self.stall_s, spoke=self._spoke, read_timeout_s=attempt.entry.timeout_s)
+        try:
+            while data := await pump.read():
+                items, bad = self._take(attempt, data)
+                if items:
+                    await self._emit(items)
+                if bad is not None:
+                    raise bad
+        finally:
+            pump.stop()
+            self.chunks.inc(self.relayed)  # counted once per attempt, not per read
+            self.relayed = 0
+        items = [o for e in attempt.decoder.close() for o in self.inspector.feed(e)]
         if items:
             await self._emit(items)
 
-    async def _read(self, attempt: Attempt) -> bytes:
-        """The attempt's next bytes (``b""`` at its end); :class:`_Stalled` when speech
-        went silent ``stall_s``."""
-        assert attempt.resp is not None
-        if self.stall_s is None or not self.machine.spoke:
-            return await attempt.resp.content.readany()
-        try:
-            async with asyncio.timeout(self.stall_s):
-                return await attempt.resp.content.readany()
-        except TimeoutError:
-            raise _Stalled() from None
+    def _spoke(self) -> bool:
+        return self.machine.spoke
 
-    async def _feed_all(self, events: list[SSEEvent]) -> list[Output]:
-        """Several events of one read; when one is bad, what came before it still goes
-        out before the error does."""
-        out: list[Output] = []
-        try:
+    def _forward(self, data: bytes) -> bool:
+        """One read of the adopted attempt taken whole in the connection's callback;
+        ``False`` (nothing done) before speech began or while the sink cannot write at
+        once: the task takes it."""
+        attempt = self.current
+        if attempt is None or not self.machine.spoke or not self.sink.ready():
+            return False
+        items, bad = self._take(attempt, data)
+        if items:
+            self.sink.send_now(self._prepare(items))
+            if not self.client_first:
+                self.sent()
+        if bad is not None:
+            raise bad
+        return True
+
+    def _take(self, attempt: Attempt, data: bytes) -> tuple[list[Output], InvalidChunk | None]:
+        """One read decoded and inspected: its outputs, and the bad chunk that ended
+        it (what came before a bad chunk still goes out before the error does)."""
+        if self.ttft_ms is None:
+            attempt.first_byte()
+            self.first_byte(attempt.first_byte_at)
+        events = attempt.decoder.feed(data)
+        self.relayed += len(events)
+        if len(events) == 1:
+            items = self.inspector.feed(events[0])
+        else:
+            items = []
             for event in events:
-                out += self.inspector.feed(event)
-        except InvalidChunk:
-            if out:
-                await self._emit(out)
-            raise
-        return out
+                try:
+                    items += self.inspector.feed(event)
+                except InvalidChunk as e:
+                    return items, e
+        if not self.machine.spoke and attempt.speakable():
+            attempt.spoke()
+            self.race.spoke(attempt)
+            self._on(ReplyEvent.SPOKE)
+        return items, None
 
-    async def _emit(self, items: list[Output]) -> None:
-        """Outputs of the adopted attempt: commands acted on, the rest to the sink; the
-        time speech went out (dead air)."""
+    def _prepare(self, items: list[Output]) -> list[Output]:
+        """Outputs of the adopted attempt on their way to the sink: commands acted on,
+        the time speech went out (dead air), a continuation's chunks made the first
+        attempt's."""
         cmds = None
         for o in items:
             kind = type(o)
@@ -272,7 +274,11 @@ class Reply:
             self.commands(cmds)
         if self.current is not None and self.current.continuation:
             items = continued(items, self.segments[0].chunk_id)
-        await self.sink.send(items)
+        return items
+
+    async def _emit(self, items: list[Output]) -> None:
+        """Outputs of the adopted attempt to the sink (:meth:`_prepare`)."""
+        await self.sink.send(self._prepare(items))
         if not self.client_first:
             self.sent()
 
@@ -369,13 +375,13 @@ class Reply:
         if self.ttft_ms is None:
             self.upstream_first = at or time.perf_counter()
             self.ttft_ms = round((self.upstream_first - self.started) * 1000, 3)
-            UPSTREAM_TTFB.labels(self.profile).observe(self.upstream_first - self.started)
+            labelled(UPSTREAM_TTFB, self.profile).observe(self.upstream_first - self.started)
 
     def sent(self) -> None:
         """The client got bytes: the first time, what callgate added is measured."""
         if not self.client_first:
             self.client_first = True
-            ADDED_TTFB.labels(self.profile).observe(time.perf_counter() - self.upstream_first)
+            labelled(ADDED_TTFB, self.profile).observe(time.perf_counter() - self.upstream_first)
 
     def outcome(self) -> TurnOutcome:
         """The turn's outcome, as the machine decided it (:func:`~.record.turn_outcome`);

@@ -38,6 +38,10 @@ PORTKEY = PEERS / "portkey" / "node_modules" / "@portkey-ai" / "gateway" / "buil
 # issues suggest. Seen with gateway 1.15.2 on Node 20 here, the pin did not help:
 # Portkey's rows then show only errors, which is what the table says.
 PORTKEY_PACKAGE = {"dependencies": {"@portkey-ai/gateway": "^1.15.2"}, "overrides": {"@hono/node-server": "1.14.2"}}
+# The checkout whose callgate the ``callgate`` targets run (default: this one). Another
+# checkout of callgate (a release, a branch) gives a before/after in one run, each
+# measured beside the same nginx: ``BENCH_CALLGATE_ROOT=../old make bench``.
+CALLGATE_ROOT = Path(os.environ.get("BENCH_CALLGATE_ROOT") or ROOT)
 KINDS = ("direct", "nginx", "callgate", "callgate-auto", "litellm", "portkey")
 FLOORS = ("aiohttp", "aiohttp+inspect")  # the least an aiohttp relay costs (tests/bench/floor.py); asked for by name
 
@@ -83,7 +87,7 @@ class Target:
             self.port = free_port()
             workers = "1" if self.kind == "callgate" else "auto"
             self.proc = subprocess.Popen([PY, "-m", "proxy.cli", "serve", "--config", str(cfg), "--port", str(self.port),
-                                          "--workers", workers], stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT)
+                                          "--workers", workers], stdout=subprocess.DEVNULL, stderr=log, cwd=CALLGATE_ROOT)
         elif self.kind in FLOORS:
             self.port = free_port()
             inspect = ["--inspect"] if self.kind == "aiohttp+inspect" else []

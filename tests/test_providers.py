@@ -18,6 +18,7 @@ import pytest
 from proxy.core.commands import Command
 from proxy.core.inspector import InspectorSettings, ReplyInspector
 from proxy.core.sse import SSEDecoder, SSEEvent
+from . import speech
 from .inspecting import close as ins_close, feed as ins_feed
 
 FIXTURES = Path(__file__).parent / "fixtures" / "providers"
@@ -59,22 +60,7 @@ def inspect(data: bytes, mode: str, cuts: list[int], thinking: str = "remove") -
 def heard(out: bytes) -> tuple[str, list[dict[str, Any]], list[Any]]:
     """What the runtime receives of choice 0: its content (text parts joined), its
     tool-call entries, and every finish_reason."""
-    text, tools, finishes = "", [], []
-    for ev in events(out, []):
-        if not ev.data or ev.data == "[DONE]":
-            continue
-        for ch in json.loads(ev.data).get("choices") or []:
-            if ch.get("index", 0) != 0:
-                continue
-            delta = ch.get("delta") or {}
-            content = delta.get("content")
-            if isinstance(content, str):
-                text += content
-            elif isinstance(content, list):
-                text += "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-            tools += delta.get("tool_calls") or []
-            if ch.get("finish_reason") is not None:
-                finishes.append(ch["finish_reason"])
+    text, tools, finishes, _ = speech.heard(out)
     return text, tools, finishes
 
 

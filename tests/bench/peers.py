@@ -3,7 +3,7 @@
 A target is a proxy in front of the benchmark upstream (or none: ``direct``), run as
 processes of its own: nginx (``proxy_buffering off``, one worker), ``callgate serve``
 (``--workers 1`` and ``--workers auto``), LiteLLM's proxy (PyPI ``litellm[proxy]``) and
-Portkey's gateway (npm ``@portkey-ai/gateway``, on Node); and, when named, the floor
+Portkey's gateway (npm ``@portkey-ai/gateway``, on Node); and the floor
 of callgate's stack (:mod:`tests.bench.floor`: ``aiohttp``, a bare aiohttp relay, and
 ``aiohttp+inspect``, the same with callgate's sans-IO stages on each read). The peers live outside the
 repository, in ``$BENCH_PEERS`` (default ``~/.cache/callgate-bench-peers``): LiteLLM
@@ -42,8 +42,8 @@ PORTKEY_PACKAGE = {"dependencies": {"@portkey-ai/gateway": "^1.15.2"}, "override
 # checkout of callgate (a release, a branch) gives a before/after in one run, each
 # measured beside the same nginx: ``BENCH_CALLGATE_ROOT=../old make bench``.
 CALLGATE_ROOT = Path(os.environ.get("BENCH_CALLGATE_ROOT") or ROOT)
-KINDS = ("direct", "nginx", "callgate", "callgate-auto", "litellm", "portkey")
-FLOORS = ("aiohttp", "aiohttp+inspect")  # the least an aiohttp relay costs (tests/bench/floor.py); asked for by name
+FLOORS = ("aiohttp", "aiohttp+inspect")  # the least an aiohttp relay costs (tests/bench/floor.py)
+KINDS = ("direct", "nginx", *FLOORS, "callgate", "callgate-auto", "litellm", "portkey")  # versus's default, in this order
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """``make bench``, side by side: callgate beside nginx and its peers, in one run.
 
-Each target (:mod:`tests.bench.peers`: direct, nginx, callgate with one process and
-with ``--workers auto``, LiteLLM's proxy, Portkey's gateway; a peer not installed is
+Each target (:mod:`tests.bench.peers`: direct, nginx, the floor of callgate's stack
+(:mod:`tests.bench.floor`: ``aiohttp``, ``aiohttp+inspect``), callgate with one
+process and with ``--workers auto``, LiteLLM's proxy, Portkey's gateway; a peer not installed is
 skipped with a line) is started in front of the same benchmark upstream and takes, in
 turn:
 

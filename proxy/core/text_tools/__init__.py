@@ -27,7 +27,7 @@ speech as :class:`TextCall` objects. One module per form:
 
 from __future__ import annotations
 
-from .calls import TextCall
+from .reading import TextCall
 from .scanner import FORMS, MAX_FORM_CHARS, FormName, TextToolScanner
 
 __all__ = ["FORMS", "MAX_FORM_CHARS", "FormName", "TextCall", "TextToolScanner"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 
-from .calls import Call, arguments_json, clean_name
+from .reading import Call, arguments_json, clean_name
 
 __all__ = ["CALL_END", "CALL_START", "END", "START", "parse", "parse_call"]
 

@@ -15,7 +15,7 @@ import json
 import re
 
 from .balance import Balance
-from .calls import NEED, NO, Call
+from .reading import NEED, NO, Call
 from .pythonic import keyword_args
 
 __all__ = ["PREFIX", "FunctionsReader", "arguments"]

@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-from .calls import Call, clean_name
+from .reading import Call, clean_name
 
 __all__ = ["parse"]
 

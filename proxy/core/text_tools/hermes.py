@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from .calls import Call, call_from_obj
+from .reading import Call, call_from_obj
 
 __all__ = ["START", "parse"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 
-from .calls import Call, arguments_json
+from .reading import Call, arguments_json
 
 __all__ = ["CALL_END", "CALL_START", "END", "START", "parse", "parse_call"]
 

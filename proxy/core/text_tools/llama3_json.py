@@ -13,7 +13,7 @@ import json
 import re
 
 from .balance import Balance
-from .calls import NEED, NO, Call, call_from_obj
+from .reading import NEED, NO, Call, call_from_obj
 
 __all__ = ["JsonCallReader"]
 

@@ -16,7 +16,7 @@ import json
 import re
 
 from .balance import Balance
-from .calls import NEED, Call, arguments_json, call_from_obj, clean_name
+from .reading import NEED, Call, arguments_json, call_from_obj, clean_name
 
 __all__ = ["START", "MistralReader"]
 

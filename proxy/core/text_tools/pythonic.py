@@ -13,7 +13,7 @@ import json
 import re
 
 from .balance import Balance
-from .calls import NEED, NO, Call
+from .reading import NEED, NO, Call
 
 __all__ = ["PythonicReader"]
 

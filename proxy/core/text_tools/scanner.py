@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal, get_args
 
-from .calls import NEED, NO, Reader, TextCall
+from .reading import NEED, NO, Reader, TextCall
 from .functions import PREFIX, FunctionsReader
 from .llama3_json import JsonCallReader
 from .mistral import START as MISTRAL, MistralReader

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from . import deepseek_v3, glm45, hermes, kimi_k2, qwen3_coder
-from .calls import NEED, Call
+from .reading import NEED, Call
 
 __all__ = ["MARKERS", "Marker", "TagReader"]
 

@@ -10,7 +10,7 @@ speech as :class:`TextCall` objects. One module per form:
 
 ====================  ==========================================================
 ``scanner``           the incremental scanner: holding, candidates, markers
-``calls``             :class:`TextCall`, the reader protocol, JSON calls read
+``reading``           :class:`TextCall`, the reader protocol, JSON calls read
 ``balance``           where a bracketed value ends, found in pieces
 ``tags``              marker forms (start … end marker) and markers alone
 ``hermes``            ``<tool_call>{"name": …, "arguments": …}</tool_call>``

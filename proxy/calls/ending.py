@@ -185,14 +185,9 @@ class Ending:
             return
         ended = self.act(call, call.move(CallEvent.WINDOW_ELAPSED), EndReason.AGENT_HANGUP)
         if ended is not None:
-            self.background.spawn(_awaited(ended))
+            self.background.keep(ended)
 
     def _cancel_window(self, call: Call) -> None:
         timer = self._windows.pop(call.key, None)
         if timer is not None:
             timer.cancel()
-
-
-async def _awaited(fut: asyncio.Future[bool]) -> bool:
-    """A future as a coroutine (kept by the background tasks, its failure logged)."""
-    return await fut

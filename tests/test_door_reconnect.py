@@ -6,13 +6,13 @@ last socket stays closed (issue 27, bug 2)."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import yaml
-from aiohttp import web
+
+from proxy.demo.scripted_upstream import ScriptedReply, ScriptedUpstream
 
 from .conftest import serve_app
 from .lab import until
@@ -21,28 +21,12 @@ from .process import ServeProcess
 SETUP = {"type": "setup", "sessionId": "VX9", "callSid": "CA-R", "from": "+15550001111", "to": "+15550002222"}
 
 
-def _upstream(bodies: list[dict[str, Any]]) -> web.Application:
-    async def chat(request: web.Request) -> web.StreamResponse:
-        bodies.append(await request.json())
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for delta, finish in (({"content": "Sure, "}, None), ({"content": "one moment."}, None), ({}, "stop")):
-            chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    return app
-
-
 async def _turn(ws: aiohttp.ClientWebSocketResponse, said: str) -> str:
     await ws.send_json({"type": "prompt", "voicePrompt": said, "lang": "en-US", "last": True})
     text = ""
     while True:
-        msg = await asyncio.wait_for(ws.receive_json(), 10)
+        async with asyncio.timeout(10):
+            msg = await ws.receive_json()
         text += msg["token"]
         if msg["last"]:
             return text
@@ -56,8 +40,8 @@ async def _record(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
 
 
 async def test_a_socket_reconnecting_to_another_instance_continues_the_call(tmp_path: Path) -> None:
-    bodies: list[dict[str, Any]] = []
-    async with serve_app(_upstream(bodies)) as up_url, aiohttp.ClientSession() as http:
+    up = ScriptedUpstream([ScriptedReply(content=["Sure, ", "one moment."])])
+    async with serve_app(up.app()) as up_url, aiohttp.ClientSession() as http:
         cfg = tmp_path / "cg.yaml"
         cfg.write_text(yaml.safe_dump({
             "upstream": {"base_url": f"{up_url}/v1", "timeout_s": 5},
@@ -65,7 +49,7 @@ async def test_a_socket_reconnecting_to_another_instance_continues_the_call(tmp_
             "end_function": {"after_hangup_s": 1.0, "sweep_s": 0.3, "poll_s": 0.1},
             "front_doors": {"conversation_relay": {"system_prompt": "Be brief."}},
         }))
-        a, b = ServeProcess(cfg, "--workers", "1"), ServeProcess(cfg, "--workers", "1")
+        a, b = ServeProcess(cfg), ServeProcess(cfg)
         url_a, url_b = await a.start(), await b.start()
         async with http.ws_connect(f"{url_a}/conversation-relay/v1/ws") as ws:
             await ws.send_json(SETUP)
@@ -81,7 +65,7 @@ async def test_a_socket_reconnecting_to_another_instance_continues_the_call(tmp_
             await ws.send_json(SETUP)
             assert await _turn(ws, "second") == "Sure, one moment."
             # the conversation came from the call, not from A's memory
-            assert bodies[1]["messages"] == [
+            assert up.requests[1].body["messages"] == [
                 {"role": "system", "content": "Be brief."}, {"role": "user", "content": "first"},
                 {"role": "assistant", "content": "Sure, one moment."}, {"role": "user", "content": "second"},
             ]

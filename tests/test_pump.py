@@ -79,12 +79,14 @@ async def test_a_runtime_that_reads_slowly_gets_every_chunk_in_order(stack: Any,
     """A write the runtime's full buffer holds up is finished by a task, and every
     later read waits for it: nothing lost, nothing reordered."""
     waited = []
+    held_back = asyncio.Event()
     real = stream.write_now
 
     def counting(coro: Any, done: Any) -> Any:
         task = real(coro, done)
         if task is not None:
             waited.append(task)
+            held_back.set()
         return task
 
     monkeypatch.setattr(stream, "write_now", counting)
@@ -101,7 +103,8 @@ async def test_a_runtime_that_reads_slowly_gets_every_chunk_in_order(stack: Any,
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
     await loop.sock_sendall(sock, head + body)
     await s.upstream.wait_requests(1)
-    await asyncio.sleep(0.5)  # the runtime reads nothing meanwhile: callgate's writes back up
+    async with asyncio.timeout(10):
+        await held_back.wait()  # the runtime reads nothing until a write of callgate's had to wait
     raw = b""
     while chunk := await loop.sock_recv(sock, 65536):
         raw += chunk

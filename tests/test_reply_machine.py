@@ -66,8 +66,10 @@ def test_a_stall_after_a_hangup_ends_the_reply_cleanly() -> None:
     assert (m.status, m.outcome(0)) == (S.OK, O.STALLED)
 
 
-def test_a_transfer_does_not_stop_a_continuation() -> None:
-    """Bug 5: only a hangup ends continuations (the transfer itself is never emitted again)."""
+def test_a_break_after_speech_is_continued() -> None:
+    """Only a hangup ends continuations; the machine sees no transfer at all (bug 5, a
+    transfer then a break, is test_pool.py's
+    test_a_reply_is_continued_after_a_transfer_and_the_transfer_is_never_emitted_again)."""
     m = machine()
     on(m, E.WON, m.start())
     on(m, E.SPOKE)

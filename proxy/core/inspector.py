@@ -22,14 +22,14 @@ callgate asked for, the runtime did not) does not go out.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from . import json_codec
 from .analyzer import ChoiceAnalyzer, Finding, Found, HangupPolicy, NoCallPolicy
 from .capped import CappedText
-from .commands import HANGUP, TRANSFER, AnyCommand
+from .commands import AnyCommand
 from .deltas import REASONING_FIELDS, THINKING_PARTS, Rendered, part_text, patched, same_text, separated, without_thinking
-from .function_map import FunctionMap, FunctionSpec
+from .function_map import FunctionMap
 from .outputs import CommandFound, Forward, Output, Rewrite, Speech, SpeechLog
 from .settings import InspectorSettings, InvalidChunk, OutputMode
 from .inspected import Choice as _Choice

@@ -106,7 +106,7 @@ class TextToolScanner:
                 c = text[j - 1] if j else self._prev
                 if not (c == "_" or (c < "\u2e80" and c.isalnum())):
                     return False
-            self._prev = text[-1]
+            self._prev = text[-1:] or self._prev
         return True
 
     def feed(self, text: str) -> list[str | TextCall]:

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
 import aiohttp
 
@@ -34,7 +33,7 @@ from ...core import json_codec
 from ...core.commands import HANGUP, TRANSFER, AnyCommand, Command
 from ...core.inspector import InvalidChunk, ReplyInspector
 from ...core.gaps import SpeechGaps
-from ...core.outputs import DONE, CommandFound, Forward, Output, Rewrite, Speech, continued, finish
+from ...core.outputs import DONE, CommandFound, Forward, Output, Rewrite, Speech, commands_of, continued, finish
 from ...core.profile import Profile
 from ...core.reply import ERROR_CODES, ReplyAction, ReplyEvent, ReplyInput, ReplyMachine, ReplyState, TurnStatus
 from ...core.sse import SSEDecodeError, SSEEvent
@@ -262,16 +261,15 @@ class Reply:
         """Outputs of the adopted attempt on their way to the sink: commands acted on,
         the time speech went out (dead air), a continuation's chunks made the first
         attempt's."""
-        cmds = None
+        spoke = found = False
         for o in items:
             kind = type(o)
-            if kind is Speech:
-                self.gaps.piece(time.monotonic())
-            elif kind is CommandFound:
-                cmds = [c.command for c in items if isinstance(c, CommandFound)]
-                break
-        if cmds:
-            self.commands(cmds)
+            spoke = spoke or kind is Speech
+            found = found or kind is CommandFound
+        if spoke:
+            self.gaps.piece(time.monotonic())  # one read goes out at once: one time for all its speech
+        if found:
+            self.commands(commands_of(items))
         if self.current is not None and self.current.continuation:
             items = continued(items, self.segments[0].chunk_id)
         return items

@@ -271,6 +271,10 @@ async def test_a_sip_lease_is_renewed_by_its_owner_and_taken_over_once_when_it_r
     assert await store.write(ops.renew, "i0", ["rtc_a"], NOW + 40, NOW + 26) == []  # the old owner learns it lost it
     await _accepted(store, "rtc_b", "i0", NOW + 100)
     assert [r.id for r in await store.write(ops.take_over, "i1", NOW, NOW + 10, ["i0"])] == ["rtc_b"]  # its process is gone
+    await _accepted(store, "rtc_c", "i1", NOW + 10)
+    assert await store.write(ops.take_over, "i1", NOW + 20, NOW + 30, serving=["rtc_b", "rtc_c"]) == []  # i1 serves it
+    # i1's session of rtc_c failed: it is not renewed, and i1's own next look takes it again
+    assert [r.id for r in await store.write(ops.take_over, "i1", NOW + 20, NOW + 30, serving=["rtc_b"])] == ["rtc_c"]
 
 
 async def test_sip_latches_move_once_and_function_calls_are_claimed_once(store: Store) -> None:

@@ -123,12 +123,15 @@ def renew(c: Conn, me: str, ids: Sequence[str], lease_until: float, now: float) 
     return [r["id"] for r in c.all(f"SELECT id FROM sip_calls WHERE owner = :me AND status = {_ACCEPTED} AND id {c.any('ids')}", p)]
 
 
-def take_over(c: Conn, me: str, now: float, lease_until: float, gone: Iterable[str] = (), limit: int = 50) -> list[SipCallRecord]:
+def take_over(c: Conn, me: str, now: float, lease_until: float, gone: Iterable[str] = (), serving: Sequence[str] = (),
+              limit: int = 50) -> list[SipCallRecord]:
     """The live calls whose owner's lease ran out, or whose owner is ``gone`` (its
     process no longer runs), made ``me``'s (each row moved only if it still is so:
-    two instances never take one call)."""
-    p = {"me": me, "now": now, "until": lease_until, "gone": c.array(list(gone)), "limit": limit}
-    due = f"status = {_ACCEPTED} AND (lease_until < :now OR owner IS NULL OR owner {c.any('gone')}) AND (owner IS NULL OR owner <> :me)"
+    two instances never take one call). ``serving``: the calls ``me`` has a session
+    for; one of ``me``'s own calls with none (its session failed) is taken again."""
+    p = {"me": me, "now": now, "until": lease_until, "gone": c.array(list(gone)), "serving": c.array(list(serving)), "limit": limit}
+    due = (f"status = {_ACCEPTED} AND (lease_until < :now OR owner IS NULL OR owner {c.any('gone')}) "
+           f"AND (owner IS NULL OR owner <> :me OR id {c.none_of('serving')})")
     rows = c.all(f"SELECT id FROM sip_calls WHERE {due} ORDER BY lease_until LIMIT :limit{c.skip_locked}", p)
     taken = []
     for r in rows:

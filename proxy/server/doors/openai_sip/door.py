@@ -153,6 +153,7 @@ class SipDoor:
         if self.sessions.get(call_id) is task:
             del self.sessions[call_id]
         if not task.cancelled() and task.exception() is not None:
+            # no longer renewed: when its lease runs out a look (this instance's too) takes it over
             log.error("openai sip session failed call_id=%s", call_id, exc_info=task.exception())
 
     # -- leases and takeovers ----------------------------------------------------------------------
@@ -178,7 +179,7 @@ class SipDoor:
                 log.warning("openai sip call taken over by another instance call_id=%s", call_id)
                 task.cancel()
         gone = await self._gone()
-        for row in await store.write(ops.take_over, me, now, now + lease, gone):
+        for row in await store.write(ops.take_over, me, now, now + lease, gone, list(self.sessions)):
             answered = await store.read(ops.answered_functions, row.id)
             log.warning("openai sip call taken over call_id=%s from=%s hangup=%s refer=%s", row.id, row.owner, row.hangup, row.refer)
             self._serve(row.id, row.api, Resume(row.hangup, row.refer, answered, row.refer_target))

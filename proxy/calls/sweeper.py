@@ -17,7 +17,7 @@ from ..storage import Store, ops
 from .cache import CallCache
 from .ending import Ending
 
-__all__ = ["Sweeper", "pid_running"]
+__all__ = ["Sweeper", "pid_running", "stopped_here"]
 
 log = logging.getLogger("callgate.calls")
 
@@ -44,10 +44,7 @@ class Sweeper:
     async def _recover(self, now: float) -> dict[str, int]:
         """Free what dead processes left: those silent for three sweeps, and (on a
         store of one machine) those whose pid no longer runs, at once."""
-        gone: list[str] = []
-        if self.store.local:
-            me = (socket.gethostname(), os.getpid())
-            gone = [i for i, host, pid in await self.store.read(ops.processes) if host == me[0] and (pid == me[1] or not pid_running(pid))]
+        gone = await stopped_here(self.store, self.instance)
         found: dict[str, int] = await self.store.write(ops.recover, self.instance, now, now - 3 * self.sweep_s, gone)
         return found
 
@@ -88,6 +85,17 @@ class Sweeper:
                 await self.sweep()
             except Exception:
                 log.exception("the sweep failed; the next one tries again")
+
+
+async def stopped_here(store: Store, instance: str) -> list[str]:
+    """The instances of this machine, but ``instance``, whose process no longer runs
+    (an older instance with this process's pid too: a container restarted, pid 1 both
+    times); none for a store other machines share."""
+    if not store.local:
+        return []
+    host, me = socket.gethostname(), os.getpid()
+    rows = await store.read(ops.processes)
+    return [i for i, h, pid in rows if h == host and i != instance and (pid == me or not pid_running(pid))]
 
 
 def pid_running(pid: int) -> bool:

@@ -34,7 +34,7 @@ class TelemetryConfig(Model):
     sample_ratio: float = Field(
         1.0, ge=0, le=1, description="share of new traces kept; a runtime's traceparent decides for its own (sampled flag)"
     )
-    max_queue_size: int = Field(2048, ge=1, description="ended spans waiting for export; when full the newest are dropped, never a reply delayed")
+    max_queue_size: int = Field(2048, ge=1, description="ended spans waiting for export; when full the oldest are dropped, never a reply delayed")
     export_timeout_s: float = Field(10.0, gt=0, description="one export request's timeout (s), in the exporter's own thread")
 
     @field_validator("otlp_endpoint")

@@ -40,6 +40,13 @@ class Services:
     drain: Drain = field(default_factory=Drain)  # the replies in flight, for the drain on SIGTERM
     telemetry: Telemetry = NOOP  # spans: .turn(...) per turn, .step(...) per step run (proxy.telemetry.api)
 
+    def snapshot(self) -> Services:
+        """A shallow copy: a reply or a turn keeps the configuration it began with
+        (a reload sets the fields of the app's services anew, not this copy's)."""
+        new = object.__new__(Services)
+        new.__dict__.update(self.__dict__)
+        return new
+
     def profile(self, request: web.Request) -> Profile:
         """The profile of the request's path (``/<name>/v1/...``; ``/v1/...`` is the
         default); :class:`~proxy.errors.NotFound` for an unknown name."""

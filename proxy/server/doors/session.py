@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 from typing import Any, Protocol
 
@@ -86,7 +85,7 @@ class Session:
     @property
     def services(self) -> Services:
         """The server's services as they are now (one copy per turn)."""
-        return copy.copy(self.app[SERVICES])
+        return self.app[SERVICES].snapshot()
 
     def config(self, s: Services) -> FrontDoorConfig:
         """This door's section of ``front_doors:``."""
@@ -107,7 +106,7 @@ class Session:
                     await self.cancel(None, ReplyEvent.CLIENT_GONE)
         finally:
             if self.call_id is not None:
-                self.doors.detach(self.services, self.call_id, self.ws, self.call, self.door)
+                self.doors.detach(self.app[SERVICES], self.call_id, self.ws, self.call, self.door)
 
     async def _read(self) -> None:
         async for frame in frames(self.ws, self.door, self.call_id):
@@ -186,7 +185,7 @@ class Session:
         elif heard is not None and self.last is not None:
             if self.transcript is not None:
                 self.transcript.heard_instead(heard)
-            self.services.registry.heard(self.last.call, self.last.turn, heard)
+            self.app[SERVICES].registry.heard(self.last.call, self.last.turn, heard)
 
     async def _answer(self, start: StartTurn) -> None:
         """One turn; its final frame (or error frame) goes out whatever happens."""

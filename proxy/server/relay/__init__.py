@@ -46,7 +46,7 @@ __all__ = ["ChatRequest", "chat_completions", "models"]
 @requires("relay")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """``POST /v1/chat/completions`` (and ``/<profile>/v1/...``); see the module docstring."""
-    s = _snapshot(request.app[SERVICES])  # this reply keeps the config it began with (a reload)
+    s = request.app[SERVICES].snapshot()  # this reply keeps the config it began with (a reload)
     s.drain.enter()
     try:
         return await _chat_completions(request, s)
@@ -89,13 +89,6 @@ async def _chat_completions(request: web.Request, s: Services) -> web.StreamResp
         await race.stop()
         s.registry.finish_turn(call, turn, reply.outcome())
         logs.bind(ttft_ms=reply.ttft_ms, upstream=reply.current.name if reply.current else None)
-
-
-def _snapshot(s: Services) -> Services:
-    """A shallow copy of ``s`` (``copy.copy``'s result, without its pickling protocol)."""
-    new = object.__new__(Services)
-    new.__dict__.update(s.__dict__)
-    return new
 
 
 def _start_ns(started: float) -> int:

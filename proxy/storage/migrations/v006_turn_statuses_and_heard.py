@@ -16,7 +16,7 @@ procedure of SQLite's "ALTER TABLE" page), as v3 did.
 from __future__ import annotations
 
 from ..db import Conn
-from .ddl import columns
+from .ddl import columns, statements
 
 __all__ = ["DESCRIPTION", "VERSION", "apply"]
 
@@ -43,7 +43,8 @@ CREATE TABLE turns_v6 (
 
 def apply(c: Conn) -> None:
     """The columns, the CHECK, then the old rows' statuses."""
-    c.execute("ALTER TABLE calls ADD COLUMN detached_at {real}".format(real="DOUBLE PRECISION" if c.dialect == "postgres" else "REAL"))
+    for sql in statements("ALTER TABLE calls ADD COLUMN detached_at {real}", c.dialect):
+        c.execute(sql)
     c.execute("ALTER TABLE calls ADD COLUMN detached_source TEXT")
     if c.dialect == "postgres":
         c.execute("ALTER TABLE turns ADD COLUMN heard_text TEXT")

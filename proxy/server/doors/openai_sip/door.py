@@ -29,15 +29,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
 from typing import Any
 
 from aiohttp import web
 
 from ....calls.model import Call
-from ....calls.sweeper import pid_running
+from ....calls.sweeper import stopped_here
 from ....config import OpenAISipConfig
 from ....core.function_map import FunctionMap
 from ....core.openai_sip import accept as acc
@@ -178,7 +176,7 @@ class SipDoor:
             if call_id not in mine and not task.done():
                 log.warning("openai sip call taken over by another instance call_id=%s", call_id)
                 task.cancel()
-        gone = await self._gone()
+        gone = await stopped_here(store, me)
         for row in await store.write(ops.take_over, me, now, now + lease, gone, list(self.sessions)):
             answered = await store.read(ops.answered_functions, row.id)
             log.warning("openai sip call taken over call_id=%s from=%s hangup=%s refer=%s", row.id, row.owner, row.hangup, row.refer)
@@ -192,15 +190,6 @@ class SipDoor:
             task = asyncio.ensure_future(self._claimed(row.id, row.api, row.caller, row.callee, metadata))
             self.accepting.add(task)
             task.add_done_callback(self._accepted)
-
-    async def _gone(self) -> list[str]:
-        """Instances on this machine whose process no longer runs (a store of one machine only)."""
-        assert self.s is not None
-        if not self.s.store.local:
-            return []
-        host = socket.gethostname()
-        rows: list[Any] = await self.s.store.read(ops.processes)
-        return [i for i, h, pid in rows if h == host and pid != os.getpid() and not pid_running(pid)]
 
 
 class _Incoming:

@@ -17,7 +17,6 @@ socket closed) closes the upstream request; commands not yet found never fire.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
@@ -107,8 +106,7 @@ async def run_turn(session: Session, start: StartTurn) -> Reply:
         cfg.model, session.call_id, 0, profile.name, session.traceparent, session.tracestate, door=session.door, start_ns=time.time_ns(),
     )
     race = Race(s, machine, json_codec.dumps(body), body, CIMultiDict(), True, profile.upstreams, started, span)
-    first = asyncio.ensure_future(race.first())
-    first.add_done_callback(_retrieved)
+    first = race.start()  # the first attempt's request goes out while the call is looked up
     s.drain.enter()
     try:
         assert session.call_id is not None
@@ -134,9 +132,3 @@ async def run_turn(session: Session, start: StartTurn) -> Reply:
         s.registry.finish_turn(call, turn, reply.outcome())
         s.drain.leave()
     return reply
-
-
-def _retrieved(task: asyncio.Future[Attempt]) -> None:
-    """A first attempt nobody awaited leaves no warning."""
-    if not task.cancelled():
-        task.exception()

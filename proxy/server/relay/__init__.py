@@ -23,7 +23,6 @@ answer to a streaming request -> 502; every upstream full -> 503.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import aiohttp
@@ -33,7 +32,6 @@ from ... import logs
 from ...errors import UpstreamUnreachable
 from ..auth import requires
 from ..services import SERVICES, Services
-from .attempt import Attempt
 from .race import Race
 from .reply import Reply, new_machine
 from .request import ChatRequest, read_chat_request
@@ -64,9 +62,7 @@ async def _chat_completions(request: web.Request, s: Services) -> web.StreamResp
         request.headers.get("traceparent"), request.headers.get("tracestate"), request_id=_request_id(), start_ns=_start_ns(req.started),
     )
     race = Race(s, machine, req.upstream, req.upstream_body, request.headers, chat.stream, req.profile.upstreams, req.started, span)
-    race.begin()  # the first attempt's request goes out while the call is looked up
-    first = asyncio.ensure_future(race.first())
-    first.add_done_callback(_retrieved)
+    first = race.start()  # the first attempt's request goes out while the call is looked up
     try:
         call, turn = await s.registry.begin_turn(
             chat.call_id, stream=chat.stream, user_text=chat.user_text, metadata=chat.metadata,
@@ -101,12 +97,6 @@ def _request_id() -> str | None:
     ctx = logs.CONTEXT.get()
     found = ctx.get("request_id") if ctx else None
     return found if isinstance(found, str) else None
-
-
-def _retrieved(task: asyncio.Task[Attempt]) -> None:
-    """A first attempt nobody awaited (the call's lookup failed) leaves no warning."""
-    if not task.cancelled():
-        task.exception()
 
 
 @requires("relay")

@@ -93,6 +93,15 @@ class Race:
         except UpstreamsBusy as e:
             self._early = e
 
+    def start(self) -> asyncio.Future[Attempt]:
+        """:meth:`begin`, then :meth:`first` in a task of its own: the reply's winner, to
+        await once the call is known (one nobody awaits, the call's lookup having
+        failed, leaves no warning)."""
+        self.begin()
+        first = asyncio.ensure_future(self.first())
+        first.add_done_callback(_unawaited)
+        return first
+
     def bind(self, settings: InspectorSettings, policy: HangupPolicy) -> None:
         """The call is known: attempts may read (their inspectors need its hangup policy)."""
         if not self.ready.done():
@@ -275,3 +284,8 @@ class Race:
         await self._stop_tasks()
         for attempt in self.attempts:
             self.let_go(attempt, close=False)
+
+
+def _unawaited(task: asyncio.Future[Attempt]) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -36,7 +36,7 @@ from ..core.backoff import delay_s
 from ..metrics import STEP_TRIES
 from ..storage import TERMINAL, Job, JobStatus, Store, ops
 from ..storage.claims import claim_loop
-from ..telemetry import NOOP, StepSpan, Telemetry
+from ..telemetry import NOOP, NOOP_STEP, StepSpan, Telemetry
 from .conditions import unmet
 from .conversation import Conversation
 from .effects import Effects, current_step
@@ -212,7 +212,7 @@ class Pipeline:
     async def _try(self, job: Job) -> None:
         step = self.steps.get(job.step)
         if step is None:
-            await self._finish(job, JobStatus.FAILED, NOOP.step("", 0, "", "", "", 0, ""), error="step is no longer configured")
+            await self._finish(job, JobStatus.FAILED, NOOP_STEP, error="step is no longer configured")
             return
         current_step.set(job.step)
         record = await self._record(job.call_key)

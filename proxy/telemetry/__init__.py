@@ -27,9 +27,9 @@ from collections.abc import Mapping, Sequence
 
 from ..config import TelemetryConfig, safe_url
 from ..errors import ConfigError
-from .api import NOOP, NOOP_ATTEMPT, NOOP_TURN, AttemptSpan, AttrValue, StepSpan, Telemetry, TurnEvent, TurnSpan
+from .api import NOOP, NOOP_ATTEMPT, NOOP_STEP, NOOP_TURN, AttemptSpan, AttrValue, StepSpan, Telemetry, TurnEvent, TurnSpan
 
-__all__ = ["NOOP", "NOOP_ATTEMPT", "NOOP_TURN", "AttemptSpan", "AttrValue", "StepSpan", "Telemetry", "TurnEvent", "TurnSpan", "build", "traces_endpoint"]
+__all__ = ["NOOP", "NOOP_ATTEMPT", "NOOP_STEP", "NOOP_TURN", "AttemptSpan", "AttrValue", "StepSpan", "Telemetry", "TurnEvent", "TurnSpan", "build", "traces_endpoint"]
 
 log = logging.getLogger("callgate.telemetry")
 

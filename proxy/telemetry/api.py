@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["NOOP", "NOOP_ATTEMPT", "NOOP_TURN", "AttemptSpan", "AttrValue", "StepSpan", "Telemetry", "TurnEvent", "TurnSpan"]
+__all__ = ["NOOP", "NOOP_ATTEMPT", "NOOP_STEP", "NOOP_TURN", "AttemptSpan", "AttrValue", "StepSpan", "Telemetry", "TurnEvent", "TurnSpan"]
 
 AttrValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
 """A span attribute's value, as OpenTelemetry takes it."""
@@ -91,7 +91,7 @@ class TurnSpan:
         ``server.address``/``server.port`` and ``gen_ai.provider.name`` are read from
         it, never its user, password or query). ``number``: 1, 2, ... in start order;
         ``reason``: ``first``, ``fallback``, ``hedge`` or ``continuation``."""
-        return _NOOP_ATTEMPT
+        return NOOP_ATTEMPT
 
     def trace_headers(self) -> dict[str, str]:
         """W3C ``traceparent``/``tracestate`` naming the turn span; ``{}`` when off."""
@@ -174,12 +174,12 @@ class Telemetry:
         ``tracestate`` as the runtime (or the platform, on a front door) sent them
         (W3C Trace Context; an invalid one starts a new trace); ``request_id``: the
         turn's; ``door``: ``retell``, ``conversation_relay`` on a front door."""
-        return _NOOP_TURN
+        return NOOP_TURN
 
     def step(self, call_id: str, generation: int, call_key: str, step: str, kind: str, attempt: int, idempotency_key: str) -> StepSpan:
         """An end-function step run's span: try number ``attempt`` (1, 2, ...) of
         ``step`` (its ``kind``) for the call ``call_id`` (``session.id``)."""
-        return _NOOP_STEP
+        return NOOP_STEP
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Export what has ended, now (blocking: call it off the event loop); whether
@@ -191,13 +191,11 @@ class Telemetry:
         loop); an export still failing after ``grace_s`` (s) is given up."""
 
 
-_NOOP_ATTEMPT = AttemptSpan()
-_NOOP_TURN = TurnSpan()
-_NOOP_STEP = StepSpan()
+NOOP_ATTEMPT = AttemptSpan()
+"""The attempt span of an attempt that traces nothing."""
+NOOP_TURN = TurnSpan()
+"""The turn span of a reply that traces nothing (the default of the relay's parts)."""
+NOOP_STEP = StepSpan()
+"""The span of a step that traces nothing."""
 NOOP = Telemetry()
 """Tracing off: the one shared no-op."""
-
-NOOP_TURN = _NOOP_TURN
-"""The turn span of a reply that traces nothing (the default of the relay's parts)."""
-NOOP_ATTEMPT = _NOOP_ATTEMPT
-"""The attempt span of an attempt that traces nothing."""

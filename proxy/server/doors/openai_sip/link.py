@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable
 
 import aiohttp
 from aiohttp import WSMsgType
 
 from ....config import OpenAISipConfig
+from ....core.backoff import delay_s
 from ....core.openai_sip import events
 from ....core.openai_sip.api import Api, sideband_url
 
@@ -62,7 +64,7 @@ class Link:
             if failed > cfg.reattach_tries:
                 log.warning("openai sip sideband lost call_id=%s after %d tries", self.call_id, cfg.reattach_tries)
                 return "connection_lost"
-            await asyncio.sleep(min(2.0, 0.25 * 2 ** max(failed - 1, 0)))
+            await asyncio.sleep(delay_s(failed, 0.25, 2.0, random.random()))  # jittered: calls dropped together spread out
         return "stopped"
 
     async def _attach_and_read(self) -> bool | None:

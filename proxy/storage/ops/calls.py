@@ -40,23 +40,34 @@ def find_call(c: Conn, call_id: str, exact: bool = False) -> CallRecord | None:
     return CallRecord.from_row(row) if row else None
 
 
+INSERT_CALL = (
+    "INSERT INTO calls (id, call_id, generation, status, anonymous, owner, profile, started_at, last_activity, "
+    "state, metadata, turns, updated_at) VALUES (:key, :call_id, :generation, :active, :anonymous, :owner, "
+    ":profile, :started_at, :now, '{}', :metadata, :turns, :now)"
+)
+"""A new call's row, from :func:`call_row`'s parameters (the statement's conflict clause is the caller's)."""
+
+
+def call_row(call: CallStart, now: float, *, turns: int, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """:data:`INSERT_CALL`'s parameters for ``call``, active, with ``turns`` turns."""
+    return {
+        "key": call.key, "call_id": call.call_id, "generation": call.generation, "active": CallStatus.ACTIVE,
+        "anonymous": int(call.anonymous), "owner": call.owner, "profile": call.profile, "started_at": call.started_at,
+        "now": now, "metadata": dumps(dict(metadata)) if metadata else "{}", "turns": turns,
+    }
+
+
 def begin_turn(c: Conn, call: CallStart, turn: TurnStart, metadata: Mapping[str, Any] | None, now: float) -> int:
     """A turn begins (``in_progress``); the call's row is made by its first turn,
     its ``metadata`` merged (top level) into the row's. Returns the turn's number."""
-    p: dict[str, Any] = {
-        "key": call.key, "call_id": call.call_id, "generation": call.generation, "active": CallStatus.ACTIVE,
-        "anonymous": int(call.anonymous), "owner": call.owner, "profile": call.profile, "started_at": call.started_at,
-        "now": now, "metadata": "{}",
-    }
+    p = call_row(call, now, turns=1)
     also = ""
     if metadata:
         old = c.one(f"SELECT metadata FROM calls WHERE id = :key{c.for_update}", p)
         p["metadata"] = dumps({**(loads(old["metadata"], {}) if old else {}), **metadata})
         also = ", metadata = excluded.metadata"
     idx = c.value(
-        "INSERT INTO calls (id, call_id, generation, status, anonymous, owner, profile, started_at, last_activity, "
-        "state, metadata, turns, updated_at) VALUES (:key, :call_id, :generation, :active, :anonymous, :owner, "
-        ":profile, :started_at, :now, '{}', :metadata, 1, :now) ON CONFLICT (id) DO UPDATE SET turns = calls.turns + 1, "
+        f"{INSERT_CALL} ON CONFLICT (id) DO UPDATE SET turns = calls.turns + 1, "
         f"last_activity = excluded.last_activity, updated_at = excluded.updated_at{also} RETURNING turns",
         p,
     )

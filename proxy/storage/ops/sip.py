@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..db import Conn, Row
-from ..records import CallStart, dumps
-from ..statuses import CallStatus, SipApi, SipCallStatus, SipFunctionStatus, SipLatch, lit
+from ..records import CallStart
+from .calls import INSERT_CALL, call_row
+from ..statuses import SipApi, SipCallStatus, SipFunctionStatus, SipLatch, lit
 
 __all__ = [
     "SipCallRecord", "accepted", "answer_function", "answered_functions", "claim_accept", "claim_functions", "finish_sip",
@@ -89,15 +90,7 @@ def accepted(
         "attaches = 1, updated_at = :now WHERE id = :id",
         {"status": SipCallStatus.ACCEPTED, "key": call.key, "me": me, "until": lease_until, "http": http_status, "now": now, "id": call_id},
     )
-    c.execute(
-        "INSERT INTO calls (id, call_id, generation, status, anonymous, owner, profile, started_at, last_activity, state, "
-        "metadata, turns, updated_at) VALUES (:key, :call_id, :generation, :active, 0, :owner, :profile, :started_at, :now, "
-        "'{}', :metadata, 0, :now) ON CONFLICT (id) DO NOTHING",
-        {
-            "key": call.key, "call_id": call.call_id, "generation": call.generation, "active": CallStatus.ACTIVE,
-            "owner": call.owner, "profile": call.profile, "started_at": call.started_at, "now": now, "metadata": dumps(dict(metadata)),
-        },
-    )
+    c.execute(f"{INSERT_CALL} ON CONFLICT (id) DO NOTHING", call_row(call, now, turns=0, metadata=metadata))
 
 
 def settle_accept(c: Conn, call_id: str, status: SipCallStatus, http_status: int | None, now: float) -> None:

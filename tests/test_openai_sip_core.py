@@ -312,3 +312,14 @@ def test_whatever_arrives_one_hangup_one_refer_one_output_per_call_id_one_end(
     if any(isinstance(a, End) for a in acts):
         after = acts[max(i for i, a in enumerate(acts) if isinstance(a, End)) + 1:]
         assert not [a for a in after if isinstance(a, (Answer, Rest, Send, Claim, Record, StartTimer))]
+
+
+def test_a_lone_surrogate_in_a_sip_header_is_replaced_so_the_call_can_be_stored() -> None:
+    """The caller's From is the caller's to write: an escaped lone surrogate reaches the
+    metadata as U+FFFD, which the JSON encoder and the database take."""
+    body = json.dumps(incoming("realtime", "rtc_s")).replace("Caller", "Caller \\ud800").encode()
+    assert b"Caller \\ud800" in body  # the JSON text holds the escape of a lone surrogate
+    call = read_webhook(body)
+    assert isinstance(call, IncomingCall)
+    assert "\ufffd" in call.metadata()["sip_from"]
+    json.dumps(call.metadata()).encode("utf-8")  # storable

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import json_codec
 
-__all__ = ["BadBody", "check_depth", "json_object"]
+__all__ = ["BadBody", "check_depth", "json_object", "scrub_surrogates"]
 
 # What a raw body with a lone surrogate holds: a \\uD800-\\uDFFF escape, or the bytes
 # ED A0-BF .. (each pattern searched only when its first byte is there at all).
@@ -51,9 +51,14 @@ def json_object(raw: bytes, max_depth: int = 64) -> dict[str, Any]:
     too_deep = _too_deep(body, max_depth)
     if too_deep is not None:
         raise BadBody(f"request body is nested deeper than {max_depth} at {too_deep}", too_deep, "json_too_deep")
-    if _may_hold_surrogates(raw):
-        body = _scrubbed(body)
-    return body
+    return scrub_surrogates(raw, body)
+
+
+def scrub_surrogates(raw: bytes, value: Any) -> Any:
+    """``value`` (parsed from ``raw``) with each lone surrogate in its strings, keys
+    too, replaced by U+FFFD; ``value`` itself when ``raw`` cannot hold one. Recursive:
+    for a value whose depth was checked (or a verified sender's)."""
+    return _scrubbed(value) if _may_hold_surrogates(raw) else value
 
 
 def check_depth(value: Any, max_depth: int, where: str) -> None:

@@ -31,6 +31,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import unquote
 
+from ..json_body import scrub_surrogates
 from .api import Api
 
 __all__ = [
@@ -118,6 +119,7 @@ def read_webhook(body: bytes) -> IncomingCall | OtherEvent:
         raise WebhookError(WebhookCode.INVALID_JSON, f"the body is not JSON: {e}") from None
     if not isinstance(data, dict):
         raise WebhookError(WebhookCode.NOT_OBJECT, f"the body is JSON {type(data).__name__}, not an object")
+    data = scrub_surrogates(body, data)  # the caller's SIP headers may carry a lone surrogate: unstorable
     kind, event_id = _str(data, "type"), _str(data, "id")
     api = INCOMING.get(kind)
     if api is None:
